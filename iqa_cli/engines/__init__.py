@@ -1,0 +1,1 @@
+"""Assessment engines: the built-in signal engine, the DepictQA-Wild model, and third-party ones."""

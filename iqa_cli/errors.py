@@ -1,0 +1,29 @@
+"""Project exceptions: each carries the exit code the CLI turns it into, and a message that says what to do."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_FLAGGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class IqaError(Exception):
+    """An error the user can act on; the CLI prints its message on one line and exits with `exit_code`."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(IqaError):
+    """The command line or configuration asks for something that cannot be done."""
+
+    exit_code = EXIT_USAGE
+
+
+class EngineUnavailable(UsageError):
+    """The requested engine is not installed or cannot be set up (missing extra, missing model files)."""
+
+
+class ModelFilesError(IqaError):
+    """Model files are missing, partial or of the wrong shape; the message names what is wrong."""

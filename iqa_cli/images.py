@@ -1,0 +1,83 @@
+"""The records that travel through the pipeline: a decoded image with its file facts, and how large to decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How large an engine wants its pixels.
+
+    The image is scaled by ``min(1, short_side / min(w, h), long_side / max(w, h))`` (never up), rounded
+    like Python's ``round``, with PIL bicubic: the rule DepictQA uses (``resize``, ``max_size``).
+    ``None`` for a side means no limit from that side. ``draft`` lets JPEGs decode at a reduced scale
+    first (1/2, 1/4, 1/8, never below the target size), which is much faster and slightly different.
+    """
+
+    short_side: int | None = None
+    long_side: int | None = None
+    draft: bool = True
+
+
+def fit_size(width: int, height: int, plan: DecodePlan) -> tuple[int, int]:
+    """The (width, height) an image of this size is resized to under `plan`."""
+    ratio = 1.0
+    if plan.short_side is not None:
+        ratio = min(ratio, plan.short_side / min(width, height))
+    if plan.long_side is not None:
+        ratio = min(ratio, plan.long_side / max(width, height))
+    if ratio >= 1.0:
+        return width, height
+    return max(1, round(width * ratio)), max(1, round(height * ratio))
+
+
+@dataclass
+class ExifInfo:
+    """The EXIF fields the report carries; every one may be missing."""
+
+    camera_make: str | None = None
+    camera_model: str | None = None
+    captured_at: datetime | None = None
+    exposure_time: float | None = None
+    iso: int | None = None
+    f_number: float | None = None
+    focal_length: float | None = None
+    orientation: int | None = None
+
+
+@dataclass
+class FileFacts:
+    """What is known about a file before and apart from its pixels."""
+
+    path: str
+    file_size: int | None = None
+    content_hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    exif: ExifInfo = field(default_factory=ExifInfo)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image: RGB uint8 pixels (H x W x 3) at the engine's decode size, with the file's facts.
+
+    `facts.width` / `facts.height` are the image's own size after EXIF orientation, not the decoded size.
+    """
+
+    facts: FileFacts
+    pixels: np.ndarray
+
+
+@dataclass
+class LoadFailure:
+    """A file that could not be loaded: a short machine-readable code and a message for people."""
+
+    facts: FileFacts
+    code: str
+    message: str
