@@ -62,6 +62,21 @@ class Assessment:
     detail: str | None = None
 
 
+@dataclass
+class Comparison:
+    """One answer to "which of A and B has better quality?" (optionally given a reference).
+
+    `winner` is "A" or "B"; `answer` is the engine's own words ("Image A"); `confidence` 0-1 is the
+    engine's certainty in that winner; `detail` the reasoning when asked for.
+    """
+
+    winner: str
+    answer: str
+    confidence: float
+    question: str = ""
+    detail: str | None = None
+
+
 Preparer = Callable[[LoadedImage], Any]
 
 
@@ -115,6 +130,14 @@ class Engine(ABC):
     @abstractmethod
     def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
         """Assess a batch; one Assessment per item, in order."""
+
+    def compare(
+        self,
+        pairs: Sequence[tuple[Prepared, Prepared, Prepared | None]],
+        request: AssessRequest,
+    ) -> list[Comparison]:
+        """Compare each (A, B, reference-or-None) triple; one Comparison per triple, in order."""
+        raise NotImplementedError(f"the {self.name} engine cannot compare images")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and devices."""
