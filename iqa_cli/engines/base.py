@@ -105,8 +105,8 @@ class Engine(ABC):
     description: ClassVar[str] = ""
 
     @classmethod
-    def availability(cls) -> str | None:
-        """None when the engine can run here, else a sentence saying what is missing and how to get it."""
+    def availability(cls, options: EngineOptions) -> str | None:
+        """None when the engine can run here with `options`, else what is missing and how to get it."""
         return None
 
     @classmethod

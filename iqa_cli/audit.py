@@ -1,0 +1,159 @@
+"""An audit run: discover -> prefetch (load + prepare) -> engine batches -> flag -> writers and summary."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from iqa_cli.discover import DiscoveryProblem, discover
+from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
+from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
+from iqa_cli.images import FileFacts
+from iqa_cli.load import DEFAULT_MAX_PIXELS
+from iqa_cli.pipeline import Outcome, Prefetcher, WorkerSpec
+from iqa_cli.report.writers import ReportWriter
+from iqa_cli.schema import EngineStamp, assessed_row, error_row
+from iqa_cli.summary import Summary, SummaryBuilder
+
+
+def default_workers() -> int:
+    """One decode worker per core the process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@dataclass
+class AuditSettings:
+    """Everything an audit needs besides the engine and the writers (the CLI's options, resolved)."""
+
+    paths: Sequence[str]
+    detail: bool = False
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    recursive: bool = True
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    include_hidden: bool = False
+    workers: int = field(default_factory=default_workers)
+    batch_size: int = 16
+    limit: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+RowCallback = Callable[[dict[str, Any]], None]
+
+
+def run_audit(
+    settings: AuditSettings,
+    engine: Engine,
+    writers: Sequence[ReportWriter],
+    *,
+    engine_note: str = "",
+    on_row: RowCallback | None = None,
+) -> Summary:
+    """Assess every image under `settings.paths`, stream rows to `writers`, and return the summary.
+
+    The writers are closed (their files moved into place) whatever happens: on Ctrl-C the summary is
+    marked interrupted and holds what was finished; other exceptions propagate after the close.
+    """
+    stamp = EngineStamp(engine.name, engine.version, engine.settings())
+    summary = SummaryBuilder(engine.name, engine.version, engine_note)
+    request = AssessRequest(detail=settings.detail)
+    spec = WorkerSpec(engine.decode_plan, engine.preparer(), settings.max_pixels)
+    prefetcher = Prefetcher(spec, workers=settings.workers)
+    started = time.perf_counter()
+    interrupted = False
+
+    def emit(rows: list[dict[str, Any]]) -> None:
+        for writer in writers:
+            writer.write(rows)
+        for row in rows:
+            summary.add(row)
+            if on_row is not None:
+                on_row(row)
+
+    pending: list[Outcome] = []
+    try:
+        for outcome in prefetcher.run(_work_items(settings)):
+            pending.append(outcome)
+            if sum(o.ok for o in pending) >= settings.batch_size:
+                emit(_assess_rows(pending, engine, request, stamp, settings.min_confidence))
+                pending = []
+        emit(_assess_rows(pending, engine, request, stamp, settings.min_confidence))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        prefetcher.close()
+        reports = [str(writer.close()) for writer in writers]
+    return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
+
+
+def _work_items(settings: AuditSettings) -> Iterator[tuple[int, str] | Outcome]:
+    """Discovered files as (key, path), discovery problems as ready error Outcomes; stops at --limit."""
+    found = discover(
+        settings.paths,
+        recursive=settings.recursive,
+        include=settings.include,
+        exclude=settings.exclude,
+        include_hidden=settings.include_hidden,
+    )
+    files = 0
+    for key, item in enumerate(found):
+        if isinstance(item, DiscoveryProblem):
+            yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
+            continue
+        if settings.limit is not None and files >= settings.limit:
+            return
+        files += 1
+        yield key, str(item)
+
+
+def _assess_rows(
+    outcomes: list[Outcome], engine: Engine, request: AssessRequest, stamp: EngineStamp, min_confidence: float
+) -> list[dict[str, Any]]:
+    """Run the engine on the loaded outcomes and turn every outcome into a row, in order."""
+    ready = [o for o in outcomes if o.ok]
+    results: dict[int, Assessment | Exception] = {}
+    engine_seconds = 0.0
+    if ready:
+        started = time.perf_counter()
+        results = _assess_batch(engine, ready, request)
+        engine_seconds = (time.perf_counter() - started) / len(ready)
+    rows = []
+    for outcome in outcomes:
+        if not outcome.ok:
+            rows.append(error_row(outcome.facts, outcome.error_code or "error", outcome.error or "", stamp=stamp))
+            continue
+        result = results[outcome.key]
+        if isinstance(result, Exception):
+            rows.append(error_row(outcome.facts, "engine_failed", f"{type(result).__name__}: {result}", stamp=stamp))
+            continue
+        rows.append(
+            assessed_row(
+                outcome.facts,
+                stamp,
+                result,
+                verdict=verdict_for(result),
+                needs_review=needs_review(result, min_confidence),
+                elapsed_ms=(outcome.seconds + engine_seconds) * 1000.0,
+            )
+        )
+    return rows
+
+
+def _assess_batch(engine: Engine, ready: list[Outcome], request: AssessRequest) -> dict[int, Assessment | Exception]:
+    """Assess a batch; if the engine fails on it, retry one image at a time so one bad image fails alone."""
+    prepared = [Prepared(o.key, o.payload, o.width, o.height) for o in ready]
+    try:
+        return dict(zip([p.key for p in prepared], engine.assess(prepared, request), strict=True))
+    except Exception as exc:
+        if len(prepared) == 1:
+            return {prepared[0].key: exc}
+    results: dict[int, Assessment | Exception] = {}
+    for item in prepared:
+        try:
+            results[item.key] = engine.assess([item], request)[0]
+        except Exception as exc:  # recorded as this image's error row
+            results[item.key] = exc
+    return results

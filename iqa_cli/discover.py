@@ -1,0 +1,232 @@
+"""Find the image files under the given paths, lazily and in a stable order, reporting what it cannot read.
+
+Rules, in the order they apply:
+
+- Every path given is used as is. A file named explicitly is always yielded, whatever its name or
+  extension (the loader says what it is). A folder is walked; anything else is a problem.
+- Walking visits one folder at a time with `os.scandir`: its files (sorted by name, by code point)
+  come before its subfolders (also sorted), each subfolder walked completely before the next. So
+  the order is deterministic and a folder's own images are listed together. Memory holds the
+  entries of the folders on the current branch, never the whole collection.
+- Only files whose extension is in `extensions` (default `IMAGE_EXTENSIONS`) are yielded;
+  extensions compare case-insensitively (``.JPG`` is ``.jpg``).
+- Names starting with a dot (files and folders) are skipped unless `include_hidden`; a path given
+  explicitly is used even when hidden.
+- `include` / `exclude` are glob patterns (`fnmatch`: ``*``, ``?``, ``[...]``; ``*`` also matches
+  ``/``), compared case-insensitively with both the file name and the path relative to the given
+  folder, written with ``/`` (``2021/beach/a.jpg``). A file is yielded when no `include` is given or
+  one of them matches, and no `exclude` matches. `exclude` also prunes folders whose name or
+  relative path matches (``--exclude @eaDir`` skips Synology thumbnail folders whole).
+- Symlinked folders are followed. Each real folder (by ``(st_dev, st_ino)``) is walked once: a folder
+  reached again through another link is skipped silently, and a link back to a folder on the current
+  branch is reported as ``symlink_loop``. A file reached through several links is yielded once, under
+  the first path that reached it; the bookkeeping grows with the number of folders and of file
+  symlinks, not with the number of files.
+
+Problems are yielded as `DiscoveryProblem`, never raised: ``not_found`` (a given path does not
+exist), ``unreadable_dir`` (a folder cannot be listed), ``symlink_loop``, ``broken_link`` (a link
+with an image name whose target is missing), ``not_a_file`` (a given path is a pipe or device),
+``unreadable`` (a file or link cannot be examined).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_BASE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
+# HEIC/HEIF decode only through pillow-heif (the `heif` extra); load.py registers its opener when it
+# is installed, so we list those files only then. find_spec looks without importing the codec.
+HEIF_EXTENSIONS = (".heic", ".heif")
+HEIF_AVAILABLE = importlib.util.find_spec("pillow_heif") is not None
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(_BASE_EXTENSIONS + (HEIF_EXTENSIONS if HEIF_AVAILABLE else ()))
+"""The lower-case extensions (with the dot) that folder walking yields by default."""
+
+
+@dataclass(frozen=True)
+class DiscoveryProblem:
+    """A path that could not be searched: a short machine-readable code and a message for people."""
+
+    path: str
+    code: str
+    message: str
+
+
+@dataclass
+class _Options:
+    recursive: bool
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    include_hidden: bool
+    extensions: frozenset[str]
+
+
+@dataclass
+class _Seen:
+    """What has been yielded or walked, to yield every real file once."""
+
+    # real folder key -> (root, relative path) it was walked as
+    dirs: dict[tuple[int, int], tuple[Path, str]] = field(default_factory=dict)
+    # keys of files yielded through a link or named explicitly (regular files are covered by `dirs`)
+    files: set[tuple[int, int]] = field(default_factory=set)
+
+
+def discover(
+    paths: Sequence[str | Path],
+    *,
+    recursive: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    extensions: Iterable[str] | None = None,
+) -> Iterator[Path | DiscoveryProblem]:
+    """Yield the image files under `paths` (files and folders, mixed), and problems, lazily.
+
+    See the module docstring for the order, filters, links and problem codes.
+    """
+    options = _Options(
+        recursive=recursive,
+        include=tuple(p.lower() for p in include),
+        exclude=tuple(p.lower() for p in exclude),
+        include_hidden=include_hidden,
+        extensions=IMAGE_EXTENSIONS if extensions is None else _normalise_extensions(extensions),
+    )
+    seen = _Seen()
+    for given in paths:
+        path = Path(given)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                yield DiscoveryProblem(str(path), "broken_link", "the link points to nothing")
+            else:
+                yield DiscoveryProblem(str(path), "not_found", "no such file or folder; check the path")
+            continue
+        except OSError as exc:
+            yield DiscoveryProblem(str(path), "unreadable", f"cannot examine the path: {exc.strerror or exc}")
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            yield from _walk(path, (info.st_dev, info.st_ino), options, seen)
+        elif stat.S_ISREG(info.st_mode):
+            key = (info.st_dev, info.st_ino)
+            if key not in seen.files and not _walked_already(Path(os.path.realpath(path)), options, seen):
+                seen.files.add(key)
+                yield path
+        else:
+            yield DiscoveryProblem(str(path), "not_a_file", "not a regular file or folder (a pipe or device?)")
+
+
+def _normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:
+    return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+
+
+def _walk(root: Path, root_key: tuple[int, int], options: _Options, seen: _Seen) -> Iterator[Path | DiscoveryProblem]:
+    """Walk one given folder depth-first, files before subfolders, without recursion."""
+    if root_key in seen.dirs:
+        return
+    seen.dirs[root_key] = (root, "")
+    subdirs = yield from _scan(root, "", options, seen)
+    # Each stack entry: the folder's key (to leave the branch), and the subfolders still to visit.
+    stack = [(root_key, iter(subdirs))]
+    branch = {root_key}
+    while stack:
+        key, pending = stack[-1]
+        nxt = next(pending, None)
+        if nxt is None:
+            stack.pop()
+            branch.discard(key)
+            continue
+        path, rel, sub_key = nxt
+        if sub_key in branch:
+            yield DiscoveryProblem(str(path), "symlink_loop", "a link back to a folder that contains it; not followed")
+            continue
+        if sub_key in seen.dirs:
+            continue  # the same real folder through another link: already walked
+        seen.dirs[sub_key] = (root, rel)
+        children = yield from _scan(path, rel, options, seen)
+        branch.add(sub_key)
+        stack.append((sub_key, iter(children)))
+
+
+def _scan(folder: Path, rel: str, options: _Options, seen: _Seen) -> Iterator[Path | DiscoveryProblem]:
+    """Yield the selected files of one folder; return its subfolders to walk as (path, rel, key)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        folder_dev = os.stat(folder).st_dev
+    except OSError as exc:
+        yield DiscoveryProblem(str(folder), "unreadable_dir", f"cannot list the folder: {exc.strerror or exc}")
+        return []
+    subdirs: list[tuple[Path, str, tuple[int, int]]] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") and not options.include_hidden:
+            continue
+        entry_rel = f"{rel}/{name}" if rel else name
+        path = folder / name
+        try:
+            is_link = entry.is_symlink()
+            if entry.is_dir():
+                if options.recursive and not _matches(options.exclude, name, entry_rel):
+                    info = entry.stat()
+                    subdirs.append((path, entry_rel, (info.st_dev, info.st_ino)))
+                continue
+            if not _selected(name, entry_rel, options):
+                continue
+            if not entry.is_file():
+                if is_link and not os.path.exists(path):
+                    yield DiscoveryProblem(str(path), "broken_link", "the link points to nothing")
+                continue
+            if is_link:
+                # A link to a file: yield it unless its target was (or will be) yielded directly.
+                info = entry.stat()
+                key = (info.st_dev, info.st_ino)
+                if key in seen.files or _walked_already(Path(os.path.realpath(path)), options, seen):
+                    continue
+                seen.files.add(key)
+            elif seen.files and (folder_dev, entry.inode()) in seen.files:
+                continue  # already yielded through a link or as an explicit path
+        except OSError as exc:
+            yield DiscoveryProblem(str(path), "unreadable", f"cannot examine: {exc.strerror or exc}")
+            continue
+        yield path
+    return subdirs
+
+
+def _walked_already(real_file: Path, options: _Options, seen: _Seen) -> bool:
+    """Whether the walk has already yielded this (non-link) file from a folder it listed."""
+    try:
+        info = os.stat(real_file.parent)
+    except OSError:
+        return False
+    walked = seen.dirs.get((info.st_dev, info.st_ino))
+    if walked is None:
+        return False
+    _, rel = walked
+    name = real_file.name
+    entry_rel = f"{rel}/{name}" if rel else name
+    hidden_ok = options.include_hidden or not name.startswith(".")
+    return hidden_ok and _selected(name, entry_rel, options)
+
+
+def _selected(name: str, rel: str, options: _Options) -> bool:
+    """Whether a file passes the extension and include/exclude filters."""
+    if os.path.splitext(name)[1].lower() not in options.extensions:
+        return False
+    if options.include and not _matches(options.include, name, rel):
+        return False
+    return not _matches(options.exclude, name, rel)
+
+
+def _matches(patterns: tuple[str, ...], name: str, rel: str) -> bool:
+    """Whether any (lower-cased) pattern matches the name or the relative path, ignoring case."""
+    if not patterns:
+        return False
+    name, rel = name.lower(), rel.lower()
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)

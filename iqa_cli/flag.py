@@ -1,0 +1,25 @@
+"""Flagging: a verdict from the rating and distortions, and a review flag from the confidence."""
+
+from __future__ import annotations
+
+from iqa_cli.engines.base import Assessment
+
+VERDICTS = ("ok", "degraded", "bad")
+DEFAULT_MIN_CONFIDENCE = 0.6  # the authors' accuracy-by-confidence table drops sharply under .6
+
+
+def verdict_for(result: Assessment) -> str:
+    """`bad` when rated poor or bad; `degraded` when rated fair or any distortion is named; else `ok`.
+
+    Engines that give no rating (the model's brief answer alone) are judged on distortions only.
+    """
+    if result.rating in ("poor", "bad"):
+        return "bad"
+    if result.rating == "fair" or result.distortions:
+        return "degraded"
+    return "ok"
+
+
+def needs_review(result: Assessment, min_confidence: float) -> bool:
+    """True when the engine is less sure of its answer than the user asked for."""
+    return result.confidence < min_confidence

@@ -1,0 +1,356 @@
+"""Load one image file into RGB pixels at an engine's decode size, or say in a short code why not.
+
+`load_image` never raises: every failure is a `LoadFailure` whose `code` is one of
+
+- ``not_found``: the file does not exist (any more).
+- ``permission_denied``: the file cannot be opened for reading.
+- ``not_a_file``: the path is a folder, a pipe or a device, not a regular file.
+- ``read_error``: the operating system failed to read the file (I/O error, name too long, ...).
+- ``empty_file``: the file has zero bytes.
+- ``file_too_large``: the file is larger than `MAX_FILE_BYTES`; it is not read.
+- ``not_an_image``: Pillow cannot identify the file (text, HTML saved as .jpg, ...).
+- ``unsupported``: a format Pillow recognises but cannot decode here (a missing codec or plugin,
+  an exotic pixel mode); the message says what is missing.
+- ``bad_dimensions``: the header declares a zero or absurd size (a side over `MAX_SIDE`).
+- ``too_many_pixels``: width x height from the header exceeds `max_pixels` (a decompression bomb
+  or simply too big); checked before any pixel is decoded.
+- ``truncated``: the pixel data ends early (a partial download or copy).
+- ``corrupt``: any other decoding error, including a damaged header of a recognisable format.
+
+Pixels come back as C-contiguous ``uint8`` H x W x 3 RGB, EXIF orientation applied, scaled to
+`fit_size` of the oriented size. Transparency is composited over white. 16-bit and 32-bit images
+are scaled (not clipped) to 8 bits. JPEGs that will be downscaled are decoded in draft mode when
+the plan allows it (see docs/decoding.md for the speed/fidelity trade-off).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from iqa_cli.exif import read_exif
+from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure, fit_size
+
+DEFAULT_MAX_PIXELS = 200_000_000
+"""Images with more pixels than this (from the header) are refused as ``too_many_pixels``."""
+
+MAX_FILE_BYTES = 1 << 30
+"""Files larger than this (1 GiB) are refused as ``file_too_large`` without being read."""
+
+MAX_SIDE = 1 << 20
+"""A side longer than this (1,048,576 px) is ``bad_dimensions``: no camera or scanner makes one."""
+
+# Our own per-call `max_pixels` check replaces Pillow's process-wide one (which would also refuse
+# images between 2x89 MP and our limit, and warn from 89 MP). Pillow checks the header size in
+# Image.open, exactly where we check, so nothing is decoded before the check either way.
+Image.MAX_IMAGE_PIXELS = None
+
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# File signatures of formats we expect to load: when Pillow cannot identify such a file, it is a
+# damaged (or unsupported) image rather than "not an image".
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF when pillow-heif is installed (the `heif` extra)."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_SUPPORTED = _register_heif()
+
+
+class _Failure(Exception):
+    """Internal: carries a failure code and message to the one place that builds a LoadFailure."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def load_image(path: str, plan: DecodePlan, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage | LoadFailure:
+    """Read, identify and decode the image at `path` for `plan`; never raises.
+
+    The file is read once; `FileFacts.content_hash` is the BLAKE2b-128 hex digest of the file's
+    bytes (not of the pixels), and EXIF is parsed from the same bytes.
+    """
+    facts = FileFacts(path=str(path))
+    # Pillow warns (UserWarning, DecompressionBombWarning, ...) about damaged EXIF and odd files; in a
+    # run over thousands of files that is noise on stderr, and the outcome is in the result anyway.
+    # catch_warnings is process-wide: fine in the decode worker processes this runs in.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _load(path, plan, max_pixels, facts)
+
+
+def _load(path: str, plan: DecodePlan, max_pixels: int, facts: FileFacts) -> LoadedImage | LoadFailure:
+    try:
+        data = _read(str(path), facts)
+        facts.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+        facts.exif = read_exif(data)
+        pixels = _decode(data, plan, max_pixels, facts, draft_oversample=1)
+        return LoadedImage(facts=facts, pixels=pixels)
+    except _Failure as failure:
+        return LoadFailure(facts=facts, code=failure.code, message=failure.message)
+    except Exception as exc:  # the promise is "never raises": anything unforeseen is a corrupt file
+        code, message = _classify(exc)
+        return LoadFailure(facts=facts, code=code, message=message)
+
+
+def _read(path: str, facts: FileFacts) -> bytes:
+    """The file's bytes, after checking it is a regular, non-empty file of acceptable size."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise _Failure("not_a_file", f"{path} is {kind}; give image files or folders of them")
+        facts.file_size = info.st_size
+        if info.st_size > MAX_FILE_BYTES:
+            raise _Failure(
+                "file_too_large",
+                f"the file is {info.st_size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit",
+            )
+        with open(path, "rb") as fh:
+            # Read at most one byte past the limit: the file may have grown since stat.
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
+    except PermissionError:
+        raise _Failure("permission_denied", "no permission to read the file") from None
+    except IsADirectoryError:
+        raise _Failure("not_a_file", f"{path} is a folder; give image files or folders of them") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
+        raise _Failure("read_error", f"could not read the file: {exc.strerror or exc}") from None
+    facts.file_size = len(data)
+    if not data:
+        raise _Failure("empty_file", "the file is empty (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise _Failure("file_too_large", f"the file is over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit")
+    return data
+
+
+def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *, draft_oversample: float) -> np.ndarray:
+    """Decode `data` to RGB uint8 at `fit_size` of the oriented size, filling in `facts`.
+
+    `draft_oversample` asks the JPEG draft decoder for that many times the final size (>= 1), so the
+    final bicubic resize has more to work from; the benchmark measures its effect.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise _unidentified(data) from None
+    facts.format = image.format
+    width, height = image.size
+    if width <= 0 or height <= 0 or width > MAX_SIDE or height > MAX_SIDE:
+        raise _Failure("bad_dimensions", f"the header declares an impossible size of {width} x {height}")
+    if width * height > max_pixels:
+        raise _Failure(
+            "too_many_pixels",
+            f"{width} x {height} is {width * height / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:g} MP",
+        )
+
+    frames = _frame_count(image)
+    if frames > 1 and image.format != "MPO":  # MPO's extra frames are previews or depth maps
+        facts.notes.append(f"animated: first of {frames} frames")
+
+    orientation = _orientation(image)
+    swapped = orientation in (5, 6, 7, 8)
+    oriented = (height, width) if swapped else (width, height)
+    facts.width, facts.height = oriented
+    target = fit_size(oriented[0], oriented[1], plan)
+    # Resize in the stored orientation and transpose the small result: transposing a full-size
+    # image costs more than the resize saves. fit_size is symmetric in its two sides.
+    stored_target = (target[1], target[0]) if swapped else target
+
+    if plan.draft and image.format in ("JPEG", "MPO") and stored_target != (width, height):
+        request = (
+            min(width, round(stored_target[0] * draft_oversample)),
+            min(height, round(stored_target[1] * draft_oversample)),
+        )
+        # The request is in the stored orientation: the decoder knows nothing of EXIF. It picks the
+        # largest 1/2, 1/4 or 1/8 scale that stays at or above the request on both sides.
+        image.draft("RGB", request)
+
+    image.load()
+    image, note = _to_rgb(image)
+    if note:
+        facts.notes.append(note)
+    if image.size != stored_target:
+        image = image.resize(stored_target, Image.Resampling.BICUBIC)
+    if orientation in _ORIENTATION_TRANSPOSE:
+        image = image.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.shape != (target[1], target[0], 3):
+        raise _Failure("corrupt", f"decoded to an unexpected shape {pixels.shape}")
+    # np.asarray of a Pillow image is read-only; engines may want to write in place.
+    return np.array(pixels, dtype=np.uint8, order="C", copy=True)
+
+
+def _frame_count(image: Image.Image) -> int:
+    """The number of frames, or 1 when counting them fails (the first frame may still be fine)."""
+    try:
+        if not getattr(image, "is_animated", False):
+            return 1
+        count = int(getattr(image, "n_frames", 1))
+        image.seek(0)  # counting may leave the file at another frame
+        return count
+    except Exception:
+        return 1
+
+
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation Pillow sees (the one exif_transpose would apply); broken EXIF is None."""
+    try:
+        value = image.getexif().get(0x0112)
+        return int(value) if value is not None else None
+    except Exception:
+        return None
+
+
+def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
+    """`image` as mode RGB, and a note for the user when the conversion changed what they see."""
+    mode = image.mode
+    if mode == "RGB":
+        return image, None
+    if mode in ("L", "1", "YCbCr", "LAB", "HSV", "RGBX"):
+        return image.convert("RGB"), None
+    if mode == "CMYK":
+        return _cmyk_to_rgb(image), "converted from CMYK"
+    if mode == "P":
+        palette = image.palette
+        if "transparency" in image.info or (palette is not None and palette.mode == "RGBA"):
+            return _over_white(image.convert("RGBA"))
+        return image.convert("RGB"), None
+    if mode in ("RGBA", "RGBa", "LA", "PA"):
+        return _over_white(image.convert("RGBA"))
+    if mode == "La":
+        return _over_white(image.convert("LA").convert("RGBA"))
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _high_depth_to_rgb(image)
+    try:
+        return image.convert("RGB"), f"converted from pixel mode {mode}"
+    except (ValueError, OSError) as exc:
+        raise _Failure("unsupported", f"pixel mode {mode} cannot be converted to RGB ({exc})") from None
+
+
+def _over_white(rgba: Image.Image) -> tuple[Image.Image, str | None]:
+    """Composite an RGBA image over white; note it only when some pixel is actually transparent."""
+    alpha = rgba.getchannel("A")
+    if alpha.getextrema()[0] == 255:
+        return rgba.convert("RGB"), None
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba.convert("RGB"), mask=alpha)
+    return background, "transparency composited over white"
+
+
+def _high_depth_to_rgb(image: Image.Image) -> tuple[Image.Image, str]:
+    """Scale a 16-bit, 32-bit integer or float grey image to 8 bits without clipping.
+
+    16-bit maps 0..65535 to 0..255. Mode I holds 16-bit PNG/TIFF data in older Pillows, so values
+    within 0..65535 are scaled the same way; anything else (and F outside 0..1) is stretched from
+    its own minimum to maximum.
+    """
+    values = np.asarray(image)
+    if image.mode.startswith("I;16"):
+        scaled = (values.astype(np.uint32) * 255 + 32767) // 65535
+        return _grey(scaled), "16-bit image scaled to 8 bits"
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, 0.0)
+    low, high = (float(values.min()), float(values.max())) if finite.any() else (0.0, 0.0)
+    if image.mode == "I" and low >= 0 and high <= 65535:
+        return _grey(np.rint(values * (255 / 65535))), "16-bit image scaled to 8 bits"
+    if image.mode == "F" and low >= 0 and high <= 1:
+        return _grey(np.rint(values * 255)), "floating-point image scaled to 8 bits"
+    span = high - low if high > low else 1.0
+    note = f"{'32-bit' if image.mode == 'I' else 'floating-point'} image stretched to 8 bits"
+    return _grey(np.rint((values - low) * (255 / span))), note
+
+
+def _grey(values: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+_SRGB_PROFILE: ImageCms.ImageCmsProfile | None = None
+
+
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
+    """CMYK to RGB through the embedded ICC profile when there is one, else Pillow's formula."""
+    global _SRGB_PROFILE
+    icc = image.info.get("icc_profile")
+    if icc:
+        try:
+            if _SRGB_PROFILE is None:
+                _SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(image, source, _SRGB_PROFILE, outputMode="RGB")
+            if converted is not None:
+                return converted
+        except Exception:
+            pass  # a broken or mismatched profile: the plain formula is still a fair picture
+    return image.convert("RGB")
+
+
+def _unidentified(data: bytes) -> _Failure:
+    """Why Pillow could not identify `data`: a damaged image of a known kind, or not an image."""
+    head = data[:32]
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis"):
+        if not HEIF_SUPPORTED:
+            return _Failure("unsupported", "HEIC/HEIF needs pillow-heif: pip install 'iqa-cli[heif]'")
+        return _Failure("corrupt", "a HEIF file whose header cannot be read")
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return _Failure("unsupported", "this Pillow cannot decode AVIF; upgrade Pillow (11.3 or later)")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _Failure("corrupt", "a WebP file whose header cannot be read (damaged or truncated)")
+    for signature, name in _SIGNATURES:
+        if head.startswith(signature):
+            return _Failure("corrupt", f"a {name} file whose header cannot be read (damaged or truncated)")
+    return _Failure("not_an_image", "not an image file Pillow can identify (text, HTML or another format?)")
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    """Map an exception from decoding to a failure code and a message."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if isinstance(exc, EOFError) or "truncated" in lowered or "incomplete" in lowered:
+        return "truncated", f"the image data ends early ({text})"
+    if isinstance(exc, NotImplementedError) or ("decoder" in lowered and "not available" in lowered):
+        return "unsupported", f"cannot decode this image here ({text})"
+    if isinstance(exc, MemoryError):
+        return "too_many_pixels", "not enough memory to decode the image"
+    if isinstance(exc, zlib.error):
+        return "corrupt", f"the compressed pixel data is damaged ({text})"
+    return "corrupt", f"the image could not be decoded ({type(exc).__name__}: {text})"

@@ -1,0 +1,1 @@
+"""Report writers: Parquet, CSV and JSON Lines files, written atomically from streamed rows."""

@@ -1,0 +1,140 @@
+"""The report's one schema: every column, its Arrow type and meaning, and how a result becomes a row."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from iqa_cli.engines.base import Assessment
+from iqa_cli.images import FileFacts
+
+
+def _list_of(item: pa.DataType) -> pa.DataType:
+    # Parquet names list items "element"; naming them so here makes a written file's schema equal SCHEMA.
+    return pa.list_(pa.field("element", item))
+
+
+# (name, type, meaning). The README's schema table is generated from this list by tests/test_docs.py.
+COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("path", pa.string(), "file path as discovered"),
+    ("status", pa.string(), "`ok` when the image was assessed, `error` when it could not be"),
+    ("error_code", pa.string(), "short stable code when status is error (e.g. `truncated`, `not_an_image`)"),
+    ("error", pa.string(), "what went wrong, for people"),
+    ("file_size", pa.int64(), "bytes"),
+    ("content_hash", pa.string(), "BLAKE2b-128 of the file bytes, hex"),
+    ("width", pa.int32(), "pixels, after EXIF orientation"),
+    ("height", pa.int32(), "pixels, after EXIF orientation"),
+    ("format", pa.string(), "Pillow's format name (JPEG, PNG, ...)"),
+    ("camera_make", pa.string(), "EXIF Make"),
+    ("camera_model", pa.string(), "EXIF Model"),
+    ("captured_at", pa.timestamp("ms"), "EXIF DateTimeOriginal (else DateTime), camera local time"),
+    ("exposure_time", pa.float64(), "EXIF ExposureTime, seconds"),
+    ("iso", pa.int32(), "EXIF ISOSpeedRatings"),
+    ("f_number", pa.float64(), "EXIF FNumber"),
+    ("focal_length", pa.float64(), "EXIF FocalLength, mm"),
+    ("orientation", pa.int32(), "EXIF Orientation (1-8), already applied to the pixels"),
+    ("notes", _list_of(pa.string()), "things worth knowing about the file (animated, CMYK, 16-bit, ...)"),
+    ("engine", pa.string(), "engine name"),
+    ("engine_version", pa.string(), "engine version"),
+    ("engine_settings", pa.string(), "JSON of the settings that change answers"),
+    ("task", pa.string(), "`distortion_identification`, or `assessment_reasoning` with --detail"),
+    ("question", pa.string(), "the question asked"),
+    ("answer", pa.string(), "brief answer in DepictQA's form (`Blur`, `Blur and noise`, `None`)"),
+    ("detail", pa.string(), "explanatory paragraph (with --detail)"),
+    ("distortions", _list_of(pa.string()), "DQ-495K distortion names, most severe first"),
+    (
+        "severities",
+        _list_of(pa.int8()),
+        "severity 1-5 of each distortion (empty where the engine gives none)",
+    ),
+    ("rating", pa.string(), "instant rating: excellent, good, fair, poor or bad"),
+    ("score", pa.float64(), "quality score in [0, 1], 1 best"),
+    ("confidence", pa.float64(), "engine's confidence in its answer, [0, 1]"),
+    ("verdict", pa.string(), "`ok`, `degraded` or `bad` (see Flagging)"),
+    ("needs_review", pa.bool_(), "confidence under --min-confidence"),
+    ("elapsed_ms", pa.float64(), "time spent on this image (decode + engine share), milliseconds"),
+]
+
+SCHEMA = pa.schema([pa.field(name, dtype) for name, dtype, _ in COLUMNS])
+COLUMN_NAMES = [name for name, _, _ in COLUMNS]
+LIST_COLUMNS = [name for name, dtype, _ in COLUMNS if pa.types.is_list(dtype)]
+
+
+@dataclass(frozen=True)
+class EngineStamp:
+    """Which engine produced a row, and with what settings."""
+
+    name: str
+    version: str
+    settings: dict[str, Any]
+
+    def settings_json(self) -> str:
+        return json.dumps(self.settings, sort_keys=True, default=str)
+
+
+def file_columns(facts: FileFacts) -> dict[str, Any]:
+    """The columns that describe the file itself."""
+    exif = facts.exif
+    return {
+        "path": facts.path,
+        "file_size": facts.file_size,
+        "content_hash": facts.content_hash,
+        "width": facts.width,
+        "height": facts.height,
+        "format": facts.format,
+        "camera_make": exif.camera_make,
+        "camera_model": exif.camera_model,
+        "captured_at": exif.captured_at,
+        "exposure_time": exif.exposure_time,
+        "iso": exif.iso,
+        "f_number": exif.f_number,
+        "focal_length": exif.focal_length,
+        "orientation": exif.orientation,
+        "notes": list(facts.notes),
+    }
+
+
+def assessed_row(
+    facts: FileFacts,
+    stamp: EngineStamp,
+    result: Assessment,
+    *,
+    verdict: str,
+    needs_review: bool,
+    elapsed_ms: float,
+) -> dict[str, Any]:
+    """A complete row for an image the engine assessed."""
+    row = dict.fromkeys(COLUMN_NAMES)
+    row.update(file_columns(facts))
+    row.update(
+        status="ok",
+        engine=stamp.name,
+        engine_version=stamp.version,
+        engine_settings=stamp.settings_json(),
+        task=result.task,
+        question=result.question,
+        answer=result.answer,
+        detail=result.detail,
+        distortions=list(result.distortions),
+        severities=list(result.severities),
+        rating=result.rating,
+        score=result.score,
+        confidence=result.confidence,
+        verdict=verdict,
+        needs_review=needs_review,
+        elapsed_ms=elapsed_ms,
+    )
+    return row
+
+
+def error_row(facts: FileFacts, code: str, message: str, *, stamp: EngineStamp | None = None) -> dict[str, Any]:
+    """A complete row for a file that could not be assessed."""
+    row = dict.fromkeys(COLUMN_NAMES)
+    row.update(file_columns(facts))
+    row.update(status="error", error_code=code, error=message, distortions=[], severities=[])
+    if stamp is not None:
+        row.update(engine=stamp.name, engine_version=stamp.version, engine_settings=stamp.settings_json())
+    return row

@@ -1,0 +1,189 @@
+"""The run summary: accumulated row by row in bounded memory, rendered with Rich or as JSON."""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from iqa_cli.flag import VERDICTS
+
+LISTED = 10  # images named in each list of the summary
+
+
+@dataclass
+class ImageLine:
+    """An image as the summary lists it."""
+
+    path: str
+    verdict: str | None = None
+    answer: str | None = None
+    rating: str | None = None
+    score: float | None = None
+    confidence: float | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Summary:
+    """What a run found; `to_json()` is what `--json` prints."""
+
+    engine: str
+    engine_version: str
+    engine_note: str = ""
+    files: int = 0
+    assessed: int = 0
+    errors: int = 0
+    verdicts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    needs_review: int = 0
+    distortions: dict[str, int] = field(default_factory=dict)
+    error_codes: dict[str, int] = field(default_factory=dict)
+    worst: list[ImageLine] = field(default_factory=list)
+    review: list[ImageLine] = field(default_factory=list)
+    failed: list[ImageLine] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+    reports: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.files / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["images_per_second"] = round(self.images_per_second, 3)
+        return json.dumps(data, indent=2, default=str)
+
+
+_VERDICT_RANK = {"bad": 0, "degraded": 1, "ok": 2}
+
+
+class SummaryBuilder:
+    """Counts rows and keeps the few worst / least confident / failed ones."""
+
+    def __init__(self, engine: str, engine_version: str, engine_note: str = "") -> None:
+        self.summary = Summary(engine, engine_version, engine_note)
+        self._distortions: Counter[str] = Counter()
+        self._codes: Counter[str] = Counter()
+        self._worst: list[tuple[Any, int, ImageLine]] = []
+        self._review: list[tuple[Any, int, ImageLine]] = []
+        self._seen = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        s = self.summary
+        s.files += 1
+        self._seen += 1
+        line = ImageLine(
+            path=row["path"],
+            verdict=row.get("verdict"),
+            answer=row.get("answer"),
+            rating=row.get("rating"),
+            score=row.get("score"),
+            confidence=row.get("confidence"),
+            error_code=row.get("error_code"),
+            error=row.get("error"),
+        )
+        if row["status"] != "ok":
+            s.errors += 1
+            self._codes[row["error_code"] or "error"] += 1
+            if len(s.failed) < LISTED:
+                s.failed.append(line)
+            return
+        s.assessed += 1
+        s.verdicts[row["verdict"]] = s.verdicts.get(row["verdict"], 0) + 1
+        self._distortions.update(row["distortions"] or [])
+        # Worst first: verdict, then score (missing scores sort as middling), then more distortions.
+        badness = (
+            -_VERDICT_RANK[row["verdict"]],
+            -(row["score"] if row["score"] is not None else 0.5),
+            len(row["distortions"] or []),
+        )
+        _keep_top(self._worst, badness, self._seen, line)
+        if row["needs_review"]:
+            s.needs_review += 1
+            _keep_top(self._review, -(row["confidence"] or 0.0), self._seen, line)
+
+    def finish(self, seconds: float, *, interrupted: bool = False, reports: list[str] | None = None) -> Summary:
+        s = self.summary
+        s.seconds = seconds
+        s.interrupted = interrupted
+        s.reports = reports or []
+        s.distortions = dict(self._distortions.most_common())
+        s.error_codes = dict(self._codes.most_common())
+        s.worst = [line for _, _, line in sorted(self._worst, reverse=True) if line.verdict != "ok"]
+        s.review = [line for _, _, line in sorted(self._review, reverse=True)]
+        return s
+
+
+def _keep_top(heap: list[tuple[Any, int, ImageLine]], key: Any, order: int, line: ImageLine) -> None:
+    """Keep the LISTED largest keys; ties keep the earliest image (negated order)."""
+    item = (key, -order, line)
+    if len(heap) < LISTED:
+        heapq.heappush(heap, item)
+    elif item[:2] > heap[0][:2]:
+        heapq.heapreplace(heap, item)
+
+
+def render(summary: Summary, console: Console) -> None:
+    """Print the summary as Rich tables (plain text when the console has no colour)."""
+    s = summary
+    head = f"[bold]iqa audit[/bold]: {s.files} files, {s.assessed} assessed, {s.errors} errors"
+    if s.interrupted:
+        head += " [yellow](interrupted: partial results)[/yellow]"
+    console.print(head)
+    engine = f"engine {s.engine} {s.engine_version}"
+    console.print(engine + (f" ({s.engine_note})" if s.engine_note else ""))
+    console.print(f"{s.seconds:.1f} s, {s.images_per_second:.1f} images/s")
+
+    verdicts = Table(title="Verdicts", show_header=True)
+    verdicts.add_column("verdict")
+    verdicts.add_column("images", justify="right")
+    for name in VERDICTS:
+        verdicts.add_row(name, str(s.verdicts.get(name, 0)))
+    verdicts.add_row("needs review", str(s.needs_review))
+    verdicts.add_row("errors", str(s.errors))
+    console.print(verdicts)
+
+    if s.distortions:
+        table = Table(title="Distortions")
+        table.add_column("distortion")
+        table.add_column("images", justify="right")
+        for name, count in s.distortions.items():
+            table.add_row(name, str(count))
+        console.print(table)
+    for title, lines in (("Worst images", s.worst), ("Needs review (lowest confidence)", s.review)):
+        if lines:
+            table = Table(title=title)
+            for column in ("image", "verdict", "answer", "rating", "score", "confidence"):
+                table.add_column(column)
+            for line in lines:
+                table.add_row(
+                    escape(line.path),
+                    line.verdict or "",
+                    escape(line.answer or ""),
+                    line.rating or "",
+                    _num(line.score),
+                    _num(line.confidence),
+                )
+            console.print(table)
+    if s.failed:
+        table = Table(title=f"Errors ({', '.join(f'{k}: {v}' for k, v in s.error_codes.items())})")
+        table.add_column("file")
+        table.add_column("code")
+        table.add_column("message")
+        for line in s.failed:
+            table.add_row(escape(line.path), line.error_code or "", escape(line.error or ""))
+        console.print(table)
+    for path in s.reports:
+        console.print(f"report: {escape(path)}")
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"

@@ -1,0 +1,71 @@
+"""A tiny engine for pipeline tests: judges images by mean brightness, with hooks to misbehave on cue."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared
+from iqa_cli.images import DecodePlan, LoadedImage
+
+
+def mean_brightness(image: LoadedImage) -> dict[str, Any]:
+    """Preparer: runs in the workers. A file named crash-*.png kills its worker, like a decoder segfault."""
+    if os.path.basename(image.facts.path).startswith("crash-"):
+        os._exit(13)
+    return {
+        "mean": float(np.asarray(image.pixels, dtype=np.float64).mean()),
+        "name": os.path.basename(image.facts.path),
+    }
+
+
+class BrightnessEngine(Engine):
+    name = "brightness"
+    version = "1"
+
+    def __init__(self, fail_on_name: str | None = None, interrupt_after: int | None = None) -> None:
+        self.fail_on_name = fail_on_name
+        self.interrupt_after = interrupt_after
+        self.batches: list[int] = []
+
+    @classmethod
+    def create(cls, options: EngineOptions) -> BrightnessEngine:
+        return cls()
+
+    @property
+    def decode_plan(self) -> DecodePlan:
+        return DecodePlan(long_side=64)
+
+    def settings(self) -> dict[str, Any]:
+        return {"long_side": 64}
+
+    def preparer(self):
+        return mean_brightness
+
+    def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
+        if self.interrupt_after is not None and len(self.batches) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.batches.append(len(batch))
+        out = []
+        for item in batch:
+            if item.payload["name"] == self.fail_on_name:
+                raise RuntimeError("engine exploded")
+            mean = item.payload["mean"]
+            dark = mean < 60
+            out.append(
+                Assessment(
+                    task="distortion_identification",
+                    question="What distortions are present?",
+                    answer="Insufficient brightness" if dark else "None",
+                    distortions=["insufficient brightness"] if dark else [],
+                    severities=[4] if dark else [],
+                    rating="poor" if dark else "good",
+                    score=mean / 255,
+                    confidence=0.9 if mean > 100 or dark else 0.3,
+                    detail=f"mean {mean:.1f}" if request.detail else None,
+                )
+            )
+        return out
