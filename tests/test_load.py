@@ -15,7 +15,7 @@ from PIL.TiffImagePlugin import IFDRational
 
 from iqa_cli.exif import parse_datetime, read_exif
 from iqa_cli.images import DecodePlan, LoadedImage, LoadFailure, fit_size
-from iqa_cli.load import DEFAULT_MAX_PIXELS, image_loader, load_image
+from iqa_cli.load import DEFAULT_MAX_PIXELS, load_image
 
 FULL = DecodePlan(draft=False)
 
@@ -467,12 +467,3 @@ def test_no_draft_when_not_downscaling(tmp_path: Path) -> None:
     path = tmp_path / "small.jpg"
     photo_like(64, 48).save(path)
     assert loaded(path, DecodePlan(long_side=1024)).pixels.shape == (48, 64, 3)
-
-
-def test_image_loader_is_picklable(tmp_path: Path) -> None:
-    import pickle
-
-    path = tmp_path / "a.png"
-    Image.new("RGB", (4, 4)).save(path)
-    loader = pickle.loads(pickle.dumps(image_loader(DecodePlan(long_side=2))))
-    assert loader(str(path)).pixels.shape == (2, 2, 3)
