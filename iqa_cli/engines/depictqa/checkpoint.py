@@ -1,0 +1,249 @@
+"""Read DepictQA's trained weights (`ckpt.pt`) safely and check every key and shape before anything uses them."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iqa_cli.errors import ModelFilesError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# The authors wrap Vicuna with peft 0.3.0 (`get_peft_model`, adapter "default") inside their `DepictQA`
+# module under the attribute `llm`, and save only the parameters that require grad; that gives these names.
+LORA_PREFIX = "llm.base_model.model.model.layers"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# Every released config trains LoRA with r=16 and alpha=16; the checkpoint does not store alpha, so the
+# scale (alpha / r) is a fact about the release, kept here rather than guessed from the tensors.
+LORA_SCALE = 1.0
+ABSTRACTOR_PREFIX = "abstractor."
+ABSTRACTOR_LAYERS = 4
+ABSTRACTOR_QUERIES = 64
+# Most names to show per kind of problem, so one line stays readable for a 7B-sized mismatch.
+_SHOWN = 6
+
+
+def lora_key(layer: int, target: str, half: str) -> str:
+    """The checkpoint name of one LoRA matrix; `half` is "A" ([r, in]) or "B" ([out, r])."""
+    return f"{LORA_PREFIX}.{layer}.self_attn.{target}.lora_{half}.default.weight"
+
+
+def abstractor_shapes(vision_width: int, ffn: int) -> dict[str, tuple[int, ...]]:
+    """Names (relative to "abstractor.") and shapes of the Abstractor: 64 queries and a 4-layer decoder.
+
+    The decoder is `nn.TransformerDecoder` (post-norm, no final norm), so its names are that module's
+    state_dict names under "abstractor.".
+    """
+    w = vision_width
+    shapes: dict[str, tuple[int, ...]] = {"query_embeds": (ABSTRACTOR_QUERIES, 1, w)}
+    for i in range(ABSTRACTOR_LAYERS):
+        base = f"abstractor.layers.{i}"
+        for attn in ("self_attn", "multihead_attn"):
+            shapes[f"{base}.{attn}.in_proj_weight"] = (3 * w, w)
+            shapes[f"{base}.{attn}.in_proj_bias"] = (3 * w,)
+            shapes[f"{base}.{attn}.out_proj.weight"] = (w, w)
+            shapes[f"{base}.{attn}.out_proj.bias"] = (w,)
+        shapes[f"{base}.linear1.weight"] = (ffn, w)
+        shapes[f"{base}.linear1.bias"] = (ffn,)
+        shapes[f"{base}.linear2.weight"] = (w, ffn)
+        shapes[f"{base}.linear2.bias"] = (w,)
+        for norm in ("norm1", "norm2", "norm3"):
+            shapes[f"{base}.{norm}.weight"] = (w,)
+            shapes[f"{base}.{norm}.bias"] = (w,)
+    return shapes
+
+
+def expected_shapes(
+    *,
+    num_layers: int,
+    hidden: int,
+    vision_width: int,
+    lora_rank: int,
+    abstractor_ffn: int | None = None,
+) -> dict[str, tuple[int, ...]]:
+    """Every key a DepictQA2 `ckpt.pt` holds and its shape; the Abstractor's keys when `abstractor_ffn` is set."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(num_layers):
+        for target in LORA_TARGETS:
+            shapes[lora_key(layer, target, "A")] = (lora_rank, hidden)
+            shapes[lora_key(layer, target, "B")] = (hidden, lora_rank)
+    if abstractor_ffn is not None:
+        for name, shape in abstractor_shapes(vision_width, abstractor_ffn).items():
+            shapes[ABSTRACTOR_PREFIX + name] = shape
+    shapes["vision_proj.weight"] = (hidden, vision_width)
+    shapes["vision_proj.bias"] = (hidden,)
+    return shapes
+
+
+@dataclass
+class TrainedWeights:
+    """The trained part of DepictQA, checked and sorted by role.
+
+    - `lora`: (layer, "q_proj") -> (A [r, hidden], B [hidden, r]); the update is `lora_scale * B @ A`.
+    - `vision_proj_weight` [llm_hidden, vision_width] and `vision_proj_bias` [llm_hidden].
+    - `abstractor`: names relative to "abstractor." ("query_embeds" [64, 1, vision_width],
+      "abstractor.layers.0.self_attn.in_proj_weight", ...), or None for the projector-only variants.
+    - `variant`: "abstractor" or "dq495k" (the structure shared by DQ495K, QPath and QInst).
+    Tensors keep the checkpoint's dtype (fp16 in the releases); the loader casts.
+    """
+
+    lora: dict[tuple[int, str], tuple[Tensor, Tensor]]
+    lora_scale: float
+    vision_proj_weight: Tensor
+    vision_proj_bias: Tensor
+    abstractor: dict[str, Tensor] | None
+    variant: str
+
+    @property
+    def lora_rank(self) -> int:
+        """The LoRA rank r (16 in the releases)."""
+        first_a, _ = next(iter(self.lora.values()))
+        return int(first_a.shape[0])
+
+
+def read_checkpoint(path: Path, *, num_layers: int, hidden: int, vision_width: int) -> TrainedWeights:
+    """Load `ckpt.pt` with `torch.load(weights_only=True)` and check it against the LLM and CLIP sizes.
+
+    Raises ModelFilesError naming every missing, unexpected and mis-shaped tensor (never a partial load),
+    and for files that are truncated, not a checkpoint, or hold objects other than tensors.
+    """
+    state = _load_tensors(Path(path))
+    variant = "abstractor" if any(k.startswith(ABSTRACTOR_PREFIX) for k in state) else "dq495k"
+    lora_rank = _infer_dim(state, lora_key(0, "q_proj", "A"), 0, default=16)
+    ffn = _infer_dim(state, "abstractor.abstractor.layers.0.linear1.weight", 0, default=2048)
+    expected = expected_shapes(
+        num_layers=num_layers,
+        hidden=hidden,
+        vision_width=vision_width,
+        lora_rank=lora_rank,
+        abstractor_ffn=ffn if variant == "abstractor" else None,
+    )
+    _raise_on_mismatch(path, state, expected, num_layers=num_layers, hidden=hidden, vision_width=vision_width)
+
+    lora = {
+        (layer, target): (state[lora_key(layer, target, "A")], state[lora_key(layer, target, "B")])
+        for layer in range(num_layers)
+        for target in LORA_TARGETS
+    }
+    abstractor = None
+    if variant == "abstractor":
+        abstractor = {k[len(ABSTRACTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(ABSTRACTOR_PREFIX)}
+    return TrainedWeights(
+        lora=lora,
+        lora_scale=LORA_SCALE,
+        vision_proj_weight=state["vision_proj.weight"],
+        vision_proj_bias=state["vision_proj.bias"],
+        abstractor=abstractor,
+        variant=variant,
+    )
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    """The checkpoint's name -> tensor mapping, loaded without running any pickled code."""
+    import torch
+
+    redownload = "Delete it and fetch it again with `iqa model download`."
+    if not path.is_file():
+        raise ModelFilesError(f"No DepictQA checkpoint at {path}. Fetch it with `iqa model download`.")
+    try:
+        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses any global that is not a tensor type: such a file is not a release.
+        found = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)|unsupported GLOBAL ([\w.]+)", str(exc), re.I)
+        if found is None:
+            raise ModelFilesError(
+                f"{path} is not a readable PyTorch checkpoint; it may be truncated or corrupted "
+                f"({_weights_only_reason(exc)}). {redownload}"
+            ) from exc
+        raise ModelFilesError(
+            f"{path} holds a pickled object ({found.group(1) or found.group(2)}) that is not a tensor; iqa "
+            f"loads checkpoints with torch.load(weights_only=True) only and refuses it. The released ckpt.pt "
+            f"holds tensors only: {redownload}"
+        ) from exc
+    except Exception as exc:
+        # A damaged file fails in many ways (zip reader RuntimeError, EOFError, KeyError on garbage bytes).
+        raise ModelFilesError(
+            f"{path} is not a readable PyTorch checkpoint; it may be truncated or corrupted "
+            f"({type(exc).__name__}: {_first_line(exc)}). {redownload}"
+        ) from exc
+
+    if not isinstance(loaded, Mapping):
+        raise ModelFilesError(
+            f"{path} holds a {type(loaded).__name__}, not a name -> tensor mapping like the released ckpt.pt. "
+            f"{redownload}"
+        )
+    not_tensors = [str(k) for k, v in loaded.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ModelFilesError(f"{path} has entries that are not named tensors: {_sample(not_tensors)}. {redownload}")
+    not_float = [k for k, v in loaded.items() if not v.is_floating_point()]
+    if not_float:
+        raise ModelFilesError(f"{path} has non-floating-point tensors: {_sample(not_float)}. {redownload}")
+    return dict(loaded)
+
+
+def _infer_dim(state: Mapping[str, Tensor], key: str, dim: int, *, default: int) -> int:
+    """A size read from one tensor (LoRA rank, Abstractor FFN width); `default` when it is absent or odd."""
+    tensor = state.get(key)
+    if tensor is None or tensor.dim() <= dim:
+        return default
+    return int(tensor.shape[dim])
+
+
+def _raise_on_mismatch(
+    path: Path,
+    state: Mapping[str, Tensor],
+    expected: Mapping[str, tuple[int, ...]],
+    *,
+    num_layers: int,
+    hidden: int,
+    vision_width: int,
+) -> None:
+    """Raise one ModelFilesError listing missing, unexpected and mis-shaped tensors, if there are any."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} expected {list(shape)} got {list(state[k].shape)}"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_sample(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_sample(unexpected)})")
+    if wrong:
+        parts.append(f"{len(wrong)} with the wrong shape ({_sample(wrong)})")
+    raise ModelFilesError(
+        f"{path} does not match a DepictQA2 checkpoint for an LLM with {num_layers} layers of width {hidden} "
+        f"and a CLIP of width {vision_width}: " + "; ".join(parts) + ". "
+        "Check that the Vicuna and CLIP folders are lmsys/vicuna-7b-v1.5 and openai/clip-vit-large-patch14, "
+        "then re-fetch the checkpoint with `iqa model download` (`iqa model check` lists every problem)."
+    )
+
+
+def _sample(names: list[str]) -> str:
+    """The first few names, and how many more there are."""
+    shown = ", ".join(names[:_SHOWN])
+    return shown if len(names) <= _SHOWN else f"{shown}, ... and {len(names) - _SHOWN} more"
+
+
+def _weights_only_reason(exc: Exception) -> str:
+    """The specific line of torch's long weights_only message ("Unsupported operand 60"), else its first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    specific = [line for line in lines if line.lower().startswith(("unsupported", "trying to load"))]
+    return (specific or lines or [type(exc).__name__])[0][:200]
+
+
+def _first_line(value: object) -> str:
+    """The first non-empty line of an exception or message, trimmed."""
+    for line in str(value).splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return type(value).__name__
