@@ -1,0 +1,215 @@
+"""The HTML page of a report, as a stream of strings; every value from the data goes through `_e`."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import html
+from collections.abc import Iterable, Iterator
+from importlib.resources import files
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the writer imports this module; the types are only needed for annotations
+    from iqa_html.writer import Entry, ReportData
+
+_RATING_RANK = {"bad": 1, "poor": 2, "fair": 3, "good": 4, "excellent": 5}
+_VERDICT_RANK = {"error": 0, "bad": 1, "degraded": 2, "ok": 3}  # the table sorts verdicts worst first
+
+
+def _e(value: object) -> str:
+    """Text or attribute value, escaped (quotes too): file names and answers are untrusted."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    return (files("iqa_html") / "static" / name).read_text(encoding="utf-8")
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def render(data: ReportData) -> Iterator[str]:
+    """The whole page, in pieces to be written one after another."""
+    css, script = _asset("report.css"), _asset("report.js")
+    # No network at all, and only our own style and script run: even a string that escaped escaping
+    # could not execute or fetch anything.
+    csp = f"default-src 'none'; img-src data:; style-src {_csp_hash(css)}; script-src {_csp_hash(script)}"
+    title = f"iqa report: {data.files:,} images"
+    yield (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="iqa-html">\n<title>{_e(title)}</title>\n'
+        f"<style>{css}</style>\n</head>\n<body>\n"
+    )
+    yield f"<header>\n<h1>{_e(title)}</h1>\n"
+    engines = ", ".join(data.engines) or "none"
+    yield f'<p class="muted">Engine {_e(engines)}. Generated {_e(data.generated_at)}.</p>\n</header>\n'
+    yield from _summary(data)
+    yield from _histogram(data)
+    yield from _gallery("worst", "Worst images", data.worst, "No image was rated degraded or bad.")
+    yield from _gallery(
+        "review", "Needs review (least confident first)", data.review, "No answer fell under the confidence threshold."
+    )
+    yield from _errors(data)
+    yield from _table(data)
+    yield f"<script>{script}</script>\n</body>\n</html>\n"
+
+
+def _summary(data: ReportData) -> Iterator[str]:
+    stats = [("files", "files", data.files), ("assessed", "assessed", data.assessed), ("errors", "errors", data.errors)]
+    stats += [(name, name, count) for name, count in data.verdicts.items()]
+    stats.append(("review", "needs review", data.needs_review))
+    yield '<section id="summary">\n<h2>Summary</h2>\n<dl class="stats">\n'
+    for key, label, count in stats:
+        yield f'<div class="stat" id="stat-{_e(key)}"><dt>{_e(label)}</dt><dd>{count:,}</dd></div>\n'
+    yield "</dl>\n</section>\n"
+
+
+def _histogram(data: ReportData) -> Iterator[str]:
+    yield '<section id="distortions">\n<h2>Distortions</h2>\n'
+    if not data.distortions:
+        yield "<p>No distortion was named.</p>\n</section>\n"
+        return
+    top = max(data.distortions.values())
+    yield (
+        '<table class="histogram">\n<thead><tr><th scope="col">distortion</th>'
+        '<th scope="col" class="num">images</th><th scope="col" class="num">share</th>'
+        '<th scope="col"><span class="sr">bar</span></th></tr></thead>\n<tbody>\n'
+    )
+    for name, count in data.distortions.most_common():
+        share = count / data.assessed if data.assessed else 0.0
+        # SVG, not a CSS background: browsers drop backgrounds when printing but keep SVG fills.
+        bar = (
+            f'<svg viewBox="0 0 100 1" preserveAspectRatio="none" aria-hidden="true">'
+            f'<rect width="{100 * count / top:.2f}" height="1" fill="currentColor"/></svg>'
+        )
+        yield (
+            f'<tr><th scope="row">{_e(name)}</th><td class="num">{count:,}</td>'
+            f'<td class="num">{share:.0%}</td><td class="bar">{bar}</td></tr>\n'
+        )
+    yield "</tbody>\n</table>\n"
+    yield (
+        f'<p class="muted">{data.no_distortion:,} of {data.assessed:,} assessed images had no distortion '
+        "named; an image may name several.</p>\n</section>\n"
+    )
+
+
+def _gallery(key: str, title: str, entries: list[Entry], empty: str) -> Iterator[str]:
+    yield f'<section id="{key}">\n<h2>{_e(title)}</h2>\n'
+    if not entries:
+        yield f"<p>{_e(empty)}</p>\n</section>\n"
+        return
+    yield '<div class="gallery">\n'
+    for entry in entries:
+        thumb = entry.thumbnail
+        if thumb is not None and thumb.uri is not None:
+            picture = f'<img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" alt="{_e(entry.path)}">'
+        else:
+            problem = thumb.problem if thumb is not None else "no preview"
+            picture = f'<div class="placeholder" role="img" aria-label="{_e(problem)}">{_e(problem)}</div>'
+        flag = entry.verdict if entry.verdict in ("bad", "degraded") else "other"
+        yield (
+            f'<figure class="card verdict-{flag}">{picture}<figcaption>'
+            f'<div class="path">{_e(entry.path)}</div><dl>'
+            f"<dt>answer</dt><dd>{_e(entry.answer)}</dd>"
+            f"<dt>verdict</dt><dd>{_e(entry.verdict)}</dd>"
+            f"<dt>rating</dt><dd>{_e(entry.rating)}</dd>"
+            f"<dt>score</dt><dd>{_num(entry.score)}</dd>"
+            f"<dt>confidence</dt><dd>{_num(entry.confidence)}</dd>"
+            "</dl></figcaption></figure>\n"
+        )
+    yield "</div>\n</section>\n"
+
+
+def _errors(data: ReportData) -> Iterator[str]:
+    if not data.errors:
+        return
+    codes = ", ".join(f"{_e(code)}: {count:,}" for code, count in data.error_codes.most_common())
+    yield f'<section id="errors">\n<h2>Errors</h2>\n<p>{data.errors:,} files could not be assessed ({codes}).'
+    if data.errors > len(data.failed):
+        yield f" The first {len(data.failed):,} are listed; the other reports list them all."
+    yield '</p>\n<table class="errors">\n<thead><tr><th scope="col">file</th><th scope="col">code</th>'
+    yield '<th scope="col">message</th></tr></thead>\n<tbody>\n'
+    for entry in data.failed:
+        yield (
+            f'<tr><td class="path">{_e(entry.path)}</td><td>{_e(entry.error_code)}</td>'
+            f"<td>{_e(entry.error)}</td></tr>\n"
+        )
+    yield "</tbody>\n</table>\n</section>\n"
+
+
+# (key for #sort=, header, sorts as number). Keys are ours, never data, so the script may use them.
+_COLUMNS = [
+    ("n", "#", True),
+    ("file", "file", False),
+    ("verdict", "verdict", True),
+    ("answer", "answer", False),
+    ("distortions", "distortions", False),
+    ("rating", "rating", True),
+    ("score", "score", True),
+    ("confidence", "confidence", True),
+    ("review", "review", False),
+]
+_RIGHT_ALIGNED = {"n", "score", "confidence"}  # verdict and rating sort by rank but read as words
+
+
+def _table(data: ReportData) -> Iterator[str]:
+    yield '<section id="all">\n<h2>All images</h2>\n<p class="muted">'
+    if data.files > len(data.table):
+        yield (
+            f'<strong id="table-note">Showing the {len(data.table):,} worst of {data.files:,} images '
+            "(errors, then bad, degraded and the lowest scores); every image is in the Parquet, CSV and "
+            "JSONL reports.</strong> "
+        )
+    yield (
+        '<span class="screen">Click a column header to sort; click again to reverse. Add <code>#sort=score</code> '
+        "(or <code>#sort=-score</code>, descending) to the address to open the page sorted.</span></p>\n"
+    )
+    yield '<table id="images" class="sortable">\n<thead><tr>'
+    for key, label, numeric in _COLUMNS:
+        kind = ' data-type="number"' if numeric else ""
+        align = ' class="num"' if key in _RIGHT_ALIGNED else ""
+        yield f'<th scope="col" data-key="{key}"{kind}{align}><button type="button">{label}</button></th>'
+    yield "</tr></thead>\n<tbody>\n"
+    for chunk in _batched(_row(entry) for entry in data.table):
+        yield "".join(chunk)
+    yield "</tbody>\n</table>\n</section>\n"
+
+
+def _row(entry: Entry) -> str:
+    if entry.status != "ok":
+        verdict, answer = "error", f"{entry.error_code or 'error'}: {entry.error or ''}"
+    else:
+        verdict, answer = entry.verdict or "", entry.answer
+    rating_rank = _RATING_RANK.get(entry.rating or "", "")
+    score = "" if entry.score is None else repr(float(entry.score))
+    confidence = "" if entry.confidence is None else repr(float(entry.confidence))
+    return (
+        f'<tr><td class="num" data-v="{entry.order}">{entry.order}</td><td class="path">{_e(entry.path)}</td>'
+        f'<td data-v="{_VERDICT_RANK.get(verdict, "")}">{_e(verdict)}</td><td>{_e(answer)}</td>'
+        f"<td>{_e(', '.join(entry.distortions))}</td>"
+        f'<td data-v="{rating_rank}">{_e(entry.rating)}</td>'
+        f'<td class="num" data-v="{score}">{_num(entry.score)}</td>'
+        f'<td class="num" data-v="{confidence}">{_num(entry.confidence)}</td>'
+        f"<td>{'yes' if entry.needs_review else ''}</td></tr>\n"
+    )
+
+
+def _batched(rows: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    """Rows in groups, so the writer does a few hundred writes instead of one per row or one huge string."""
+    chunk: list[str] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
