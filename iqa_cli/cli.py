@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,9 +21,11 @@ from rich.progress import (
 
 from iqa_cli import __version__
 from iqa_cli.audit import AuditSettings, default_workers, run_audit
+from iqa_cli.cli_errors import stderr_console, user_errors
+from iqa_cli.cli_model import model_app
 from iqa_cli.engines.base import EngineOptions
 from iqa_cli.engines.choose import AUTO, create_engine
-from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, IqaError, UsageError
+from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
 from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.load import DEFAULT_MAX_PIXELS
 from iqa_cli.plugins import engines, writers
@@ -44,10 +44,6 @@ class FailOn(str, Enum):
     bad = "bad"
     degraded = "degraded"
     review = "review"
-
-
-def _stderr() -> Console:
-    return Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -80,7 +76,12 @@ def audit(
     detail: Annotated[bool, typer.Option("--detail", help="Add a paragraph explaining each verdict.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path("iqa-report"),
     formats: Annotated[
-        str, typer.Option("--format", "-f", help="Report formats, comma-separated: parquet, csv, jsonl.")
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Report formats, comma-separated: parquet, csv, jsonl, or a plugin's (see iqa plugins).",
+        ),
     ] = "parquet,csv",
     engine: Annotated[
         str,
@@ -121,7 +122,7 @@ def audit(
     ] = None,
 ) -> None:
     """Assess every image, flag the bad and the doubtful, write reports and print a summary."""
-    with _user_errors():
+    with user_errors():
         chosen_writers = _writer_classes(formats)
         options = EngineOptions(model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
         settings = AuditSettings(
@@ -164,7 +165,7 @@ def _writer_classes(formats: str) -> list[type]:
 
 
 def _run_with_progress(settings: AuditSettings, engine: Any, report_writers: list, note: str, silent: bool) -> Summary:
-    err = _stderr()
+    err = stderr_console()
     show_bar = not silent and err.is_terminal
 
     def log_problem(row: dict[str, Any]) -> None:
@@ -205,20 +206,13 @@ def _failed(summary: Summary, fail_on: FailOn) -> bool:
     return summary.verdicts.get("bad", 0) > 0
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn project errors into one line on stderr and their exit code, with no traceback."""
-    try:
-        yield
-    except IqaError as exc:
-        _stderr().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+app.add_typer(model_app, name="model")
 
 
 @app.command("plugins")
 def list_plugins() -> None:
     """List the installed engines and report formats, and where each comes from."""
-    with _user_errors():
+    with user_errors():
         console = Console()
         for kind, found in (("engine", engines()), ("format", writers())):
             for name, cls in sorted(found.items()):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from iqa_cli.cli_errors import user_errors
 from iqa_cli.engines.depictqa import files
 from iqa_cli.errors import ModelFilesError
 
@@ -36,16 +35,6 @@ _MARKS = {"ok": "[green]ok[/green]     ", "warning": "[yellow]warning[/yellow]",
 DIR_HELP = f"Models folder (default: ${files.MODELS_DIR_ENV}, else the platform's data folder for iqa)."
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """The CLI's single conversion of project errors into one stderr line and an exit code."""
-    # Imported late: iqa_cli.cli mounts this app, so a top-level import would be circular.
-    from iqa_cli.cli import _user_errors as convert
-
-    with convert():
-        yield
-
-
 @model_app.command(
     epilog="Needs about 16 GB. Honours HF_HOME, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE. "
     "Re-running resumes and skips finished files."
@@ -65,7 +54,7 @@ def download(
     ] = True,
 ) -> None:
     """Fetch Vicuna-7B v1.5, CLIP ViT-L/14, a DepictQA2 checkpoint and all-MiniLM-L6-v2, then check them."""
-    with _user_errors():
+    with user_errors():
         root = directory or files.default_models_dir()
         err = Console(stderr=True)
 
@@ -81,7 +70,7 @@ def check_command(
     directory: Annotated[Path | None, typer.Argument(help=DIR_HELP, show_default=False)] = None,
 ) -> None:
     """Verify a models folder offline: files, shapes and key names, which variant; say what is wrong."""
-    with _user_errors():
+    with user_errors():
         _show_report(files.check(directory or files.default_models_dir()))
 
 
@@ -90,7 +79,7 @@ def info_command(
     directory: Annotated[Path | None, typer.Argument(help=DIR_HELP, show_default=False)] = None,
 ) -> None:
     """List what is installed in the models folder, with sizes (`iqa model check` verifies it)."""
-    with _user_errors():
+    with user_errors():
         root = directory or files.default_models_dir()
         console = Console()
         console.print(f"models folder: {escape(str(root))}", highlight=False, soft_wrap=True)

@@ -1,0 +1,27 @@
+"""The one place where project errors become a line on stderr and an exit code, for every command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from iqa_cli.errors import IqaError
+
+
+def stderr_console() -> Console:
+    """Where logs, progress and errors go (stdout is for results)."""
+    return Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn project errors into one line on stderr and their exit code, with no traceback."""
+    try:
+        yield
+    except IqaError as exc:
+        stderr_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None

@@ -1,0 +1,298 @@
+"""The `depictqa` engine: DepictQA-Wild answering the distortion and comparison questions it was trained on.
+
+Importable without torch (the plugin registry imports it to list engines); the model code is imported
+by `create` only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iqa_cli.engines.base import Assessment, AssessRequest, Comparison, Engine, EngineOptions, Prepared, Preparer
+from iqa_cli.engines.depictqa import confidence as conf
+from iqa_cli.engines.depictqa import files, questions
+from iqa_cli.engines.depictqa.preprocess import DepictQAPreparer, config_for_variant, depictqa_decode_plan
+from iqa_cli.engines.depictqa.prompts import ImageSlot, build_chunks, task_type
+from iqa_cli.errors import EngineUnavailable, IqaError
+from iqa_cli.images import DecodePlan
+
+if TYPE_CHECKING:
+    import torch
+
+    from iqa_cli.engines.depictqa.generate import Generated
+    from iqa_cli.engines.depictqa.loading import PromptTokenizer
+    from iqa_cli.engines.depictqa.model import DepictQAModel
+
+DEFAULT_MAX_NEW_TOKENS = 400  # the authors' setting; brief answers stop after a few tokens anyway
+_REQUIRED = ("torch", "transformers", "sentencepiece", "safetensors")
+
+# One question to the model: (task type, question, the image embeddings [N, hidden] of each slot).
+Ask = tuple[str, str, dict[ImageSlot, "torch.Tensor"]]
+
+
+def _models_root(options: EngineOptions) -> Path:
+    return Path(options.model_dir).expanduser() if options.model_dir else files.default_models_dir()
+
+
+class DepictQAEngine(Engine):
+    """DepictQA-Wild (Vicuna-7B + CLIP ViT-L/14 + LoRA), greedy answers, the authors' confidence rules."""
+
+    name = "depictqa"
+    version = "1"
+    description = "DepictQA-Wild vision-language model: names distortions in words, compares images"
+
+    def __init__(
+        self,
+        model: DepictQAModel,
+        tokenizer: PromptTokenizer,
+        *,
+        variant: str,
+        device: str,
+        dtype: str,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        minilm: Path | None = None,
+        token_budget: int | None = None,
+    ) -> None:
+        """`token_budget` caps rows x padded prompt length of one generation call (memory), default by device."""
+        self.model = model
+        self.tokenizer = tokenizer
+        self.variant = variant
+        self.device = device
+        self.dtype = dtype
+        self.max_new_tokens = max_new_tokens
+        self.token_budget = token_budget or (16384 if device.startswith("cuda") else 4096)
+        self.preprocess = config_for_variant(variant)
+        self.special_ids = conf.SpecialIds.from_tokenizer(tokenizer)
+        self._minilm_path = minilm
+        self._embedder: conf.Embedder | None = None
+        self._embedder_failed = False
+        self._chunk_ids: dict[str, list[int]] = {}
+
+    # -------------------------------------------------------------------------------------- set-up
+    @classmethod
+    def availability(cls, options: EngineOptions) -> str | None:
+        missing = [m for m in _REQUIRED if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed; install them with `pip install 'iqa-cli[depictqa]'`"
+        try:
+            files.locate(_models_root(options))
+        except IqaError as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def create(cls, options: EngineOptions) -> DepictQAEngine:
+        reason = cls.availability(options)
+        if reason is not None:
+            raise EngineUnavailable(f"the depictqa engine cannot run: {reason}")
+        import torch
+
+        from iqa_cli.engines.depictqa.loading import load_depictqa, parse_dtype
+
+        layout = files.locate(_models_root(options))
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dtype = parse_dtype(options.dtype, device)
+        except ValueError as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        model, tokenizer = load_depictqa(layout, device=device, dtype=dtype)
+        return cls(
+            model,
+            tokenizer,
+            variant=layout.variant,
+            device=device,
+            dtype=str(dtype).removeprefix("torch."),
+            max_new_tokens=options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            minilm=layout.minilm,
+        )
+
+    @property
+    def decode_plan(self) -> DecodePlan:
+        return depictqa_decode_plan(self.preprocess)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "dtype": self.dtype,
+            "device": self.device.split(":")[0],
+            "max_new_tokens": self.max_new_tokens,
+            "resize": self.preprocess.resize,
+            "max_size": self.preprocess.max_size,
+        }
+
+    def preparer(self) -> Preparer:
+        return DepictQAPreparer(self.preprocess)
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # ----------------------------------------------------------------------------------- questions
+    def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
+        """Distortion identification for every image; with detail, the assessment reasoning too."""
+        if not batch:
+            return []
+        embeds = self._encode([item.payload for item in batch])
+        task = task_type(compare=False, reference=False)
+        question = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
+        asks = [(task, question, {ImageSlot.A: e}) for e in embeds]
+        texts, scores = self._answer_with_confidence(asks, compare=False)
+        details: list[str | None] = [None] * len(batch)
+        if request.detail:
+            detail_q = questions.default_question(questions.ASSESSMENT_REASONING, reference=False)
+            details = [
+                questions.clean_answer(t) for t in self._texts(self._ask([(task, detail_q, a[2]) for a in asks]))
+            ]
+        return [
+            Assessment(
+                task=questions.DISTORTION_IDENTIFICATION,
+                question=question,
+                answer=questions.clean_answer(text),
+                distortions=questions.parse_distortions(text),
+                confidence=score,
+                detail=detail,
+            )
+            for text, score, detail in zip(texts, scores, details, strict=True)
+        ]
+
+    def compare(
+        self, pairs: Sequence[tuple[Prepared, Prepared, Prepared | None]], request: AssessRequest
+    ) -> list[Comparison]:
+        """Instant rating ("Image A" / "Image B") for each pair, given its reference when there is one."""
+        if not pairs:
+            return []
+        payloads: list[Any] = []
+        for a, b, ref in pairs:
+            payloads += [a.payload, b.payload] + ([ref.payload] if ref is not None else [])
+        embeds = iter(self._encode(payloads))
+        asks: list[Ask] = []
+        for _, _, ref in pairs:
+            slots = {ImageSlot.A: next(embeds), ImageSlot.B: next(embeds)}
+            if ref is not None:
+                slots[ImageSlot.REFERENCE] = next(embeds)
+            reference = ref is not None
+            question = questions.default_question(questions.INSTANT_RATING, reference=reference)
+            asks.append((task_type(compare=True, reference=reference), question, slots))
+        texts, scores, winners = self._answer_with_confidence(asks, compare=True, winners=True)
+        details: list[str | None] = [None] * len(pairs)
+        if request.detail:
+            detail_asks = [
+                (t, questions.default_question(questions.COMPARISON_REASONING, reference=ImageSlot.REFERENCE in s), s)
+                for t, _, s in asks
+            ]
+            details = [questions.clean_answer(t) for t in self._texts(self._ask(detail_asks))]
+        out = []
+        for (_, question, _), text, score, winner, detail in zip(asks, texts, scores, winners, details, strict=True):
+            # The rating rule found no "Image A"/"Image B": keep the words, say A with no confidence.
+            out.append(
+                Comparison(
+                    winner=winner or "A",
+                    answer=questions.clean_answer(text),
+                    confidence=score if winner else 0.0,
+                    question=question,
+                    detail=detail,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------------------------ internals
+    def _encode(self, payloads: Sequence[Any]) -> list[torch.Tensor]:
+        """Prepared pixels (float32 [3, H, W] arrays) -> image embeddings [N_i, hidden] on the device."""
+        import torch
+
+        with torch.inference_mode():
+            return self.model.encode_images([torch.as_tensor(p) for p in payloads])
+
+    def _segments(self, task: str, question: str) -> list[list[int] | ImageSlot]:
+        """BOS, then each text chunk tokenized on its own (as the authors embed them), slots in between."""
+        out: list[list[int] | ImageSlot] = [[self.tokenizer.bos_token_id]]
+        for chunk in build_chunks(task, question):
+            if isinstance(chunk, ImageSlot):
+                out.append(chunk)
+            else:
+                if chunk not in self._chunk_ids:
+                    if len(self._chunk_ids) > 256:
+                        self._chunk_ids.clear()
+                    self._chunk_ids[chunk] = self.tokenizer.encode(chunk)
+                out.append(self._chunk_ids[chunk])
+        return out
+
+    def _ask(self, asks: Sequence[Ask]) -> list[Generated]:
+        """Greedy answers to `asks`, generated in sub-batches of at most `token_budget` prompt tokens."""
+        import torch
+
+        from iqa_cli.engines.depictqa.generate import greedy_generate, pad_left
+
+        with torch.inference_mode():
+            prompts = []
+            for task, question, images in asks:
+                segments = self._segments(task, question)
+                slots = [s for s in segments if isinstance(s, ImageSlot)]
+                missing = [s.value for s in slots if s not in images]
+                if missing:
+                    raise ValueError(f"task {task} needs image(s) {', '.join(missing)}")
+                prompts.append(
+                    self.model.embed_prompt(
+                        [None if isinstance(s, ImageSlot) else s for s in segments], [images[s] for s in slots]
+                    )
+                )
+            results: list[Generated | None] = [None] * len(prompts)
+            # Similar lengths together waste the least padding; a row's answer does not depend on its batch.
+            order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape[0])
+            start = 0
+            while start < len(order):
+                end = start + 1
+                while end < len(order) and (end - start + 1) * prompts[order[end]].shape[0] <= self.token_budget:
+                    end += 1
+                rows = order[start:end]
+                generated = greedy_generate(
+                    self.model.llm,
+                    pad_left([prompts[i] for i in rows]),
+                    max_new_tokens=self.max_new_tokens,
+                    eos_id=self.tokenizer.eos_token_id,
+                )
+                for i, g in zip(rows, generated, strict=True):
+                    results[i] = g
+                start = end
+        return results  # type: ignore[return-value]
+
+    def _texts(self, generated: Sequence[Generated]) -> list[str]:
+        return [self.tokenizer.decode(g.ids, skip_special_tokens=True) for g in generated]
+
+    def _answer_with_confidence(self, asks: Sequence[Ask], *, compare: bool, winners: bool = False) -> Any:
+        """Answers, their confidences (and winners for comparisons), the re-ask rule applied in one batch."""
+        generated = self._ask(asks)
+        texts = self._texts(generated)
+        scored, scored_texts = list(generated), list(texts)
+        reask = [i for i, (a, t) in enumerate(zip(asks, texts, strict=True)) if conf.needs_reask(a[1], t)]
+        if reask:
+            again = self._ask([(asks[i][0], conf.reask_question(asks[i][1]), asks[i][2]) for i in reask])
+            for i, g, t in zip(reask, again, self._texts(again), strict=True):
+                scored[i], scored_texts[i] = g, t
+        scores = [self._confidence(t, g, compare=compare) for t, g in zip(scored_texts, scored, strict=True)]
+        if not winners:
+            return texts, scores
+        picked = [questions.parse_winner(t) for t in texts]
+        return texts, scores, picked
+
+    def _confidence(self, text: str, generated: Generated, *, compare: bool) -> float:
+        tokens = conf.AnswerTokens(list(generated.ids), list(generated.probs))
+        embed = None if conf.is_brief(text) else self._minilm()
+        pieces = self.tokenizer.convert_ids_to_tokens(generated.ids) if embed is not None else None
+        value = conf.answer_confidence(text, tokens, self.special_ids, compare=compare, token_texts=pieces, embed=embed)
+        return 0.0 if value is None else float(value)
+
+    def _minilm(self) -> conf.Embedder | None:
+        """all-MiniLM-L6-v2 for long answers' confidence, loaded on first need; None when not installed."""
+        if self._embedder is None and not self._embedder_failed:
+            try:
+                self._embedder = conf.load_minilm(self._minilm_path, device=self.device)
+            except IqaError:
+                self._embedder_failed = True  # such answers get confidence 0 and are flagged for review
+        return self._embedder

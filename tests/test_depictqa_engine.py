@@ -1,0 +1,135 @@
+"""The depictqa engine end to end on the tiny fixture: layout, shapes and determinism (answers are noise)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("sentencepiece")
+
+from iqa_cli.engines.base import AssessRequest, EngineOptions, Prepared
+from iqa_cli.engines.depictqa import fixture, questions
+from iqa_cli.engines.depictqa.engine import DepictQAEngine
+from iqa_cli.engines.depictqa.prompts import ImageSlot
+from iqa_cli.images import FileFacts, LoadedImage, fit_size
+
+
+def _engine(root, variant):
+    fixture.build_tiny_models(root, variant=variant)
+    options = EngineOptions(model_dir=str(root), device="cpu", dtype="float32", max_new_tokens=6)
+    assert DepictQAEngine.availability(options) is None
+    return DepictQAEngine.create(options)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return _engine(tmp_path_factory.mktemp("dq-engine"), "dq495k")
+
+
+def _prepared(engine, sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    prep = engine.preparer()
+    prep = pickle.loads(pickle.dumps(prep))  # it must survive the trip to a spawned worker
+    out = []
+    for key, (w, h) in enumerate(sizes):
+        w, h = fit_size(w, h, engine.decode_plan)
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        out.append(Prepared(key, prep(LoadedImage(FileFacts(path=f"{key}.png"), pixels)), w, h))
+    return out
+
+
+SIZES = [(336, 224), (71, 100), (224, 224), (300, 50)]
+
+
+def test_availability_names_missing_models(tmp_path):
+    reason = DepictQAEngine.availability(EngineOptions(model_dir=str(tmp_path / "nothing")))
+    assert reason is not None and "iqa model download" in reason
+
+
+def test_settings_plan_and_preparer(engine):
+    assert engine.settings()["variant"] == "dq495k" and engine.settings()["dtype"] == "float32"
+    assert (engine.decode_plan.short_side, engine.decode_plan.long_side) == (224, 672)
+    (item,) = _prepared(engine, [(3000, 2000)])
+    assert item.payload.shape == (3, 224, 336) and item.payload.dtype == np.float32
+
+
+def test_assess_brief(engine):
+    batch = _prepared(engine, SIZES)
+    results = engine.assess(batch, AssessRequest(detail=False))
+    assert len(results) == len(batch)
+    for r in results:
+        assert r.task == questions.DISTORTION_IDENTIFICATION
+        assert r.question.endswith(questions.SINGLE_WORD_TAIL)
+        assert isinstance(r.answer, str) and r.detail is None
+        assert 0.0 <= r.confidence <= 1.0
+        assert set(r.distortions) <= set(questions.DISTORTION_NAMES)
+    assert engine.assess(batch, AssessRequest()) == results  # deterministic
+
+
+def test_assess_with_detail(engine):
+    results = engine.assess(_prepared(engine, SIZES[:2]), AssessRequest(detail=True))
+    assert all(isinstance(r.detail, str) for r in results)
+
+
+def test_answers_do_not_depend_on_the_batch(engine):
+    batch = _prepared(engine, SIZES, seed=3)
+    together = engine.assess(batch, AssessRequest())
+    alone = [engine.assess([item], AssessRequest())[0] for item in batch]
+    for a, b in zip(together, alone, strict=True):
+        assert a.answer == b.answer
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-6)
+
+
+def test_small_token_budget_splits_into_sub_batches(engine):
+    batch = _prepared(engine, SIZES, seed=4)
+    expected = engine.assess(batch, AssessRequest())
+    budget, engine.token_budget = engine.token_budget, 1  # one row per generation call
+    try:
+        got = engine.assess(batch, AssessRequest())
+    finally:
+        engine.token_budget = budget
+    assert [g.answer for g in got] == [e.answer for e in expected]
+
+
+def test_compare_with_and_without_reference(engine):
+    a, b, ref = _prepared(engine, SIZES[:3], seed=5)
+    results = engine.compare([(a, b, None), (b, a, ref)], AssessRequest(detail=True))
+    assert len(results) == 2
+    for r in results:
+        assert r.winner in ("A", "B") and 0.0 <= r.confidence <= 1.0 and isinstance(r.detail, str)
+    assert results[0].question == questions.default_question(questions.INSTANT_RATING, reference=False)
+    assert results[1].question == questions.default_question(questions.INSTANT_RATING, reference=True)
+    assert engine.compare([(a, b, None), (b, a, ref)], AssessRequest(detail=True)) == results
+
+
+def test_compare_prompt_holds_every_image(engine):
+    a, b, ref = _prepared(engine, SIZES[:3], seed=6)
+    embeds = engine._encode([a.payload, b.payload, ref.payload])
+    with pytest.raises(ValueError, match="needs image"):
+        engine._ask([("quality_compare", "Which?", {ImageSlot.A: embeds[0], ImageSlot.B: embeds[1]})])
+    (one,) = engine._ask(
+        [
+            (
+                "quality_compare",
+                "Which?",
+                {ImageSlot.A: embeds[0], ImageSlot.B: embeds[1], ImageSlot.REFERENCE: embeds[2]},
+            )
+        ]
+    )
+    assert 1 <= len(one.ids) <= 6 and len(one.probs) == len(one.ids)
+
+
+def test_abstractor_variant(tmp_path):
+    engine = _engine(tmp_path, "abstractor")
+    assert engine.settings()["variant"] == "abstractor"
+    assert (engine.decode_plan.short_side, engine.decode_plan.long_side) == (1024, 2048)
+    batch = _prepared(engine, [(336, 224), (100, 71)])
+    embeds = engine._encode([item.payload for item in batch])
+    assert [tuple(e.shape) for e in embeds] == [(64, engine.model.cfg.llm_hidden)] * 2  # 64 tokens at any size
+    results = engine.assess(batch, AssessRequest(detail=True))
+    assert len(results) == 2 and all(isinstance(r.detail, str) for r in results)
+    assert engine.compare([(batch[0], batch[1], None)], AssessRequest())[0].winner in ("A", "B")
