@@ -21,5 +21,6 @@ def verdict_for(result: Assessment) -> str:
 
 
 def needs_review(result: Assessment, min_confidence: float) -> bool:
-    """True when the engine is less sure of its answer than the user asked for."""
-    return result.confidence < min_confidence
+    """True when the engine is less sure of its answer (or of its detail paragraph) than the user asked for."""
+    confidences = [result.confidence, result.detail_confidence]
+    return any(c is not None and c < min_confidence for c in confidences)

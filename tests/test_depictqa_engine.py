@@ -73,6 +73,12 @@ def test_assess_brief(engine):
 def test_assess_with_detail(engine):
     results = engine.assess(_prepared(engine, SIZES[:2]), AssessRequest(detail=True))
     assert all(isinstance(r.detail, str) for r in results)
+    for r in results:
+        assert r.detail_question == "Evaluate the quality of the image and provide a comprehensive explanation."
+        assert r.detail_confidence is not None and 0.0 <= r.detail_confidence <= 1.0
+        assert r.task == "distortion_identification" and r.question.endswith("single word or phrase.")
+    brief = engine.assess(_prepared(engine, SIZES[:2]), AssessRequest())
+    assert all(r.detail is None and r.detail_confidence is None for r in brief)
 
 
 def test_answers_do_not_depend_on_the_batch(engine):

@@ -48,7 +48,8 @@ class Assessment:
     - `distortions`: DQ-495K category names, lower case, most severe first; `severities` 1-5 alongside.
     - `rating` / `score`: the instant rating word and a 0-1 quality score (1 best).
     - `confidence`: 0-1; how sure the engine is of `answer` (see the engine's docs for its meaning).
-    - `detail`: the explanatory paragraph when the request asked for detail, else None.
+    - `detail`: the explanatory paragraph when the request asked for detail (the answer to
+      `detail_question`), else None; `detail_confidence` the engine's confidence in it, where it has one.
     """
 
     task: str
@@ -60,6 +61,8 @@ class Assessment:
     score: float | None = None
     confidence: float = 0.0
     detail: str | None = None
+    detail_question: str | None = None
+    detail_confidence: float | None = None
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Comparison:
     confidence: float
     question: str = ""
     detail: str | None = None
+    detail_confidence: float | None = None
 
 
 Preparer = Callable[[LoadedImage], Any]

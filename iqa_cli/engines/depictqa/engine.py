@@ -143,12 +143,9 @@ class DepictQAEngine(Engine):
         question = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
         asks = [(task, question, {ImageSlot.A: e}) for e in embeds]
         texts, scores = self._answer_with_confidence(asks, compare=False)
-        details: list[str | None] = [None] * len(batch)
-        if request.detail:
-            detail_q = questions.default_question(questions.ASSESSMENT_REASONING, reference=False)
-            details = [
-                questions.clean_answer(t) for t in self._texts(self._ask([(task, detail_q, a[2]) for a in asks]))
-            ]
+        details, detail_scores, detail_questions = self._details(
+            asks, questions.ASSESSMENT_REASONING, request, compare=False
+        )
         return [
             Assessment(
                 task=questions.DISTORTION_IDENTIFICATION,
@@ -157,8 +154,12 @@ class DepictQAEngine(Engine):
                 distortions=questions.parse_distortions(text),
                 confidence=score,
                 detail=detail,
+                detail_question=detail_question,
+                detail_confidence=detail_score,
             )
-            for text, score, detail in zip(texts, scores, details, strict=True)
+            for text, score, detail, detail_score, detail_question in zip(
+                texts, scores, details, detail_scores, detail_questions, strict=True
+            )
         ]
 
     def compare(
@@ -180,15 +181,10 @@ class DepictQAEngine(Engine):
             question = questions.default_question(questions.INSTANT_RATING, reference=reference)
             asks.append((task_type(compare=True, reference=reference), question, slots))
         texts, scores, winners = self._answer_with_confidence(asks, compare=True, winners=True)
-        details: list[str | None] = [None] * len(pairs)
-        if request.detail:
-            detail_asks = [
-                (t, questions.default_question(questions.COMPARISON_REASONING, reference=ImageSlot.REFERENCE in s), s)
-                for t, _, s in asks
-            ]
-            details = [questions.clean_answer(t) for t in self._texts(self._ask(detail_asks))]
+        details, detail_scores, _ = self._details(asks, questions.COMPARISON_REASONING, request, compare=True)
         out = []
-        for (_, question, _), text, score, winner, detail in zip(asks, texts, scores, winners, details, strict=True):
+        rows = zip(asks, texts, scores, winners, details, detail_scores, strict=True)
+        for (_, question, _), text, score, winner, detail, detail_score in rows:
             # The rating rule found no "Image A"/"Image B": keep the words, say A with no confidence.
             out.append(
                 Comparison(
@@ -197,11 +193,26 @@ class DepictQAEngine(Engine):
                     confidence=score if winner else 0.0,
                     question=question,
                     detail=detail,
+                    detail_confidence=detail_score,
                 )
             )
         return out
 
     # ------------------------------------------------------------------------------------ internals
+    def _details(
+        self, asks: Sequence[Ask], task: str, request: AssessRequest, *, compare: bool
+    ) -> tuple[list[str | None], list[float | None], list[str | None]]:
+        """With detail: the reasoning question on the same images, its answers, their confidences, the questions."""
+        if not request.detail:
+            return [None] * len(asks), [None] * len(asks), [None] * len(asks)
+        detail_asks = [(t, questions.default_question(task, reference=ImageSlot.REFERENCE in s), s) for t, _, s in asks]
+        generated = self._ask(detail_asks)
+        texts = self._texts(generated)
+        scores: list[float | None] = [
+            self._confidence(t, g, compare=compare) for t, g in zip(texts, generated, strict=True)
+        ]
+        return [questions.clean_answer(t) for t in texts], scores, [q for _, q, _ in detail_asks]
+
     def _encode(self, payloads: Sequence[Any]) -> list[torch.Tensor]:
         """Prepared pixels (float32 [3, H, W] arrays) -> image embeddings [N_i, hidden] on the device."""
         import torch
