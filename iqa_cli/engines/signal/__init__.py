@@ -1,0 +1,5 @@
+"""The built-in `signal` engine: DepictQA-shaped answers from pixel measurements, no model needed."""
+
+from iqa_cli.engines.signal.engine import SignalEngine
+
+__all__ = ["SignalEngine"]

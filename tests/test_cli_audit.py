@@ -1,0 +1,186 @@
+"""`iqa audit` through its real command line: options, reports, summary, exit codes, output streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import skimage.data
+from PIL import Image
+from typer.testing import CliRunner
+
+from iqa_cli.cli import app
+from iqa_cli.distortions import distort
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean photo, a badly blurred one, a noisy one in a sub-folder, and a fake JPEG."""
+    root = tmp_path_factory.mktemp("photos")
+    clean = skimage.data.astronaut()
+    Image.fromarray(clean).save(root / "clean.png")
+    Image.fromarray(distort(clean, "blur", 5, function="blur_gaussian")).save(root / "blurred.png")
+    (root / "sub").mkdir()
+    Image.fromarray(distort(clean, "noise", 5, function="noise_gaussian_rgb")).save(root / "sub" / "noisy.png")
+    (root / "sub" / "page.jpg").write_text("<!doctype html><p>saved from a browser</p>")
+    return root
+
+
+def audit(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["audit", *args], env={"COLUMNS": "200"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_help_explains_every_option() -> None:
+    result = runner.invoke(app, ["audit", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in (
+        "--detail",
+        "--out",
+        "--format",
+        "--engine",
+        "--min-confidence",
+        "--recursive",
+        "--include",
+        "--exclude",
+        "--workers",
+        "--batch-size",
+        "--limit",
+        "--quiet",
+        "--json",
+        "--fail-on",
+    ):
+        assert option in result.stdout, option
+    assert "iqa audit ./photos --detail" in result.stdout
+
+
+def test_audit_writes_reports_and_summary(photos: Path, tmp_path: Path) -> None:
+    code, out, err = audit(str(photos), "--out", str(tmp_path), "--workers", "0", "--detail")
+    assert code == 0, err
+    rows = pd.read_parquet(tmp_path / "report.parquet").set_index("path")
+    assert len(rows) == 4 and len(pd.read_csv(tmp_path / "report.csv")) == 4
+    assert rows.loc[str(photos / "clean.png"), "verdict"] == "ok"
+    blurred = rows.loc[str(photos / "blurred.png")]
+    assert blurred["verdict"] == "bad" and "blur" in list(blurred["distortions"])
+    assert blurred["detail"] and blurred["engine"] == "signal"
+    assert "noise" in list(rows.loc[str(photos / "sub" / "noisy.png"), "distortions"])
+    page = rows.loc[str(photos / "sub" / "page.jpg")]
+    assert page["status"] == "error" and page["error_code"] == "not_an_image"
+    assert "4 files, 3 assessed, 1 errors" in out
+    assert "Worst images" in out and "blurred.png" in out
+    assert "page.jpg" in err  # problems are logged on stderr as they happen
+    assert "\x1b[" not in out + err  # not a terminal: no colour codes
+
+
+def test_json_summary_on_stdout(photos: Path, tmp_path: Path) -> None:
+    code, out, _ = audit(
+        str(photos / "clean.png"),
+        str(photos / "sub"),
+        "--out",
+        str(tmp_path),
+        "--json",
+        "--format",
+        "jsonl",
+        "--workers",
+        "0",
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["files"] == 3 and summary["errors"] == 1 and summary["engine"] == "signal"
+    assert summary["reports"] == [str(tmp_path / "report.jsonl")]
+    assert not (tmp_path / "report.parquet").exists()
+
+
+def test_quiet_prints_nothing_on_success(photos: Path, tmp_path: Path) -> None:
+    code, out, err = audit(str(photos / "clean.png"), "--out", str(tmp_path), "--quiet", "--workers", "0")
+    assert (code, out, err) == (0, "", "")
+
+
+@pytest.mark.parametrize(("fail_on", "expected"), [("bad", 3), ("degraded", 3), ("review", None)])
+def test_fail_on(photos: Path, tmp_path: Path, fail_on: str, expected: int | None) -> None:
+    code, out, _ = audit(str(photos), "--out", str(tmp_path), "--fail-on", fail_on, "--workers", "0", "--json")
+    if expected is None:  # review: exit 3 exactly when some answer fell under the threshold
+        expected = 3 if json.loads(out)["needs_review"] else 0
+    assert code == expected
+    code, _, _ = audit(str(photos / "clean.png"), "--out", str(tmp_path), "--fail-on", "degraded", "--workers", "0")
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "xlsx"], "unknown report format xlsx"),
+        (["--engine", "nope"], "unknown engine 'nope'"),
+        (["--min-confidence", "2"], "min-confidence"),
+    ],
+)
+def test_usage_errors_exit_2(photos: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    code, _, err = audit(str(photos), "--out", str(tmp_path), *args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_model_engine_without_model_says_what_to_do(photos: Path, tmp_path: Path) -> None:
+    code, _, err = audit(
+        str(photos), "--out", str(tmp_path), "--engine", "depictqa", "--model", str(tmp_path / "no-models")
+    )
+    assert code == 2
+    assert "depictqa" in err and "Traceback" not in err
+
+
+def test_missing_path_is_a_row_not_a_crash(tmp_path: Path) -> None:
+    code, out, _ = audit(str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--json", "--workers", "0")
+    assert code == 0
+    assert json.loads(out)["error_codes"] == {"not_found": 1}
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
+    photos = tmp_path / "many"
+    photos.mkdir()
+    base = Image.fromarray(skimage.data.coffee())
+    for i in range(150):
+        base.save(photos / f"{i:03d}.jpg", quality=90)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iqa_cli",
+            "audit",
+            str(photos),
+            "--out",
+            str(out),
+            "--format",
+            "csv",
+            "--workers",
+            "0",
+            "--batch-size",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some rows are written, then press Ctrl-C
+        partial = list(out.glob(".report.csv.*.tmp"))
+        if partial and partial[0].read_text().count("\n") > 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    rows = pd.read_csv(out / "report.csv")
+    assert 3 <= len(rows) < 150
+    assert (rows["status"] == "ok").all()
