@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iqa_cli.checks import Check, Finding
 from iqa_cli.discover import DiscoveryProblem, discover
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
 from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.images import FileFacts
 from iqa_cli.load import DEFAULT_MAX_PIXELS
-from iqa_cli.pipeline import Outcome, Prefetcher, WorkerSpec
+from iqa_cli.pipeline import CheckFailed, Outcome, Prefetcher, WorkerSpec
 from iqa_cli.report.writers import ReportWriter
 from iqa_cli.schema import EngineStamp, assessed_row, error_row
 from iqa_cli.summary import Summary, SummaryBuilder
@@ -49,6 +50,7 @@ def run_audit(
     engine: Engine,
     writers: Sequence[ReportWriter],
     *,
+    checks: Sequence[Check] = (),
     engine_note: str = "",
     on_row: RowCallback | None = None,
 ) -> Summary:
@@ -59,8 +61,8 @@ def run_audit(
     """
     stamp = EngineStamp(engine.name, engine.version, engine.settings())
     summary = SummaryBuilder(engine.name, engine.version, engine_note)
-    request = AssessRequest(detail=settings.detail)
-    spec = WorkerSpec(engine.decode_plan, engine.preparer(), settings.max_pixels)
+    spec = WorkerSpec(engine.decode_plan, engine.preparer(), settings.max_pixels, tuple(checks))
+    batch = _BatchContext(engine, AssessRequest(detail=settings.detail), stamp, settings.min_confidence, checks)
     prefetcher = Prefetcher(spec, workers=settings.workers)
     started = time.perf_counter()
     interrupted = False
@@ -78,9 +80,9 @@ def run_audit(
         for outcome in prefetcher.run(_work_items(settings)):
             pending.append(outcome)
             if sum(o.ok for o in pending) >= settings.batch_size:
-                emit(_assess_rows(pending, engine, request, stamp, settings.min_confidence))
+                emit(batch.rows(pending))
                 pending = []
-        emit(_assess_rows(pending, engine, request, stamp, settings.min_confidence))
+        emit(batch.rows(pending))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -109,37 +111,61 @@ def _work_items(settings: AuditSettings) -> Iterator[tuple[int, str] | Outcome]:
         yield key, str(item)
 
 
-def _assess_rows(
-    outcomes: list[Outcome], engine: Engine, request: AssessRequest, stamp: EngineStamp, min_confidence: float
-) -> list[dict[str, Any]]:
-    """Run the engine on the loaded outcomes and turn every outcome into a row, in order."""
-    ready = [o for o in outcomes if o.ok]
-    results: dict[int, Assessment | Exception] = {}
-    engine_seconds = 0.0
-    if ready:
-        started = time.perf_counter()
-        results = _assess_batch(engine, ready, request)
-        engine_seconds = (time.perf_counter() - started) / len(ready)
-    rows = []
-    for outcome in outcomes:
-        if not outcome.ok:
-            rows.append(error_row(outcome.facts, outcome.error_code or "error", outcome.error or "", stamp=stamp))
-            continue
-        result = results[outcome.key]
-        if isinstance(result, Exception):
-            rows.append(error_row(outcome.facts, "engine_failed", f"{type(result).__name__}: {result}", stamp=stamp))
-            continue
-        rows.append(
-            assessed_row(
-                outcome.facts,
-                stamp,
-                result,
-                verdict=verdict_for(result),
-                needs_review=needs_review(result, min_confidence),
-                elapsed_ms=(outcome.seconds + engine_seconds) * 1000.0,
-            )
-        )
-    return rows
+@dataclass
+class _BatchContext:
+    """What turning a batch of outcomes into rows needs."""
+
+    engine: Engine
+    request: AssessRequest
+    stamp: EngineStamp
+    min_confidence: float
+    checks: Sequence[Check]
+
+    def rows(self, outcomes: list[Outcome]) -> list[dict[str, Any]]:
+        """Run the engine on the loaded outcomes and turn every outcome into a row, in order."""
+        ready = [o for o in outcomes if o.ok]
+        results: dict[int, Assessment | Exception] = {}
+        engine_seconds = 0.0
+        if ready:
+            started = time.perf_counter()
+            results = _assess_batch(self.engine, ready, self.request)
+            engine_seconds = (time.perf_counter() - started) / len(ready)
+        rows = []
+        for outcome in outcomes:
+            result = results.get(outcome.key)
+            if not outcome.ok:
+                code, message = outcome.error_code or "error", outcome.error or ""
+                rows.append(error_row(outcome.facts, code, message, stamp=self.stamp))
+            elif isinstance(result, Exception):
+                message = f"{type(result).__name__}: {result}"
+                rows.append(error_row(outcome.facts, "engine_failed", message, stamp=self.stamp))
+            else:
+                assert result is not None
+                rows.append(
+                    assessed_row(
+                        outcome.facts,
+                        self.stamp,
+                        result,
+                        verdict=verdict_for(result),
+                        needs_review=needs_review(result, self.min_confidence),
+                        elapsed_ms=(outcome.seconds + engine_seconds) * 1000.0,
+                        findings=self._findings(outcome),
+                    )
+                )
+        return rows
+
+    def _findings(self, outcome: Outcome) -> list[str]:
+        found: list[str] = []
+        for check in self.checks:
+            payload = outcome.check_payloads.get(check.name)
+            if isinstance(payload, CheckFailed):
+                found.append(str(Finding(check.name, "check_failed", payload.message)))
+                continue
+            try:
+                found.extend(str(f) for f in check.review(outcome.facts.path, payload))
+            except Exception as exc:  # a plugin's bug costs its own finding, not the image
+                found.append(str(Finding(check.name, "check_failed", f"{type(exc).__name__}: {exc}")))
+        return found
 
 
 def _assess_batch(engine: Engine, ready: list[Outcome], request: AssessRequest) -> dict[int, Assessment | Exception]:

@@ -16,3 +16,8 @@ def iqa_engines() -> list[type]:
 @hookspec
 def iqa_writers() -> list[type]:
     """Report writer classes (subclasses of iqa_cli.report.writers.ReportWriter) this plugin provides."""
+
+
+@hookspec
+def iqa_checks() -> list[type]:
+    """Per-image check classes (subclasses of iqa_cli.checks.Check) this plugin provides."""

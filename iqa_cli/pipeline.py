@@ -14,11 +14,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from iqa_cli.checks import Check
 from iqa_cli.engines.base import Preparer
-from iqa_cli.images import DecodePlan, FileFacts, LoadFailure
+from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure
 from iqa_cli.load import DEFAULT_MAX_PIXELS, load_image
 
 
@@ -34,6 +35,7 @@ class Outcome:
     error_code: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    check_payloads: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -47,6 +49,7 @@ class WorkerSpec:
     plan: DecodePlan
     preparer: Preparer
     max_pixels: int = DEFAULT_MAX_PIXELS
+    checks: tuple[Check, ...] = ()
 
 
 def load_and_prepare(key: int, path: str, spec: WorkerSpec) -> Outcome:
@@ -72,7 +75,32 @@ def load_and_prepare(key: int, path: str, spec: WorkerSpec) -> Outcome:
             seconds=time.perf_counter() - started,
         )
     height, width = loaded.pixels.shape[:2]
-    return Outcome(key, loaded.facts, payload, width, height, seconds=time.perf_counter() - started)
+    return Outcome(
+        key,
+        loaded.facts,
+        payload,
+        width,
+        height,
+        seconds=time.perf_counter() - started,
+        check_payloads=_measure_checks(spec.checks, loaded),
+    )
+
+
+class CheckFailed:
+    """Stands in for a check's payload when its measurement raised; review reports it instead."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.message = f"{type(exc).__name__}: {exc}"
+
+
+def _measure_checks(checks: tuple[Check, ...], loaded: LoadedImage) -> dict[str, Any]:
+    payloads: dict[str, Any] = {}
+    for check in checks:
+        try:
+            payloads[check.name] = check.measure(loaded)
+        except Exception as exc:  # a plugin's bug costs its own finding, not the image
+            payloads[check.name] = CheckFailed(exc)
+    return payloads
 
 
 _worker_spec: WorkerSpec | None = None

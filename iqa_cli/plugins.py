@@ -7,6 +7,7 @@ import functools
 import pluggy
 
 from iqa_cli import builtins, hookspecs
+from iqa_cli.checks import Check
 from iqa_cli.engines.base import Engine
 from iqa_cli.errors import UsageError
 from iqa_cli.report.writers import ReportWriter
@@ -45,3 +46,8 @@ def engines() -> dict[str, type[Engine]]:
 def writers() -> dict[str, type[ReportWriter]]:
     """Every installed report writer class by format name."""
     return _by_name(plugin_manager().hook.iqa_writers(), "format", "report format")
+
+
+def checks() -> dict[str, type[Check]]:
+    """Every installed per-image check class by name."""
+    return _by_name(plugin_manager().hook.iqa_checks(), "name", "check")

@@ -55,6 +55,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("score", pa.float64(), "quality score in [0, 1], 1 best"),
     ("confidence", pa.float64(), "engine's confidence in its answer, [0, 1]"),
     ("detail_confidence", pa.float64(), "engine's confidence in the detail paragraph, where it has one"),
+    ("findings", _list_of(pa.string()), "what plugin checks noticed, as `check/code: message`"),
     ("verdict", pa.string(), "`ok`, `degraded` or `bad` (see Flagging)"),
     ("needs_review", pa.bool_(), "confidence under --min-confidence"),
     ("elapsed_ms", pa.float64(), "time spent on this image (decode + engine share), milliseconds"),
@@ -107,6 +108,7 @@ def assessed_row(
     verdict: str,
     needs_review: bool,
     elapsed_ms: float,
+    findings: list[str] | None = None,
 ) -> dict[str, Any]:
     """A complete row for an image the engine assessed."""
     row = dict.fromkeys(COLUMN_NAMES)
@@ -127,6 +129,7 @@ def assessed_row(
         score=result.score,
         confidence=result.confidence,
         detail_confidence=result.detail_confidence,
+        findings=findings or [],
         verdict=verdict,
         needs_review=needs_review,
         elapsed_ms=elapsed_ms,
@@ -138,7 +141,7 @@ def error_row(facts: FileFacts, code: str, message: str, *, stamp: EngineStamp |
     """A complete row for a file that could not be assessed."""
     row = dict.fromkeys(COLUMN_NAMES)
     row.update(file_columns(facts))
-    row.update(status="error", error_code=code, error=message, distortions=[], severities=[])
+    row.update(status="error", error_code=code, error=message, distortions=[], severities=[], findings=[])
     if stamp is not None:
         row.update(engine=stamp.name, engine_version=stamp.version, engine_settings=stamp.settings_json())
     return row

@@ -45,6 +45,7 @@ class Summary:
     needs_review: int = 0
     distortions: dict[str, int] = field(default_factory=dict)
     error_codes: dict[str, int] = field(default_factory=dict)
+    findings: dict[str, int] = field(default_factory=dict)
     worst: list[ImageLine] = field(default_factory=list)
     review: list[ImageLine] = field(default_factory=list)
     failed: list[ImageLine] = field(default_factory=list)
@@ -72,6 +73,7 @@ class SummaryBuilder:
         self.summary = Summary(engine, engine_version, engine_note)
         self._distortions: Counter[str] = Counter()
         self._codes: Counter[str] = Counter()
+        self._findings: Counter[str] = Counter()
         self._worst: list[tuple[Any, int, ImageLine]] = []
         self._review: list[tuple[Any, int, ImageLine]] = []
         self._seen = 0
@@ -99,6 +101,8 @@ class SummaryBuilder:
         s.assessed += 1
         s.verdicts[row["verdict"]] = s.verdicts.get(row["verdict"], 0) + 1
         self._distortions.update(row["distortions"] or [])
+        # "check/code: message" -> count per check/code
+        self._findings.update(finding.split(":", 1)[0] for finding in row.get("findings") or [])
         # Worst first: verdict, then score (missing scores sort as middling), then more distortions.
         badness = (
             -_VERDICT_RANK[row["verdict"]],
@@ -117,6 +121,7 @@ class SummaryBuilder:
         s.reports = reports or []
         s.distortions = dict(self._distortions.most_common())
         s.error_codes = dict(self._codes.most_common())
+        s.findings = dict(self._findings.most_common())
         s.worst = [line for _, _, line in sorted(self._worst, reverse=True) if line.verdict != "ok"]
         s.review = [line for _, _, line in sorted(self._review, reverse=True)]
         return s
@@ -151,17 +156,19 @@ def render(summary: Summary, console: Console) -> None:
     verdicts.add_row("errors", str(s.errors))
     console.print(verdicts)
 
-    if s.distortions:
-        table = Table(title="Distortions")
-        table.add_column("distortion")
-        table.add_column("images", justify="right")
-        for name, count in s.distortions.items():
-            table.add_row(name, str(count))
-        console.print(table)
+    for title, counts in (("Distortions", s.distortions), ("Check findings", s.findings)):
+        if counts:
+            table = Table(title=title)
+            table.add_column(title.lower().rstrip("s").split()[-1])
+            table.add_column("images", justify="right")
+            for name, count in counts.items():
+                table.add_row(escape(name), str(count))
+            console.print(table)
     for title, lines in (("Worst images", s.worst), ("Needs review (lowest confidence)", s.review)):
         if lines:
             table = Table(title=title)
-            for column in ("image", "verdict", "answer", "rating", "score", "confidence"):
+            table.add_column("image", overflow="fold")
+            for column in ("verdict", "answer", "rating", "score", "confidence"):
                 table.add_column(column)
             for line in lines:
                 table.add_row(
@@ -175,7 +182,7 @@ def render(summary: Summary, console: Console) -> None:
             console.print(table)
     if s.failed:
         table = Table(title=f"Errors ({', '.join(f'{k}: {v}' for k, v in s.error_codes.items())})")
-        table.add_column("file")
+        table.add_column("file", overflow="fold")
         table.add_column("code")
         table.add_column("message")
         for line in s.failed:

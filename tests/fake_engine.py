@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from iqa_cli.checks import Check, Finding
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared
 from iqa_cli.images import DecodePlan, LoadedImage
 
@@ -69,3 +70,21 @@ class BrightnessEngine(Engine):
                 )
             )
         return out
+
+
+class SameSizeCheck(Check):
+    """A stateful check: notes images whose size was seen before; explodes on a file named boom*."""
+
+    name = "same-size"
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, int], str] = {}
+
+    def measure(self, image: LoadedImage) -> tuple[int, int]:
+        if os.path.basename(image.facts.path).startswith("boom"):
+            raise ValueError("cannot measure")
+        return image.pixels.shape[:2]
+
+    def review(self, path: str, payload: tuple[int, int]) -> list[Finding]:
+        first = self.seen.setdefault(payload, path)
+        return [] if first == path else [Finding(self.name, "repeat", f"same size as {first}")]

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fake_engine import BrightnessEngine
+from fake_engine import BrightnessEngine, SameSizeCheck
 from PIL import Image
 
 from iqa_cli.audit import AuditSettings, run_audit
@@ -33,11 +33,11 @@ def _photo_tree(root: Path, count: int = 7) -> list[Path]:
     return paths
 
 
-def _audit(root: Path, out: Path, engine: BrightnessEngine, **kw):
+def _audit(root: Path, out: Path, engine: BrightnessEngine, checks=(), **kw):
     out.mkdir(exist_ok=True)
     writers = [ParquetWriter(out), CsvWriter(out), JsonlWriter(out)]
     settings = AuditSettings(paths=[str(root)], **kw)
-    return run_audit(settings, engine, writers)
+    return run_audit(settings, engine, writers, checks=checks)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -140,3 +140,18 @@ def test_limit_and_filters(tmp_path: Path) -> None:
         exclude=["*.jpg"],
     )
     assert summary.files == 4
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_checks_add_findings_in_report_order(tmp_path: Path, workers: int) -> None:
+    paths = _photo_tree(tmp_path / "photos", count=3)
+    Image.open(paths[0]).save(tmp_path / "photos" / "boom.png")
+    summary = _audit(
+        tmp_path / "photos", tmp_path / "out", BrightnessEngine(), checks=[SameSizeCheck()], workers=workers
+    )
+    rows = pd.read_parquet(tmp_path / "out" / "report.parquet")
+    findings = {Path(p).name: list(f) for p, f in zip(rows["path"], rows["findings"], strict=True)}
+    assert findings["img0.png"] == [] and findings["notes.jpg"] == []
+    assert findings["boom.png"] == ["same-size/check_failed: ValueError: cannot measure"]
+    assert findings["img2.png"] == [f"same-size/repeat: same size as {paths[0]}"]
+    assert summary.findings == {"same-size/repeat": 2, "same-size/check_failed": 1}

@@ -29,5 +29,5 @@ def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str
         reason = cls.availability(options)
         if reason is None:
             return cls.create(options), f"auto-selected{'; ' + '; '.join(skipped) if skipped else ''}"
-        skipped.append(f"{candidate} not used: {reason}")
+        skipped.append(f"{candidate} not used: {reason.split('. ')[0]}")
     raise EngineUnavailable("no engine can run here; " + "; ".join(skipped))

@@ -94,7 +94,7 @@ def locate(root: Path, variant: str | None = None) -> ModelLayout:
     if not root.is_dir():
         raise ModelFilesError(
             f"No models folder at {root}. Fetch the models with `iqa model download --dir {root}` "
-            f"(about 16 GB), or point iqa at an existing folder with --model-dir or ${MODELS_DIR_ENV}."
+            f"(about 16 GB), or point iqa at an existing folder with --model or ${MODELS_DIR_ENV}."
         )
     if variant is None:
         found = installed_variants(root)
