@@ -59,6 +59,7 @@ class FileFacts:
     width: int | None = None
     height: int | None = None
     format: str | None = None
+    jpeg_quality: int | None = None
     exif: ExifInfo = field(default_factory=ExifInfo)
     notes: list[str] = field(default_factory=list)
 

@@ -32,6 +32,7 @@ import os
 import stat
 import warnings
 import zlib
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
@@ -162,6 +163,31 @@ def _read(path: str, facts: FileFacts) -> bytes:
     return data
 
 
+# The IJG (libjpeg) luminance table at quality 50, in zig-zag order as Pillow reports tables.
+_IJG_LUMINANCE = (
+    16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49, 35, 37,
+    29, 40, 58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87,
+    95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99,
+)  # fmt: skip
+
+
+def jpeg_quality(quantization: dict[int, Any] | None) -> int | None:
+    """The libjpeg quality (1-100) whose luminance table is closest to the file's, or None.
+
+    Nearly every encoder scales the IJG tables, so the ratio of the file's table to the quality-50
+    table recovers the quality setting: a free, decode-free measure of how hard a JPEG was compressed.
+    """
+    if not quantization or 0 not in quantization or len(quantization[0]) != 64:
+        return None
+    # Entries clipped to 1 or 255 by the encoder carry no scale; the median ratio of the rest does.
+    ratios = sorted(q / std for q, std in zip(quantization[0], _IJG_LUMINANCE, strict=True) if 1 < q < 255)
+    if not ratios:  # every entry clipped: the extremes of the scale
+        return 100 if max(quantization[0]) <= 1 else 1
+    scale = 100.0 * ratios[len(ratios) // 2]  # libjpeg's percentage scaling factor
+    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
+    return int(min(100, max(1, round(quality))))
+
+
 def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *, draft_oversample: float) -> np.ndarray:
     """Decode `data` to RGB uint8 at `fit_size` of the oriented size, filling in `facts`.
 
@@ -182,6 +208,8 @@ def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *,
             f"{width} x {height} is {width * height / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:g} MP",
         )
 
+    if image.format in ("JPEG", "MPO"):
+        facts.jpeg_quality = jpeg_quality(getattr(image, "quantization", None))
     frames = _frame_count(image)
     if frames > 1 and image.format != "MPO":  # MPO's extra frames are previews or depth maps
         facts.notes.append(f"animated: first of {frames} frames")

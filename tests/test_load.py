@@ -467,3 +467,18 @@ def test_no_draft_when_not_downscaling(tmp_path: Path) -> None:
     path = tmp_path / "small.jpg"
     photo_like(64, 48).save(path)
     assert loaded(path, DecodePlan(long_side=1024)).pixels.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("quality", [1, 5, 20, 50, 75, 90, 100])
+def test_jpeg_quality_is_read_from_the_quantization_tables(tmp_path: Path, quality: int) -> None:
+    path = tmp_path / "q.jpg"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path, quality=quality)
+    got = loaded(path).facts.jpeg_quality
+    assert got is not None and abs(got - quality) <= max(3, quality * 0.3), got
+
+
+def test_jpeg_quality_is_none_for_other_formats(tmp_path: Path) -> None:
+    path = tmp_path / "q.png"
+    Image.new("RGB", (8, 8)).save(path)
+    assert loaded(path).facts.jpeg_quality is None
