@@ -214,6 +214,10 @@ def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *,
     if frames > 1 and image.format != "MPO":  # MPO's extra frames are previews or depth maps
         facts.notes.append(f"animated: first of {frames} frames")
 
+    if image.format not in ("JPEG", "MPO"):
+        # Decode now, where errors are caught: _orientation's getexif() decodes some formats (PNG) itself
+        # and would swallow a damaged stream, leaving a blank image. JPEG waits for its draft request.
+        image.load()
     orientation = _orientation(image)
     swapped = orientation in (5, 6, 7, 8)
     oriented = (height, width) if swapped else (width, height)

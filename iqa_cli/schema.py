@@ -79,11 +79,16 @@ class EngineStamp:
         return json.dumps(self.settings, sort_keys=True, default=str)
 
 
+def safe_text(text: str) -> str:
+    """`text` writable as UTF-8: bytes of a non-UTF-8 file name (lone surrogates) shown as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def file_columns(facts: FileFacts) -> dict[str, Any]:
     """The columns that describe the file itself."""
     exif = facts.exif
     return {
-        "path": facts.path,
+        "path": safe_text(facts.path),
         "file_size": facts.file_size,
         "content_hash": facts.content_hash,
         "width": facts.width,
@@ -143,7 +148,7 @@ def error_row(facts: FileFacts, code: str, message: str, *, stamp: EngineStamp |
     """A complete row for a file that could not be assessed."""
     row = dict.fromkeys(COLUMN_NAMES)
     row.update(file_columns(facts))
-    row.update(status="error", error_code=code, error=message, distortions=[], severities=[], findings=[])
+    row.update(status="error", error_code=code, error=safe_text(message), distortions=[], severities=[], findings=[])
     if stamp is not None:
         row.update(engine=stamp.name, engine_version=stamp.version, engine_settings=stamp.settings_json())
     return row
