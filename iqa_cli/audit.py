@@ -1,10 +1,10 @@
-"""An audit run: discover -> prefetch (load + prepare) -> engine batches -> flag -> writers and summary."""
+"""An audit run: discover -> replay or prefetch (load + prepare) -> engine batches -> flag -> writers and summary."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from iqa_cli.load import DEFAULT_MAX_PIXELS
 from iqa_cli.pipeline import CheckFailed, Outcome, Prefetcher, WorkerSpec
 from iqa_cli.report.writers import ReportWriter
 from iqa_cli.schema import EngineStamp, assessed_row, error_row
+from iqa_cli.store import ResultStore, cache_key
 from iqa_cli.summary import Summary, SummaryBuilder
 
 
@@ -27,9 +28,12 @@ def default_workers() -> int:
 
 @dataclass
 class AuditSettings:
-    """Everything an audit needs besides the engine and the writers (the CLI's options, resolved)."""
+    """Everything an audit needs besides the engine and the writers (the CLI's options, resolved).
 
-    paths: Sequence[str]
+    `paths` may be any iterable (a file list read lazily from stdin, say): it is walked once.
+    """
+
+    paths: Iterable[str]
     detail: bool = False
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     recursive: bool = True
@@ -40,6 +44,7 @@ class AuditSettings:
     batch_size: int = 16
     limit: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    rerun: bool = False
 
 
 RowCallback = Callable[[dict[str, Any]], None]
@@ -50,39 +55,54 @@ def run_audit(
     engine: Engine,
     writers: Sequence[ReportWriter],
     *,
+    store: ResultStore | None = None,
     checks: Sequence[Check] = (),
     engine_note: str = "",
     on_row: RowCallback | None = None,
 ) -> Summary:
     """Assess every image under `settings.paths`, stream rows to `writers`, and return the summary.
 
-    The writers are closed (their files moved into place) whatever happens: on Ctrl-C the summary is
-    marked interrupted and holds what was finished; other exceptions propagate after the close.
+    With a `store`, an unchanged file's earlier row is replayed (no decoding, no engine) unless
+    `settings.rerun`, and every fresh row is recorded batch by batch, so a killed run loses only the
+    images in flight. The writers are closed (their files moved into place) whatever happens: on
+    Ctrl-C the summary is marked interrupted and holds what was finished; other exceptions propagate
+    after the close.
     """
     stamp = EngineStamp(engine.name, engine.version, engine.settings())
     summary = SummaryBuilder(engine.name, engine.version, engine_note)
     spec = WorkerSpec(engine.decode_plan, engine.preparer(), settings.max_pixels, tuple(checks))
     batch = _BatchContext(engine, AssessRequest(detail=settings.detail), stamp, settings.min_confidence, checks)
+    key = cache_key(
+        stamp,
+        detail=settings.detail,
+        extra={"max_pixels": settings.max_pixels, "checks": sorted(c.name for c in checks)},
+    )
+    sources = _Sources(settings, store if not settings.rerun else None, key)
     prefetcher = Prefetcher(spec, workers=settings.workers)
     started = time.perf_counter()
     interrupted = False
 
-    def emit(rows: list[dict[str, Any]]) -> None:
+    def emit(outcomes: list[Outcome]) -> None:
+        rows = batch.rows(outcomes)
         for writer in writers:
             writer.write(rows)
-        for row in rows:
+        for outcome, row in zip(outcomes, rows, strict=True):
             summary.add(row)
+            if store is not None and outcome.replayed is None:
+                store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
             if on_row is not None:
                 on_row(row)
+        if store is not None:
+            store.flush()
 
     pending: list[Outcome] = []
     try:
-        for outcome in prefetcher.run(_work_items(settings)):
+        for outcome in prefetcher.run(sources.items()):
             pending.append(outcome)
             if sum(o.ok for o in pending) >= settings.batch_size:
-                emit(batch.rows(pending))
+                emit(pending)
                 pending = []
-        emit(batch.rows(pending))
+        emit(pending)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -91,35 +111,54 @@ def run_audit(
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
 
 
-def _work_items(settings: AuditSettings) -> Iterator[tuple[int, str] | Outcome]:
-    """Discovered files as (key, path), discovery problems as ready error Outcomes; stops at --limit."""
-    found = discover(
-        settings.paths,
-        recursive=settings.recursive,
-        include=settings.include,
-        exclude=settings.exclude,
-        include_hidden=settings.include_hidden,
-    )
-    files = 0
-    for key, item in enumerate(found):
-        if isinstance(item, DiscoveryProblem):
-            yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
-            continue
-        if settings.limit is not None and files >= settings.limit:
-            return
-        files += 1
-        yield key, str(item)
+class _Sources:
+    """The run's work items in discovery order: paths to load, and ready outcomes (problems, replays).
+
+    `stats` holds the stat taken before each path was read, for the store, only while it is in flight.
+    """
+
+    def __init__(self, settings: AuditSettings, store: ResultStore | None, key: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.key = key
+        self.stats: dict[int, os.stat_result | None] = {}
+
+    def items(self) -> Iterator[tuple[int, str] | Outcome]:
+        s = self.settings
+        found = discover(
+            s.paths, recursive=s.recursive, include=s.include, exclude=s.exclude, include_hidden=s.include_hidden
+        )
+        files = 0
+        for key, item in enumerate(found):
+            if isinstance(item, DiscoveryProblem):
+                yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
+                continue
+            if s.limit is not None and files >= s.limit:
+                return
+            files += 1
+            path = str(item)
+            try:
+                st: os.stat_result | None = os.stat(path)
+            except OSError:
+                st = None  # the loader will say what is wrong with it
+            replayed = self.store.replay(path, st, self.key) if self.store is not None and st is not None else None
+            if replayed is not None:
+                yield Outcome(key, FileFacts(path=path), replayed=replayed)
+            else:
+                self.stats[key] = st
+                yield key, path
 
 
 @dataclass
 class _BatchContext:
-    """What turning a batch of outcomes into rows needs."""
+    """What turning a batch of outcomes into rows needs, and the duplicates seen so far."""
 
     engine: Engine
     request: AssessRequest
     stamp: EngineStamp
     min_confidence: float
     checks: Sequence[Check]
+    first_path_of: dict[str, str] = field(default_factory=dict)  # content hash -> first path with it
 
     def rows(self, outcomes: list[Outcome]) -> list[dict[str, Any]]:
         """Run the engine on the loaded outcomes and turn every outcome into a row, in order."""
@@ -133,26 +172,38 @@ class _BatchContext:
         rows = []
         for outcome in outcomes:
             result = results.get(outcome.key)
-            if not outcome.ok:
+            if outcome.replayed is not None:
+                row = dict(outcome.replayed)
+                if row["status"] == "ok":  # --min-confidence is not part of the stored settings
+                    row["needs_review"] = _below(row, self.min_confidence)
+            elif not outcome.ok:
                 code, message = outcome.error_code or "error", outcome.error or ""
-                rows.append(error_row(outcome.facts, code, message, stamp=self.stamp))
+                row = error_row(outcome.facts, code, message, stamp=self.stamp)
             elif isinstance(result, Exception):
                 message = f"{type(result).__name__}: {result}"
-                rows.append(error_row(outcome.facts, "engine_failed", message, stamp=self.stamp))
+                row = error_row(outcome.facts, "engine_failed", message, stamp=self.stamp)
             else:
                 assert result is not None
-                rows.append(
-                    assessed_row(
-                        outcome.facts,
-                        self.stamp,
-                        result,
-                        verdict=verdict_for(result),
-                        needs_review=needs_review(result, self.min_confidence),
-                        elapsed_ms=(outcome.seconds + engine_seconds) * 1000.0,
-                        findings=self._findings(outcome),
-                    )
+                row = assessed_row(
+                    outcome.facts,
+                    self.stamp,
+                    result,
+                    verdict=verdict_for(result),
+                    needs_review=needs_review(result, self.min_confidence),
+                    elapsed_ms=(outcome.seconds + engine_seconds) * 1000.0,
+                    findings=self._findings(outcome),
                 )
+            row["duplicate_of"] = self._duplicate_of(row)
+            rows.append(row)
         return rows
+
+    def _duplicate_of(self, row: dict[str, Any]) -> str | None:
+        """The first path of this run with the same bytes, when this is not it."""
+        content = row.get("content_hash")
+        if content is None:
+            return None
+        first = self.first_path_of.setdefault(content, row["path"])
+        return None if first == row["path"] else first
 
     def _findings(self, outcome: Outcome) -> list[str]:
         found: list[str] = []
@@ -166,6 +217,10 @@ class _BatchContext:
             except Exception as exc:  # a plugin's bug costs its own finding, not the image
                 found.append(str(Finding(check.name, "check_failed", f"{type(exc).__name__}: {exc}")))
         return found
+
+
+def _below(row: dict[str, Any], min_confidence: float) -> bool:
+    return any(row.get(c) is not None and row[c] < min_confidence for c in ("confidence", "detail_confidence"))
 
 
 def _assess_batch(engine: Engine, ready: list[Outcome], request: AssessRequest) -> dict[int, Assessment | Exception]:

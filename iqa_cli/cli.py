@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,14 +24,19 @@ from rich.progress import (
 
 from iqa_cli import __version__
 from iqa_cli.audit import AuditSettings, default_workers, run_audit
+from iqa_cli.checks import Check
 from iqa_cli.cli_errors import stderr_console, user_errors
 from iqa_cli.cli_model import model_app
+from iqa_cli.cli_rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
 from iqa_cli.engines.base import EngineOptions
 from iqa_cli.engines.choose import AUTO, create_engine
 from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
 from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.load import DEFAULT_MAX_PIXELS
+from iqa_cli.plugins import checks as plugin_checks
 from iqa_cli.plugins import engines, writers
+from iqa_cli.report.reread import RowFilter, read_rows, summarise
+from iqa_cli.store import ResultStore
 from iqa_cli.summary import Summary, render
 
 app = typer.Typer(
@@ -67,12 +75,23 @@ AUDIT_EPILOG = """Examples:
 
   iqa audit a.jpg ./scans --format csv --out reports/ --fail-on bad
 
+  find /data/scrape -newer stamp -name '*.jpg' | iqa audit --from-file - --quiet --log-file audit.log
+
+Re-running over the same --out folder reuses the answers for files that have not changed (--rerun to
+redo them); a killed run resumes where it stopped.
+
 Exit codes: 0 done, 1 runtime failure, 2 usage error, 3 an image met --fail-on, 130 interrupted."""
 
 
 @app.command(epilog=AUDIT_EPILOG)
 def audit(
-    paths: Annotated[list[str], typer.Argument(help="Image files and folders, mixed.", show_default=False)],
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Image files and folders, mixed.", show_default=False)
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option("--from-file", help="Also read paths from this file, one per line ('-': standard input)."),
+    ] = None,
     detail: Annotated[bool, typer.Option("--detail", help="Add a paragraph explaining each verdict.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path("iqa-report"),
     formats: Annotated[
@@ -108,6 +127,15 @@ def audit(
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="Assess every file again instead of reusing unchanged files' answers.")
+    ] = False,
+    checks: Annotated[
+        str, typer.Option("--checks", help="Plugin checks to run, comma-separated: all, none, or names.")
+    ] = "all",
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Append one plain line per problem to this file (for cron).")
+    ] = None,
     fail_on: Annotated[
         FailOn | None,
         typer.Option("--fail-on", help="Exit 3 when any image is bad, degraded (or bad), or needs review."),
@@ -123,10 +151,13 @@ def audit(
 ) -> None:
     """Assess every image, flag the bad and the doubtful, write reports and print a summary."""
     with user_errors():
+        if not paths and from_file is None:
+            raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
         chosen_writers = _writer_classes(formats)
+        chosen_checks = _checks(checks)
         options = EngineOptions(model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
         settings = AuditSettings(
-            paths=paths,
+            paths=_all_paths(paths or [], from_file),
             detail=detail,
             min_confidence=min_confidence,
             recursive=recursive,
@@ -137,14 +168,30 @@ def audit(
             batch_size=batch_size,
             limit=limit,
             max_pixels=max_pixels,
+            rerun=rerun,
         )
-        chosen, note = create_engine(engine, options)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            report_writers = [cls(out) for cls in chosen_writers]
-            summary = _run_with_progress(settings, chosen, report_writers, note, quiet or json_out)
-        finally:
-            chosen.close()
+        out.mkdir(parents=True, exist_ok=True)
+        with ResultStore.open(out) as store, _problem_log(log_file, quiet or json_out) as log_problem:
+            for note in store.notes:
+                log_problem({"path": str(out), "error_code": "store", "error": note})
+            chosen, engine_note = create_engine(engine, options)
+            try:
+                report_writers = [cls(out) for cls in chosen_writers]
+                summary = _run_with_progress(
+                    lambda on_row: run_audit(
+                        settings,
+                        chosen,
+                        report_writers,
+                        store=store,
+                        checks=chosen_checks,
+                        engine_note=engine_note,
+                        on_row=on_row,
+                    ),
+                    log_problem,
+                    silent=quiet or json_out,
+                )
+            finally:
+                chosen.close()
     if json_out:
         typer.echo(summary.to_json())
     elif not quiet:
@@ -153,6 +200,63 @@ def audit(
         raise typer.Exit(EXIT_INTERRUPTED)
     if fail_on is not None and _failed(summary, fail_on):
         raise typer.Exit(EXIT_FLAGGED)
+
+
+def _all_paths(paths: list[str], from_file: str | None) -> Iterator[str]:
+    """The command line's paths, then the list file's lines (read lazily: a scraper may still be writing)."""
+    yield from paths
+    if from_file is None:
+        return
+    stream = sys.stdin if from_file == "-" else open(from_file, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    try:
+        for line in stream:
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield line
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _checks(names: str) -> list[Check]:
+    available = plugin_checks()
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if wanted == ["all"]:
+        return [cls() for _, cls in sorted(available.items())]
+    if wanted in ([], ["none"]):
+        return []
+    unknown = [n for n in wanted if n not in available]
+    if unknown:
+        raise UsageError(f"unknown check {', '.join(unknown)}; installed: {', '.join(sorted(available)) or 'none'}")
+    return [available[n]() for n in dict.fromkeys(wanted)]
+
+
+@contextmanager
+def _problem_log(log_file: Path | None, silent: bool) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A function that reports one problem row: on stderr unless silent, and as a line in --log-file."""
+    err = stderr_console()
+    log = open(log_file, "a", encoding="utf-8", errors="backslashreplace") if log_file else None  # noqa: SIM115
+
+    def report(row: dict[str, Any]) -> None:
+        if row.get("status") == "ok":
+            return
+        if not silent:
+            err.print(
+                f"[yellow]skipped[/yellow] {escape(row['path'])}: {row['error_code']}: {escape(row['error'] or '')}",
+                highlight=False,
+            )
+        if log is not None:
+            when = datetime.now().isoformat(timespec="seconds")
+            # One line per problem: newlines in names or messages are escaped, not written.
+            line = f"{when} {row['path']}: {row['error_code']}: {row['error'] or ''}"
+            log.write(line.replace("\n", "\\n").replace("\r", "\\r") + "\n")
+            log.flush()
+
+    try:
+        yield report
+    finally:
+        if log is not None:
+            log.close()
 
 
 def _writer_classes(formats: str) -> list[type]:
@@ -164,19 +268,16 @@ def _writer_classes(formats: str) -> list[type]:
     return [available[name] for name in dict.fromkeys(names)]
 
 
-def _run_with_progress(settings: AuditSettings, engine: Any, report_writers: list, note: str, silent: bool) -> Summary:
+def _run_with_progress(
+    run: Callable[[Callable[[dict[str, Any]], None]], Summary],
+    log_problem: Callable[[dict[str, Any]], None],
+    *,
+    silent: bool,
+) -> Summary:
+    """Call `run(on_row)` with a progress bar on stderr when it is a terminal."""
     err = stderr_console()
-    show_bar = not silent and err.is_terminal
-
-    def log_problem(row: dict[str, Any]) -> None:
-        if row["status"] != "ok" and not silent:
-            err.print(
-                f"[yellow]skipped[/yellow] {escape(row['path'])}: {row['error_code']}: {escape(row['error'] or '')}",
-                highlight=False,
-            )
-
-    if not show_bar:
-        return run_audit(settings, engine, report_writers, engine_note=note, on_row=log_problem)
+    if silent or not err.is_terminal:
+        return run(log_problem)
     columns = (
         SpinnerColumn(),
         TextColumn("assessing"),
@@ -195,7 +296,7 @@ def _run_with_progress(settings: AuditSettings, engine: Any, report_writers: lis
             done = progress.tasks[0].completed
             progress.update(task, rate=f"{done / elapsed:.1f} img/s" if elapsed > 0 else "")
 
-        return run_audit(settings, engine, report_writers, engine_note=note, on_row=advance)
+        return run(advance)
 
 
 def _failed(summary: Summary, fail_on: FailOn) -> bool:
@@ -207,6 +308,50 @@ def _failed(summary: Summary, fail_on: FailOn) -> bool:
 
 
 app.add_typer(model_app, name="model")
+app.command("compare", epilog=COMPARE_EPILOG)(compare)
+app.command("rank", epilog=RANK_EPILOG)(rank)
+
+
+REPORT_EPILOG = """Examples:
+
+  iqa report iqa-report/ --verdict bad
+
+  iqa report iqa-report/ --needs-review --export review.txt
+
+  iqa report iqa-report/ --distortion blur --export - | xargs -d '\\n' rm --"""
+
+
+@app.command("report", epilog=REPORT_EPILOG)
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="A report folder written by iqa audit.", show_default=False)],
+    verdict: Annotated[
+        list[str] | None,
+        typer.Option("--verdict", help="Keep images with this verdict (ok, degraded, bad; repeatable)."),
+    ] = None,
+    review: Annotated[bool, typer.Option("--needs-review", help="Keep images whose answer needs review.")] = False,
+    distortion: Annotated[
+        list[str] | None, typer.Option("--distortion", help="Keep images with this distortion (repeatable).")
+    ] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Keep files that could not be assessed.")] = False,
+    export: Annotated[
+        str | None, typer.Option("--export", help="Write the kept paths to this file, one per line ('-': stdout).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Re-print the summary of a finished audit, filtered, and export the matching paths; runs nothing."""
+    with user_errors():
+        keep = RowFilter(verdicts=verdict or (), needs_review=review, distortions=distortion or (), errors=errors)
+        summary, paths = summarise(read_rows(out_dir), keep)
+    if export == "-":
+        for path in paths:
+            typer.echo(path)
+        return
+    if export is not None:
+        Path(export).write_text("".join(f"{p}\n" for p in paths), encoding="utf-8", errors="surrogateescape")
+    if json_out:
+        typer.echo(summary.to_json())
+    else:
+        render(summary, Console())
 
 
 @app.command("plugins")

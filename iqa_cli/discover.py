@@ -78,7 +78,7 @@ class _Seen:
 
 
 def discover(
-    paths: Sequence[str | Path],
+    paths: Iterable[str | Path],
     *,
     recursive: bool = True,
     include: Sequence[str] = (),

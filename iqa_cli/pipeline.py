@@ -36,10 +36,12 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     check_payloads: dict[str, Any] = field(default_factory=dict)
+    replayed: dict[str, Any] | None = None  # a row remembered from an earlier run: nothing to load or assess
 
     @property
     def ok(self) -> bool:
-        return self.error_code is None
+        """Loaded and prepared: ready for the engine."""
+        return self.error_code is None and self.replayed is None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("score", pa.float64(), "quality score in [0, 1], 1 best"),
     ("confidence", pa.float64(), "engine's confidence in its answer, [0, 1]"),
     ("detail_confidence", pa.float64(), "engine's confidence in the detail paragraph, where it has one"),
+    ("duplicate_of", pa.string(), "the first file of this run with the same bytes, when this is a copy"),
     ("findings", _list_of(pa.string()), "what plugin checks noticed, as `check/code: message`"),
     ("verdict", pa.string(), "`ok`, `degraded` or `bad` (see Flagging)"),
     ("needs_review", pa.bool_(), "confidence under --min-confidence"),

@@ -46,6 +46,8 @@ class Summary:
     distortions: dict[str, int] = field(default_factory=dict)
     error_codes: dict[str, int] = field(default_factory=dict)
     findings: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0  # files whose bytes an earlier file of the run already had
+    duplicate_groups: list[list[str]] = field(default_factory=list)  # the first few groups, all their paths
     worst: list[ImageLine] = field(default_factory=list)
     review: list[ImageLine] = field(default_factory=list)
     failed: list[ImageLine] = field(default_factory=list)
@@ -77,11 +79,19 @@ class SummaryBuilder:
         self._worst: list[tuple[Any, int, ImageLine]] = []
         self._review: list[tuple[Any, int, ImageLine]] = []
         self._seen = 0
+        self._groups: dict[str, list[str]] = {}
 
     def add(self, row: dict[str, Any]) -> None:
         s = self.summary
         s.files += 1
         self._seen += 1
+        if row.get("duplicate_of"):
+            s.duplicates += 1
+            group = self._groups.get(row["duplicate_of"])
+            if group is None and len(self._groups) < LISTED:
+                group = self._groups[row["duplicate_of"]] = [row["duplicate_of"]]
+            if group is not None:
+                group.append(row["path"])
         line = ImageLine(
             path=row["path"],
             verdict=row.get("verdict"),
@@ -122,6 +132,7 @@ class SummaryBuilder:
         s.distortions = dict(self._distortions.most_common())
         s.error_codes = dict(self._codes.most_common())
         s.findings = dict(self._findings.most_common())
+        s.duplicate_groups = list(self._groups.values())
         s.worst = [line for _, _, line in sorted(self._worst, reverse=True) if line.verdict != "ok"]
         s.review = [line for _, _, line in sorted(self._review, reverse=True)]
         return s
@@ -188,6 +199,10 @@ def render(summary: Summary, console: Console) -> None:
         for line in s.failed:
             table.add_row(escape(line.path), line.error_code or "", escape(line.error or ""))
         console.print(table)
+    if s.duplicates:
+        console.print(f"{s.duplicates} files repeat the bytes of an earlier one; same content:")
+        for group in s.duplicate_groups:
+            console.print("  " + "  =  ".join(escape(p) for p in group), highlight=False)
     for path in s.reports:
         console.print(f"report: {escape(path)}")
 

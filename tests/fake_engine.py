@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,9 +28,10 @@ class BrightnessEngine(Engine):
     name = "brightness"
     version = "1"
 
-    def __init__(self, fail_on_name: str | None = None, interrupt_after: int | None = None) -> None:
+    def __init__(self, fail_on_name: str | None = None, interrupt_after: int | None = None, delay: float = 0.0) -> None:
         self.fail_on_name = fail_on_name
         self.interrupt_after = interrupt_after
+        self.delay = delay  # seconds per batch, to give a kill test time to strike mid-run
         self.batches: list[int] = []
 
     @classmethod
@@ -50,6 +52,7 @@ class BrightnessEngine(Engine):
         if self.interrupt_after is not None and len(self.batches) >= self.interrupt_after:
             raise KeyboardInterrupt
         self.batches.append(len(batch))
+        time.sleep(self.delay)
         out = []
         for item in batch:
             if item.payload["name"] == self.fail_on_name:

@@ -131,6 +131,10 @@ class Engine(ABC):
     def preparer(self) -> Preparer:
         """A picklable callable turning a LoadedImage into this engine's per-image payload."""
 
+    def compare_preparer(self) -> Preparer:
+        """The preparer for images that will be compared (`compare`); by default the audit's."""
+        return self.preparer()
+
     @abstractmethod
     def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
         """Assess a batch; one Assessment per item, in order."""
