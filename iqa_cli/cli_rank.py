@@ -1,0 +1,315 @@
+"""`iqa compare` and `iqa rank`: thin commands over rank.py, rendered with Rich or as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from iqa_cli.cli_errors import stderr_console, user_errors
+from iqa_cli.engines.base import Engine, EngineOptions
+from iqa_cli.engines.choose import AUTO
+from iqa_cli.errors import IqaError, UsageError
+from iqa_cli.rank import (
+    METHODS_SCHEMA,
+    PAIR_LIMIT,
+    PAIRS_SCHEMA,
+    RANKING_SCHEMA,
+    MethodSummary,
+    Ranking,
+    aggregate,
+    method_rows,
+    pair_rows,
+    ranking_rows,
+)
+from iqa_cli.rank_run import (
+    Matching,
+    RankSettings,
+    match_folders,
+    rank_files,
+    rank_folders,
+    split_reference,
+    write_table,
+)
+
+EngineOpt = Annotated[
+    str, typer.Option("--engine", "-e", help="Engine: signal, depictqa, or auto (the model when installed).")
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Models folder for the depictqa engine.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="Model device, e.g. cuda, cuda:1, cpu.")]
+DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="Model dtype: float16, bfloat16, float32.")]
+TokensOpt = Annotated[int | None, typer.Option("--max-new-tokens", min=1, help="Longest model answer, in tokens.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", "-j", min=0, help="Decoding processes (0: decode in-process). [default: cores]"),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Comparisons per engine batch.")]
+DetailOpt = Annotated[bool, typer.Option("--detail", help="Also ask for the reasoning behind each answer.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+COMPARE_EPILOG = """Examples:
+
+  iqa compare restored_a.png restored_b.png
+
+  iqa compare a.png b.png --ref clean.png --detail
+
+The pair is asked both ways, (A, B) and (B, A); the answers are combined to cancel position bias,
+and a disagreement between the two orders lowers the confidence and is shown."""
+
+RANK_EPILOG = """Examples:
+
+  iqa rank a.png b.png c.png ref.png          (3+ paths: the last is the reference)
+
+  iqa rank a.png b.png c.png --no-ref --out ranking/
+
+  iqa rank --ref-dir refs/ outputs/methodA outputs/methodB --out bench/
+
+Folders are matched by file name (extension and case ignored). See docs/ranking.md for the model."""
+
+
+def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, seed: int) -> RankSettings:
+    from iqa_cli.audit import default_workers
+
+    return RankSettings(
+        detail=detail,
+        pair_limit=pair_limit,
+        workers=default_workers() if workers is None else workers,
+        batch_size=batch_size,
+        seed=seed,
+    )
+
+
+def _engine(name: str, model: str | None, device: str | None, dtype: str | None, tokens: int | None) -> Engine:
+    from iqa_cli.engines.choose import create_engine
+
+    engine, _ = create_engine(name, EngineOptions(model_dir=model, device=device, dtype=dtype, max_new_tokens=tokens))
+    return engine
+
+
+def compare(
+    a: Annotated[str, typer.Argument(help="The first image (A).", show_default=False)],
+    b: Annotated[str, typer.Argument(help="The second image (B).", show_default=False)],
+    ref: Annotated[str | None, typer.Option("--ref", help="A clean reference image both are judged against.")] = None,
+    detail: DetailOpt = False,
+    json_out: JsonOpt = False,
+    engine: EngineOpt = AUTO,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    max_new_tokens: TokensOpt = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Decoding processes (0: in-process).")] = 0,
+) -> None:
+    """Say which of two images has better quality, how sure that is, and (with --detail) why."""
+    with user_errors():
+        settings = _setup(workers, 2, detail, PAIR_LIMIT, 0)
+        chosen = _engine(engine, model, device, dtype, max_new_tokens)
+        try:
+            ranking = rank_files([a, b], ref, chosen, settings)
+        finally:
+            chosen.close()
+        for row in ranking.standings:
+            if row.error_code in (None, "compare_failed", "not_compared"):
+                continue
+            raise IqaError(f"cannot compare: {row.path}: {row.error_code}: {row.error}")
+        (pair,) = ranking.pairs
+        if pair.error:
+            raise IqaError(f"cannot compare {a} and {b}: {pair.error}")
+    result = _compare_json(ranking, a, b, chosen.name)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _render_compare(result, Console())
+
+
+def _compare_json(ranking: Ranking, a: str, b: str, engine: str) -> dict[str, Any]:
+    (pair,) = ranking.pairs
+    assert pair.forward is not None and pair.backward is not None
+    paths = {"A": a, "B": b}
+    orders = []
+    for order, answer, slots in (("A,B", pair.forward, ("A", "B")), ("B,A", pair.backward, ("B", "A"))):
+        picked = paths[slots[0] if answer.winner == "A" else slots[1]]
+        orders.append(
+            {"order": order, "answer": answer.answer, "picked": picked, "confidence": answer.confidence,
+             "detail": answer.detail}
+        )  # fmt: skip
+    winner = {0: a, 1: b}.get(pair.winner) if pair.winner is not None else None
+    return {
+        "engine": engine, "a": a, "b": b, "reference": ranking.reference, "winner": winner,
+        "p_a_better": pair.p_a, "confidence": pair.confidence, "agree": pair.agree,
+        "question": pair.forward.question, "orders": orders,
+    }  # fmt: skip
+
+
+def _render_compare(result: dict[str, Any], console: Console) -> None:
+    a, b, winner = escape(result["a"]), escape(result["b"]), result["winner"]
+    if winner is None:
+        console.print(f"[bold]A tie:[/bold] neither {a} nor {b} is better (p = 0.50)", highlight=False)
+    else:
+        loser = result["b"] if winner == result["a"] else result["a"]
+        console.print(
+            f"[bold]{escape(winner)}[/bold] is better than {escape(loser)} (confidence {result['confidence']:.2f})",
+            highlight=False,
+        )
+    table = Table("order", "answer", "picks", "confidence")
+    for order in result["orders"]:
+        table.add_row(
+            f"({order['order']})", escape(order["answer"]), escape(order["picked"]), f"{order['confidence']:.2f}"
+        )
+    console.print(table)
+    if not result["agree"]:
+        console.print(
+            "[yellow]the two orders disagree[/yellow]: the answer depends on which image is shown first, "
+            "so the confidence is lowered",
+            highlight=False,
+        )
+    for order in result["orders"]:
+        if order["detail"]:
+            console.print(f"[bold]({order['order']})[/bold] {escape(order['detail'])}", highlight=False)
+
+
+def rank(
+    paths: Annotated[list[str], typer.Argument(help="Images to rank, or one folder per method.", show_default=False)],
+    ref: Annotated[str | None, typer.Option("--ref", help="The reference image (instead of the last path).")] = None,
+    no_ref: Annotated[bool, typer.Option("--no-ref", help="Rank every path; no reference.")] = False,
+    ref_dir: Annotated[
+        str | None, typer.Option("--ref-dir", help="Folder mode: references, matched to the method folders by name.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for pairs, ranking (and methods) reports.")
+    ] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help="Report formats: parquet, csv.")] = "parquet,csv",
+    pair_limit: Annotated[
+        int,
+        typer.Option("--pair-limit", min=2, help="Compare every pair up to this many candidates, else Swiss rounds."),
+    ] = PAIR_LIMIT,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap confidence intervals.")] = 0,
+    detail: DetailOpt = False,
+    json_out: JsonOpt = False,
+    engine: EngineOpt = AUTO,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    max_new_tokens: TokensOpt = None,
+    workers: WorkersOpt = None,
+    batch_size: BatchOpt = 8,
+) -> None:
+    """Rank images (or methods, one folder each) by quality from pairwise comparisons, best first."""
+    err = stderr_console()
+    with user_errors():
+        chosen_formats = [f.strip().lower() for f in formats.split(",") if f.strip()]
+        if unknown := [f for f in chosen_formats if f not in ("parquet", "csv")]:
+            raise UsageError(f"unknown report format {', '.join(unknown)} for rank; choose parquet, csv")
+        folder_mode = ref_dir is not None or all(Path(p).is_dir() for p in paths)
+        if folder_mode and (ref is not None or any(not Path(p).is_dir() for p in paths)):
+            raise UsageError("folder mode takes only folders (one per method) and --ref-dir, not files or --ref")
+        if not folder_mode and any(Path(p).is_dir() for p in paths):
+            raise UsageError("give either image files or method folders, not both")
+        settings = _setup(workers, batch_size, detail, pair_limit, seed)
+        matching, candidates, reference = None, list(paths), None
+        if folder_mode:
+            matching = match_folders(paths, None if no_ref else ref_dir)
+            if not matching.groups:
+                raise UsageError("no file name is present in every folder; nothing to rank (see the unmatched list)")
+        else:
+            candidates, reference = split_reference(paths, ref, no_ref)
+        chosen = _engine(engine, model, device, dtype, max_new_tokens)
+        try:
+            if matching is not None:
+                rankings = rank_folders(matching, chosen, settings)
+            else:
+                rankings = [rank_files(candidates, reference, chosen, settings)]
+        finally:
+            chosen.close()
+        summaries = aggregate(matching.methods, rankings, seed=seed) if matching is not None else None
+        reports = _write(out, chosen_formats, rankings, summaries) if out is not None else []
+    _log_problems(err, rankings, matching)
+    if json_out:
+        typer.echo(json.dumps(_rank_json(chosen.name, rankings, summaries, matching, reports), indent=2, default=str))
+        return
+    console = Console()
+    if summaries is not None:
+        _render_methods(console, summaries, len(rankings))
+    else:
+        _render_ranking(console, rankings[0], chosen.name)
+    for path in reports:
+        console.print(f"wrote {escape(str(path))}", highlight=False)
+
+
+def _write(out: Path, formats: list[str], rankings: list[Ranking], summaries: list[MethodSummary] | None) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_table([r for g in rankings for r in pair_rows(g)], PAIRS_SCHEMA, out, "pairs", formats)
+    written += write_table([r for g in rankings for r in ranking_rows(g)], RANKING_SCHEMA, out, "ranking", formats)
+    if summaries is not None:
+        written += write_table(method_rows(summaries), METHODS_SCHEMA, out, "methods", formats)
+    return written
+
+
+def _log_problems(err: Console, rankings: list[Ranking], matching: Matching | None) -> None:
+    for name, why in matching.unmatched if matching is not None else []:
+        err.print(f"[yellow]unmatched[/yellow] {escape(name)}: {escape(why)}", highlight=False)
+    for ranking in rankings:
+        for row in ranking.standings:
+            if row.error_code:
+                err.print(
+                    f"[yellow]skipped[/yellow] {escape(row.path)}: {row.error_code}: {escape(row.error or '')}",
+                    highlight=False,
+                )
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _render_ranking(console: Console, ranking: Ranking, engine: str) -> None:
+    against = f"against {escape(ranking.reference)}" if ranking.reference else "no reference"
+    table = Table("rank", "image", "score", "wins", "confidence", title=f"Ranking ({engine} engine, {against})")
+    for row in ranking_rows(ranking):
+        table.add_row(
+            _fmt(row["rank"], "d"), escape(row["label"]), _fmt(row["score"]), f"{row['wins']:g}/{row['games']}",
+            _fmt(row["confidence"]),
+        )  # fmt: skip
+    console.print(table)
+    split = [p for p in ranking.pairs if p.agree is False]
+    if split:
+        console.print(
+            f"[yellow]{len(split)} of {len(ranking.pairs)} pairs[/yellow] were answered differently in the two "
+            "orders (a tie or position bias); their confidence is lowered",
+            highlight=False,
+        )
+
+
+def _render_methods(console: Console, summaries: list[MethodSummary], images: int) -> None:
+    table = Table(
+        "rank", "method", "mean rank [95% CI]", "win rate [95% CI]", "images",
+        title=f"Methods over {images} images (1 = best)",
+    )  # fmt: skip
+    for row in method_rows(summaries):
+        table.add_row(
+            _fmt(row["rank"], "d"), escape(row["method"]),
+            f"{_fmt(row['mean_rank'])} [{_fmt(row['mean_rank_low'])}, {_fmt(row['mean_rank_high'])}]",
+            f"{_fmt(row['win_rate'], '.0%')} [{_fmt(row['win_rate_low'], '.0%')}, {_fmt(row['win_rate_high'], '.0%')}]",
+            str(row["images"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _rank_json(
+    engine: str,
+    rankings: list[Ranking],
+    summaries: list[MethodSummary] | None,
+    matching: Matching | None,
+    reports: list[Path],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"engine": engine}
+    if summaries is not None and matching is not None:
+        result["methods"] = method_rows(summaries)
+        result["unmatched"] = [{"name": n, "why": w} for n, w in matching.unmatched]
+    result["ranking"] = [row for r in rankings for row in ranking_rows(r)]
+    result["pairs"] = [row for r in rankings for row in pair_rows(r)]
+    result["reports"] = [str(p) for p in reports]
+    return result
