@@ -25,6 +25,7 @@ from rich.progress import (
 from iqa_cli import __version__
 from iqa_cli.audit import AuditSettings, default_workers, run_audit
 from iqa_cli.checks import Check
+from iqa_cli.cli_config import apply_config, config_app
 from iqa_cli.cli_errors import stderr_console, user_errors
 from iqa_cli.cli_model import model_app
 from iqa_cli.cli_rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
@@ -62,11 +63,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Audit the quality of photo collections and say, in words, what is wrong with each image."""
+    apply_config(ctx)  # iqa.toml files and IQA_* variables become the commands' defaults
 
 
 AUDIT_EPILOG = """Examples:
@@ -308,6 +311,7 @@ def _failed(summary: Summary, fail_on: FailOn) -> bool:
 
 
 app.add_typer(model_app, name="model")
+app.add_typer(config_app, name="config")
 app.command("compare", epilog=COMPARE_EPILOG)(compare)
 app.command("rank", epilog=RANK_EPILOG)(rank)
 

@@ -1,0 +1,1 @@
+complete --command iqa --no-files --arguments "(env _IQA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) iqa)" --condition "env _IQA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) iqa"
