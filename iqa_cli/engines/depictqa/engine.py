@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from iqa_cli.engines.depictqa.model import DepictQAModel
 
 DEFAULT_MAX_NEW_TOKENS = 400  # the authors' setting; brief answers stop after a few tokens anyway
+_ENCODE_CHUNK = 64  # images per vision-tower forward: 64 x 768 tokens of ViT-L activations stay near 1 GB
 _REQUIRED = ("torch", "transformers", "sentencepiece", "safetensors")
 
 # One question to the model: (task type, question, the image embeddings [N, hidden] of each slot).
@@ -55,15 +56,34 @@ class DepictQAEngine(Engine):
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         minilm: Path | None = None,
         token_budget: int | None = None,
+        max_rows: int | None = None,
+        prefill_tokens: int | None = None,
+        brief_max_new_tokens: int | None = None,
+        ignore_eos: bool = False,
     ) -> None:
-        """`token_budget` caps rows x padded prompt length of one generation call (memory), default by device."""
+        """Generation is continuously batched (`scheduler.ContinuousBatcher`); these bound it:
+
+        - `token_budget`: KV-cache tokens, rows x (padded length + tokens still to generate). None: sized from
+          the free GPU memory on CUDA at each call, 8192 on the CPU.
+        - `max_rows`: rows decoded together (None: 512 on CUDA, 64 on the CPU).
+        - `prefill_tokens`: rows x padded prompt length of one prefill forward (None: 16384 CUDA, 4096 CPU).
+        - `brief_max_new_tokens`: a separate cap for the brief questions (None: `max_new_tokens`).
+        - `ignore_eos`: every answer runs to its cap (benchmarks with forced lengths only: answers change).
+        """
         self.model = model
         self.tokenizer = tokenizer
         self.variant = variant
         self.device = device
         self.dtype = dtype
         self.max_new_tokens = max_new_tokens
-        self.token_budget = token_budget or (16384 if device.startswith("cuda") else 4096)
+        cuda = device.startswith("cuda")
+        self.token_budget = token_budget if token_budget is not None else (None if cuda else 8192)
+        self.max_rows = max_rows or (512 if cuda else 64)
+        self.prefill_tokens = prefill_tokens or (16384 if cuda else 4096)
+        self.brief_max_new_tokens = brief_max_new_tokens
+        self.ignore_eos = ignore_eos
+        self.last_stats: Any = None  # the scheduler's BatcherStats of the latest generation call
+        self._brief = False  # set while brief questions are asked: `brief_max_new_tokens` applies
         self.preprocess = config_for_variant(variant)
         self.special_ids = conf.SpecialIds.from_tokenizer(tokenizer)
         self._minilm_path = minilm
@@ -214,11 +234,30 @@ class DepictQAEngine(Engine):
         return [questions.clean_answer(t) for t in texts], scores, [q for _, q, _ in detail_asks]
 
     def _encode(self, payloads: Sequence[Any]) -> list[torch.Tensor]:
-        """Prepared pixels (float32 [3, H, W] arrays) -> image embeddings [N_i, hidden] on the device."""
+        """Prepared pixels (float32 [3, H, W] arrays) -> image embeddings [N_i, hidden] on the device.
+
+        Images of one size share a vision forward (`encode_images` groups them), at most `_ENCODE_CHUNK` at a
+        time to bound the tower's activations. On CUDA each group is staged in pinned memory and copied
+        without blocking the host, which meanwhile builds the next group.
+        """
+        import numpy as np
         import torch
 
+        out: list[torch.Tensor | None] = [None] * len(payloads)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(payloads):
+            by_size.setdefault(tuple(np.shape(p)), []).append(i)
+        cuda = self.device.startswith("cuda")
         with torch.inference_mode():
-            return self.model.encode_images([torch.as_tensor(p) for p in payloads])
+            for indices in by_size.values():
+                for start in range(0, len(indices), _ENCODE_CHUNK):
+                    chunk = indices[start : start + _ENCODE_CHUNK]
+                    pixels = torch.from_numpy(np.stack([np.asarray(payloads[i], dtype=np.float32) for i in chunk]))
+                    if cuda:
+                        pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+                    for i, e in zip(chunk, self.model.encode_images(list(pixels)), strict=True):
+                        out[i] = e
+        return out  # type: ignore[return-value]
 
     def _segments(self, task: str, question: str) -> list[list[int] | ImageSlot]:
         """BOS, then each text chunk tokenized on its own (as the authors embed them), slots in between."""
@@ -235,10 +274,10 @@ class DepictQAEngine(Engine):
         return out
 
     def _ask(self, asks: Sequence[Ask]) -> list[Generated]:
-        """Greedy answers to `asks`, generated in sub-batches of at most `token_budget` prompt tokens."""
+        """Greedy answers to `asks` through one continuously batched generation (see `scheduler.py`)."""
         import torch
 
-        from iqa_cli.engines.depictqa.generate import greedy_generate, pad_left
+        from iqa_cli.engines.depictqa.scheduler import ContinuousBatcher, cuda_token_budget
 
         with torch.inference_mode():
             prompts = []
@@ -253,39 +292,42 @@ class DepictQAEngine(Engine):
                         [None if isinstance(s, ImageSlot) else s for s in segments], [images[s] for s in slots]
                     )
                 )
-            results: list[Generated | None] = [None] * len(prompts)
-            # Similar lengths together waste the least padding; a row's answer does not depend on its batch.
-            order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape[0])
-            start = 0
-            while start < len(order):
-                end = start + 1
-                while end < len(order) and (end - start + 1) * prompts[order[end]].shape[0] <= self.token_budget:
-                    end += 1
-                rows = order[start:end]
-                generated = greedy_generate(
-                    self.model.llm,
-                    pad_left([prompts[i] for i in rows]),
-                    max_new_tokens=self.max_new_tokens,
-                    eos_id=self.tokenizer.eos_token_id,
-                )
-                for i, g in zip(rows, generated, strict=True):
-                    results[i] = g
-                start = end
-        return results  # type: ignore[return-value]
+            llm = self.model.llm
+            budget = self.token_budget
+            if budget is None:  # CUDA: what fits now, after the weights, the prompts and other users
+                budget = cuda_token_budget(llm, prefill_tokens=self.prefill_tokens, max_rows=self.max_rows)
+            batcher = ContinuousBatcher(
+                llm,
+                eos_id=self.tokenizer.eos_token_id,
+                token_budget=budget,
+                max_rows=self.max_rows,
+                prefill_tokens=self.prefill_tokens,
+                ignore_eos=self.ignore_eos,
+            )
+            limit = self.max_new_tokens
+            if self._brief and self.brief_max_new_tokens is not None:
+                limit = min(limit, self.brief_max_new_tokens)
+            results = batcher.generate(prompts, limit)
+            self.last_stats = batcher.stats
+        return results
 
     def _texts(self, generated: Sequence[Generated]) -> list[str]:
         return [self.tokenizer.decode(g.ids, skip_special_tokens=True) for g in generated]
 
     def _answer_with_confidence(self, asks: Sequence[Ask], *, compare: bool, winners: bool = False) -> Any:
         """Answers, their confidences (and winners for comparisons), the re-ask rule applied in one batch."""
-        generated = self._ask(asks)
-        texts = self._texts(generated)
-        scored, scored_texts = list(generated), list(texts)
-        reask = [i for i, (a, t) in enumerate(zip(asks, texts, strict=True)) if conf.needs_reask(a[1], t)]
-        if reask:
-            again = self._ask([(asks[i][0], conf.reask_question(asks[i][1]), asks[i][2]) for i in reask])
-            for i, g, t in zip(reask, again, self._texts(again), strict=True):
-                scored[i], scored_texts[i] = g, t
+        self._brief = True  # the brief-answer cap applies to these questions
+        try:
+            generated = self._ask(asks)
+            texts = self._texts(generated)
+            scored, scored_texts = list(generated), list(texts)
+            reask = [i for i, (a, t) in enumerate(zip(asks, texts, strict=True)) if conf.needs_reask(a[1], t)]
+            if reask:
+                again = self._ask([(asks[i][0], conf.reask_question(asks[i][1]), asks[i][2]) for i in reask])
+                for i, g, t in zip(reask, again, self._texts(again), strict=True):
+                    scored[i], scored_texts[i] = g, t
+        finally:
+            self._brief = False
         scores = [self._confidence(t, g, compare=compare) for t, g in zip(scored_texts, scored, strict=True)]
         if not winners:
             return texts, scores
