@@ -41,7 +41,7 @@ class AuditSettings:
     exclude: Sequence[str] = ()
     include_hidden: bool = False
     workers: int = field(default_factory=default_workers)
-    batch_size: int = 16
+    batch_size: int | None = None  # None: the engine's preferred batch size
     limit: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     rerun: bool = False
@@ -78,7 +78,9 @@ def run_audit(
         extra={"max_pixels": settings.max_pixels, "checks": sorted(c.name for c in checks)},
     )
     sources = _Sources(settings, store if not settings.rerun else None, key)
-    prefetcher = Prefetcher(spec, workers=settings.workers)
+    batch_size = settings.batch_size or engine.preferred_batch_size
+    # Two batches in flight: the workers decode the next batch while the engine works on this one.
+    prefetcher = Prefetcher(spec, workers=settings.workers, window=2 * batch_size)
     started = time.perf_counter()
     interrupted = False
 
@@ -99,7 +101,7 @@ def run_audit(
     try:
         for outcome in prefetcher.run(sources.items()):
             pending.append(outcome)
-            if sum(o.ok for o in pending) >= settings.batch_size:
+            if sum(o.ok for o in pending) >= batch_size:
                 emit(pending)
                 pending = []
         emit(pending)

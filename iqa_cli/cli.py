@@ -125,7 +125,9 @@ def audit(
         int | None,
         typer.Option("--workers", "-j", min=0, help="Decoding processes (0: decode in-process). [default: cores]"),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per engine batch.")] = 16,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Images per engine batch. [default: the engine's]")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Stop after this many images.")] = None,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")

@@ -128,10 +128,11 @@ class Prefetcher:
     flight are retried one at a time, so only the culprit gets a `worker_crashed` row.
     """
 
-    def __init__(self, spec: WorkerSpec, *, workers: int, prefetch: int = 4) -> None:
+    def __init__(self, spec: WorkerSpec, *, workers: int, prefetch: int = 4, window: int = 0) -> None:
+        """At most max(`window`, workers x `prefetch`) images are decoding or decoded and waiting."""
         self.spec = spec
         self.workers = workers
-        self.window = max(1, workers * prefetch)
+        self.window = max(1, workers * prefetch, window)
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:

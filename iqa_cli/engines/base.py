@@ -131,6 +131,11 @@ class Engine(ABC):
     def preparer(self) -> Preparer:
         """A picklable callable turning a LoadedImage into this engine's per-image payload."""
 
+    @property
+    def preferred_batch_size(self) -> int:
+        """Images per `assess` call when the user does not say: what keeps this engine busy."""
+        return 16
+
     def compare_preparer(self) -> Preparer:
         """The preparer for images that will be compared (`compare`); by default the audit's."""
         return self.preparer()
