@@ -153,6 +153,14 @@ def audit(
     max_new_tokens: Annotated[
         int | None, typer.Option("--max-new-tokens", min=1, help="Longest model answer, in tokens.")
     ] = None,
+    draft_decode: Annotated[
+        bool,
+        typer.Option(
+            "--draft-decode",
+            help="Model engine: decode large JPEGs at reduced scale first (several times faster; pixels differ "
+            "slightly from the exact path, so answers may too). The signal engine always does.",
+        ),
+    ] = False,
 ) -> None:
     """Assess every image, flag the bad and the doubtful, write reports and print a summary."""
     with user_errors():
@@ -160,7 +168,9 @@ def audit(
             raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
         chosen_writers = _writer_classes(formats)
         chosen_checks = _checks(checks)
-        options = EngineOptions(model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+        options = EngineOptions(
+            model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, draft_decode=draft_decode
+        )
         settings = AuditSettings(
             paths=_all_paths(paths or [], from_file),
             detail=detail,

@@ -139,3 +139,12 @@ def test_abstractor_variant(tmp_path):
     results = engine.assess(batch, AssessRequest(detail=True))
     assert len(results) == 2 and all(isinstance(r.detail, str) for r in results)
     assert engine.compare([(batch[0], batch[1], None)], AssessRequest())[0].winner in ("A", "B")
+
+
+def test_draft_decode_is_opt_in(engine):
+    assert engine.decode_plan.draft is False  # the authors' exact decode + resize by default
+    engine.draft_decode = True
+    try:
+        assert engine.decode_plan.draft is True and engine.settings()["draft_decode"] is True
+    finally:
+        engine.draft_decode = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ class DepictQAEngine(Engine):
         device: str,
         dtype: str,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        draft_decode: bool = False,
         minilm: Path | None = None,
         token_budget: int | None = None,
         max_rows: int | None = None,
@@ -76,6 +78,7 @@ class DepictQAEngine(Engine):
         self.device = device
         self.dtype = dtype
         self.max_new_tokens = max_new_tokens
+        self.draft_decode = draft_decode
         cuda = device.startswith("cuda")
         self.token_budget = token_budget if token_budget is not None else (None if cuda else 8192)
         self.max_rows = max_rows or (512 if cuda else 64)
@@ -126,12 +129,14 @@ class DepictQAEngine(Engine):
             device=device,
             dtype=str(dtype).removeprefix("torch."),
             max_new_tokens=options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            draft_decode=options.draft_decode,
             minilm=layout.minilm,
         )
 
     @property
     def decode_plan(self) -> DecodePlan:
-        return depictqa_decode_plan(self.preprocess)
+        plan = depictqa_decode_plan(self.preprocess)
+        return replace(plan, draft=True) if self.draft_decode else plan
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -141,6 +146,7 @@ class DepictQAEngine(Engine):
             "max_new_tokens": self.max_new_tokens,
             "resize": self.preprocess.resize,
             "max_size": self.preprocess.max_size,
+            "draft_decode": self.draft_decode,
         }
 
     @property
