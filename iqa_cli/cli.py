@@ -21,6 +21,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from iqa_cli import __version__
 from iqa_cli.audit import AuditSettings, default_workers, run_audit
@@ -35,7 +36,7 @@ from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
 from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.load import DEFAULT_MAX_PIXELS
 from iqa_cli.plugins import checks as plugin_checks
-from iqa_cli.plugins import engines, writers
+from iqa_cli.plugins import engines, origin, writers
 from iqa_cli.report.reread import RowFilter, read_rows, summarise
 from iqa_cli.store import ResultStore
 from iqa_cli.summary import Summary, render
@@ -372,12 +373,15 @@ def report(
 
 @app.command("plugins")
 def list_plugins() -> None:
-    """List the installed engines and report formats, and where each comes from."""
+    """List the installed engines, report formats and checks, and which package each comes from."""
     with user_errors():
-        console = Console()
-        for kind, found in (("engine", engines()), ("format", writers())):
+        table = Table(box=None, show_header=True, pad_edge=False)
+        for column in ("kind", "name", "class", "from"):
+            table.add_column(column, overflow="fold")
+        for kind, found in (("engine", engines()), ("format", writers()), ("check", plugin_checks())):
             for name, cls in sorted(found.items()):
-                console.print(f"{kind:7} {name:10} {cls.__module__}.{cls.__qualname__}", highlight=False)
+                table.add_row(kind, name, f"{cls.__module__}.{cls.__qualname__}", origin(cls))
+        Console().print(table)
 
 
 def main() -> None:

@@ -51,3 +51,12 @@ def writers() -> dict[str, type[ReportWriter]]:
 def checks() -> dict[str, type[Check]]:
     """Every installed per-image check class by name."""
     return _by_name(plugin_manager().hook.iqa_checks(), "name", "check")
+
+
+def origin(cls: type) -> str:
+    """Where a plugin class comes from: "built in", or the distribution ("name version") that provides it."""
+    package = cls.__module__.split(".")[0]
+    for plugin, dist in plugin_manager().list_plugin_distinfo():
+        if getattr(plugin, "__name__", "").split(".")[0] == package:
+            return f"{dist.metadata['name']} {dist.version}"
+    return "built in" if package == "iqa_cli" else package
