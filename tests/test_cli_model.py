@@ -15,17 +15,8 @@ pytest.importorskip("sentencepiece")
 
 from iqa_cli.cli_model import Variant, model_app
 from iqa_cli.engines.depictqa import files
-from iqa_cli.engines.depictqa.fixture import build_tiny_models
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "depictqa-tiny"
-    build_tiny_models(root, variant="dq495k")
-    build_tiny_models(root, variant="abstractor")
-    return root
 
 
 def test_variant_choices_are_the_released_checkpoints() -> None:

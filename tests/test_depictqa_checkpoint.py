@@ -15,18 +15,10 @@ pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.depictqa import checkpoint  # noqa: E402
 from iqa_cli.engines.depictqa.checkpoint import expected_shapes, lora_key, read_checkpoint  # noqa: E402
-from iqa_cli.engines.depictqa.fixture import TINY, build_tiny_models  # noqa: E402
+from iqa_cli.engines.depictqa.fixture import TINY  # noqa: E402
 from iqa_cli.errors import ModelFilesError  # noqa: E402
 
 SIZES = {"num_layers": TINY.layers, "hidden": TINY.hidden, "vision_width": TINY.clip_width}
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "depictqa-tiny"
-    build_tiny_models(root, variant="dq495k")
-    build_tiny_models(root, variant="abstractor")
-    return root
 
 
 @pytest.fixture

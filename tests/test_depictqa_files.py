@@ -17,14 +17,6 @@ from iqa_cli.engines.depictqa.fixture import TINY, build_tiny_models, tokenizer_
 from iqa_cli.errors import ModelFilesError, UsageError  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "depictqa-tiny"
-    build_tiny_models(root, variant="dq495k")
-    build_tiny_models(root, variant="abstractor")
-    return root
-
-
 @pytest.fixture
 def models(tiny_root: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny models, free to damage."""
