@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 
 import pluggy
 
@@ -20,8 +21,31 @@ def plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager("iqa")
     manager.add_hookspecs(hookspecs)
     manager.register(builtins, name="iqa_cli.builtins")
-    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    _load_entry_points(manager)
     return manager
+
+
+def _load_entry_points(manager: pluggy.PluginManager) -> None:
+    """Register every `iqa` entry point, one at a time, so a failure names the plugin that failed."""
+    seen: dict[str, str] = {}  # entry-point name -> the distribution that declared it first
+    for dist in importlib.metadata.distributions():
+        for entry in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+            where = f"{dist.metadata['name']} {dist.version}"
+            if entry.name in seen and seen[entry.name] != where:
+                # pluggy registers by entry-point name and would skip the second one without a word.
+                raise UsageError(
+                    f"two plugins declare the iqa entry point {entry.name!r} ({seen[entry.name]} and {where}); "
+                    "uninstall one of them"
+                )
+            seen[entry.name] = where
+            try:
+                manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=entry.name)
+            except Exception as exc:
+                raise UsageError(
+                    f"the iqa plugin {entry.name!r} ({entry.value}, from {where}) failed to load: "
+                    f"{type(exc).__name__}: {exc}; reinstall it, or uninstall it "
+                    f"(pip uninstall {dist.metadata['name']})"
+                ) from exc
 
 
 def _by_name(classes: list[list[type]], attribute: str, kind: str) -> dict[str, type]:

@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-# Collected from the repository root too (`python -m pytest`): without the plugin installed, say so.
-pytest.importorskip("iqa_html", reason="the iqa-html plugin is not installed: pip install -e plugins/iqa-html")
-
 from pagetools import save_image
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("iqa_html", reason="the iqa-html plugin is not installed: pip install -e plugins/iqa-html")
 from pagetools import EVIL_ANSWER, Node, failed_row, ok_row, parse_page, save_image
 
 from iqa_html.writer import HtmlWriter
