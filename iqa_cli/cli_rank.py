@@ -267,7 +267,9 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 def _render_ranking(console: Console, ranking: Ranking, engine: str) -> None:
     against = f"against {escape(ranking.reference)}" if ranking.reference else "no reference"
-    table = Table("rank", "image", "score", "wins", "confidence", title=f"Ranking ({engine} engine, {against})")
+    # Above the table, not its title: a long reference path must not be cut to the table's width.
+    console.print(f"Ranking ({engine} engine, {against})", highlight=False)
+    table = Table("rank", "image", "score", "wins", "confidence")
     for row in ranking_rows(ranking):
         table.add_row(
             _fmt(row["rank"], "d"), escape(row["label"]), _fmt(row["score"]), f"{row['wins']:g}/{row['games']}",

@@ -6,14 +6,17 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
+from PIL import Image
 
 from iqa_cli.images import LoadedImage
 
 TILE = 32  # tile side for local sharpness and noise, in analysis pixels
 BLUR_FILTER = 9  # re-blur length of the Crete-Roffet measure (scikit-image's blur_effect uses 11)
 PAD = 5  # context around each tile for the filters
-MAX_TILES = 96  # most active tiles examined for sharpness and overshoot
+MAX_TILES = 64  # most active tiles examined for sharpness and edge halos
+EDGE_STEP = 24  # a luma step (grey levels per pixel) that counts as a strong edge for the halo measure
+HALO_TILES = 32  # the most active of those tiles read by the halo measure
+MAX_EDGES = 600  # edge points per direction read by the halo measure
 
 
 @dataclass(frozen=True)
@@ -24,22 +27,30 @@ class Measurements:
     height: int
     mean: float  # mean luma, 0-255
     p01: float  # luma percentiles, 0-255
+    p05: float
     p50: float
+    p95: float
     p99: float
-    spread: float  # luma p95 - p05
+    std: float  # luma standard deviation
     clip_low: float  # fraction of pixels with every channel <= 2
     clip_high: float  # fraction of pixels with any channel >= 253
     chroma: float  # mean chroma (YCbCr distance from grey), 0-~180
     chroma_p95: float
     vivid: float  # fraction of lit pixels whose lowest channel is < 4% of the highest (fully saturated)
     blur: float  # Crete-Roffet blur (0 sharp - 1 flat) of the sharpest tiles
-    noise: float  # noise sigma (0-255 levels) in the flattest tenth of the tiles
+    blur_dir: float  # per direction the sharpest tiles' blur; the most blurred direction (motion blur)
+    lag: float  # steps over 3 px / steps over 1 px on the active tiles: ~1 when neighbours are unrelated
+    coherence: float  # orientation coherence of the half-resolution gradients (one dominant direction: motion)
+    radial: float  # share of gradient energy along the radius, outer tiles (zoom blur smears along it)
+    noise: float  # noise sigma (0-255 levels) in the flattest tenth of the tiles; NaN when unreadable
     noise_median: float  # the same estimate in the median tile (noise is everywhere, texture is not)
-    noise_coarse: float  # the flat-tile estimate at half resolution (sees spatially correlated noise)
+    noise_coarse: float  # the flat-tile estimate on every other pixel (sees spatially correlated noise)
+    halo: float  # overshoot beside strong edges relative to the step: unsharp-mask halos > 0.55, blurred < 0
     blockiness: float  # JPEG 8x8 grid strength (1 = none); NaN when the grid cannot be seen
+    jpeg_quality: float  # the file's JPEG quality setting (from its quantization tables); NaN if not a JPEG
     flat_pairs: float  # share of equal neighbours among pixels on strong local variation (pixelation)
     levels: float  # share of pixels on each channel's 16 most used levels, median over channels
-    overshoot: float  # fine-scale residual relative to coarse gradient on edges (oversharpening)
+    gaps: float  # share of unused levels within each channel's 1-99 percentile span, median over channels
 
     def as_dict(self) -> dict[str, float]:
         """The measurements as a plain dict."""
@@ -53,109 +64,228 @@ def _tile_sums(a: np.ndarray, rows: int, cols: int, tile: int = TILE) -> np.ndar
     return blocks.sum(axis=3, dtype=np.float32).sum(axis=1).ravel()
 
 
-def _blockiness(dv: np.ndarray, dh: np.ndarray, period: int) -> float:
+def _blockiness(luma: np.ndarray, period: int) -> float:
     # Mean absolute step across each column/row phase of the grid; JPEG makes one phase stand out.
     # The strongest phase over the median phase, so a crop with a shifted grid still counts.
+    if min(luma.shape) < 4 * period:
+        return math.nan
     ratios = []
-    for axis, d in ((0, dv), (1, dh)):
-        steps = d.mean(axis=1 - axis, dtype=np.float32)
+    for axis in (0, 1):
+        steps = np.abs(np.diff(luma, axis=axis)).mean(axis=1 - axis, dtype=np.float32)
         n = (steps.size // period) * period
         phases = steps[:n].reshape(-1, period).mean(axis=0)
         ratios.append(phases.max() / max(float(np.median(phases)), 0.25))
     return float(np.mean(ratios))
 
 
-def _sharpness(luma: np.ndarray, activity: np.ndarray, rows: int, cols: int) -> tuple[float, float]:
+# Directions of the sharpness measure, as (row, column) steps: along rows, along columns, both diagonals.
+DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+def _directional_blur(stack: np.ndarray, pad: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crete-Roffet blur per tile and direction, K x 4; NaN where the tile hardly varies along a direction.
+
+    Crete-Roffet (the measure behind scikit-image's blur_effect): the share of a tile's variation along a
+    direction that survives re-blurring along it with a 9-tap line, sum min(D, D_blurred) / sum D; 0 sharp,
+    1 flat. The re-blurred step is (I(p + 5u) - I(p - 4u)) / 9: a moving sum's difference, no filtering.
+    """
+
+    def shifted(k: int, dy: int, dx: int) -> np.ndarray:
+        return stack[:, pad + k * dy : pad + k * dy + tile, pad + k * dx : pad + k * dx + tile]
+
+    ratios = np.empty((stack.shape[0], len(DIRECTIONS)), np.float32)
+    totals = np.empty_like(ratios)
+    lags = np.empty_like(ratios)
+    for j, (dy, dx) in enumerate(DIRECTIONS):
+        base = shifted(0, dy, dx)
+        d = np.abs(shifted(1, dy, dx) - base)
+        b = np.abs(shifted(BLUR_FILTER // 2 + 1, dy, dx) - shifted(-(BLUR_FILTER // 2), dy, dx)) * (1 / BLUR_FILTER)
+        totals[:, j] = d.sum(axis=(1, 2))
+        ratios[:, j] = np.minimum(d, b).sum(axis=(1, 2)) / np.maximum(totals[:, j], 1e-6)
+        lags[:, j] = np.abs(shifted(2, dy, dx) - shifted(-1, dy, dx)).sum(axis=(1, 2)) / np.maximum(totals[:, j], 1e-6)
+    # A direction the tile hardly varies along (an edge parallel to it) says nothing about blur there.
+    ratios[totals < 0.5 * totals.mean(axis=1, keepdims=True)] = np.nan
+    return ratios, lags.min(axis=1)
+
+
+def _stack(luma: np.ndarray, chosen: np.ndarray, cols: int, tile: int, pad: int) -> np.ndarray:
+    # The chosen tiles with `pad` pixels of context, as one K x (tile + 2 pad) x (tile + 2 pad) array.
+    windows = np.lib.stride_tricks.sliding_window_view(luma, (tile + 2 * pad, tile + 2 * pad))
+    return windows[::tile, ::tile][chosen // cols, chosen % cols].astype(np.float32)
+
+
+def _halo(stack: np.ndarray) -> float:
+    # Unsharp masking overshoots on both sides of an edge: a bright band along the bright side, a dark one
+    # along the dark side, 1-2 px wide. At each strong edge (a local maximum of the luma step along a row
+    # or column), the profile is read on the two neighbouring rows (columns): an edge continues there,
+    # while the noise that made a spurious maximum does not, so noise neither selects nor biases it.
+    # Overshoot: bright band over the plateau 4-5 px out, plus plateau over dark band, relative to the
+    # step, summed over edges. Sharpened edges give a clear positive value, natural ones ~0, blurred < 0.
+    values = []
+    for axis in (2, 1):
+        a = stack if axis == 2 else np.swapaxes(stack, 1, 2)
+        d = np.diff(a, axis=2)
+        mag = np.abs(d[:, 1:-1, 5:-5])
+        peak = (mag >= EDGE_STEP) & (mag >= np.abs(d[:, 1:-1, 4:-6])) & (mag >= np.abs(d[:, 1:-1, 6:-4]))
+        k, r, c = np.nonzero(peak)
+        if k.size == 0:
+            continue
+        if k.size > MAX_EDGES:  # an even subsample: the sums need no more, and gathers cost
+            keep = np.linspace(0, k.size - 1, MAX_EDGES).astype(np.intp)
+            k, r, c = k[keep], r[keep], c[keep]
+        r, c = r + 1, c + 5  # c: the edge lies between columns c and c + 1
+        sign = np.sign(d[k, r, c])
+
+        def profile(offset: int, k=k, r=r, c=c, a=a) -> np.ndarray:
+            return (a[k, r - 1, c + offset] + a[k, r + 1, c + offset]) * 0.5
+
+        step = sign * (profile(1) - profile(0))
+        bright = sign * ((profile(1) + profile(2)) - (profile(4) + profile(5))) * 0.5
+        dark = sign * ((profile(-4) + profile(-3)) - (profile(-1) + profile(0))) * 0.5
+        real = step >= 0.5 * np.abs(d[k, r, c])
+        values.append(np.stack([np.clip((bright + dark)[real], -2 * step[real], 2 * step[real]), step[real]]))
+    pooled = np.concatenate(values, axis=1) if values else np.zeros((2, 0))
+    # A ratio of sums: noise adds as much below as above and cancels; one-sided overshoot adds up.
+    return float(pooled[0].sum() / pooled[1].sum()) if pooled.shape[1] >= 20 else 0.0
+
+
+def _sharpness(
+    luma: np.ndarray, activity: np.ndarray, rows: int, cols: int, tile: int
+) -> tuple[float, float, float, np.ndarray]:
     # Only the most active tiles (at most MAX_TILES) are filtered: that bounds the cost whatever the size,
     # and the sharpest parts of a photo are among its most active ones.
+    if rows * cols < 4:  # too small to judge: no verdict on sharpness
+        return math.nan, math.nan, math.nan, np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
     order = np.argsort(activity)[::-1]
     chosen = order[: max(4, min(MAX_TILES, int(np.sum(activity > 2.0))))]
     chosen = chosen[activity[chosen] > 2.0]
     if chosen.size < 4:
-        return 1.0, 0.0
-    windows = np.lib.stride_tricks.sliding_window_view(luma, (TILE + 2 * PAD, TILE + 2 * PAD))
-    stack = windows[::TILE, ::TILE][chosen // cols, chosen % cols]  # K x (TILE + 2 PAD) x (TILE + 2 PAD)
-    inner = np.s_[:, PAD : PAD + TILE, PAD : PAD + TILE]
-
-    # Crete-Roffet (scikit-image's blur_effect) per tile: the share of each tile's variation that
-    # survives re-blurring, min(D, D_blurred) / D; 0 sharp, 1 flat. The larger of the two directions.
-    ratios = []
-    for axis in (1, 2):
-        d = np.abs(np.diff(stack, axis=axis))
-        b = np.abs(np.diff(ndimage.uniform_filter1d(stack, BLUR_FILTER, axis=axis), axis=axis))
-        total = d[inner].sum(axis=(1, 2))
-        ratios.append(np.minimum(d, b)[inner].sum(axis=(1, 2)) / np.maximum(total, 1e-6))
-    tile_blur = np.maximum(*ratios)
+        return 1.0, 1.0, 3.0, np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
+    stack = _stack(luma, chosen, cols, tile, PAD)
+    ratios, lags = _directional_blur(stack, PAD, tile)
     # The sharpest tenth of those tiles: a sharp subject before a blurred background is sharp.
-    blur = float(np.percentile(tile_blur, 10))
-
-    # Oversharpening: on the strongest edges, the fine residual (image minus a 5 px box blur) against the
-    # gradient of the blurred image. Unsharp masking multiplies the first and not the second.
-    smooth = ndimage.uniform_filter(stack, size=(1, 5, 5))
-    resid = np.abs(stack - smooth)[inner]
-    grad = np.abs(smooth[:, PAD + 1 : PAD + TILE + 1, PAD : PAD + TILE] - smooth[inner]) + np.abs(
-        smooth[:, PAD : PAD + TILE, PAD + 1 : PAD + TILE + 1] - smooth[inner]
-    )
-    edges = grad > np.percentile(grad, 90)
-    overshoot = float(np.median(resid[edges] / (grad[edges] + 1.0)))
-    return blur, overshoot
+    blur = float(np.nanpercentile(np.nanmax(ratios, axis=1), 10))
+    # Per direction, the sharpest tenth of the tiles that vary along it; the most blurred direction.
+    # Motion blur leaves edges parallel to it sharp, but nothing that varies along it.
+    per_direction = [np.percentile(r[~np.isnan(r)], 10) for r in ratios.T if np.sum(~np.isnan(r)) >= 4]
+    return blur, float(max(per_direction, default=blur)), float(np.median(lags)), stack
 
 
-def _noise(luma: np.ndarray, tile: int) -> tuple[float, float]:
-    # Immerkaer's estimator: the separable [1 -2 1] x [1 -2 1] mask cancels planes and ramps, so what it
-    # sees in flat tiles is noise. Tiles near black or white are skipped: clipping hides noise there.
-    lap = luma[:-2] - 2 * luma[1:-1] + luma[2:]
-    lap = np.abs(lap[:, :-2] - 2 * lap[:, 1:-1] + lap[:, 2:])
-    rows, cols = lap.shape[0] // tile, lap.shape[1] // tile
+def _orientation(half: np.ndarray) -> tuple[float, float]:
+    # Structure tensor of the half-resolution gradients, summed per 16 px tile (32 analysis pixels).
+    # Coherence: how much one direction dominates the gradients of the most textured half of the tiles;
+    # motion blur removes the gradients along its direction. Radial: the share of gradient energy along
+    # the line to the centre in the outer tiles; zoom blur smears along that line and removes it.
+    # Central differences: forward ones share a pixel and make white noise look oriented.
+    gx = half[1:-1, 2:] - half[1:-1, :-2]
+    gy = half[2:, 1:-1] - half[:-2, 1:-1]
+    t = 16
+    rows, cols = gx.shape[0] // t, gx.shape[1] // t
     if rows * cols < 4:
-        return 0.0, 0.0
+        return 0.0, 0.5
+    sxx = _tile_sums(gx * gx, rows, cols, t)
+    syy = _tile_sums(gy * gy, rows, cols, t)
+    sxy = _tile_sums(gx * gy, rows, cols, t)
+    energy = sxx + syy
+    busy = energy >= np.median(energy)
+    a, b, c = sxx[busy].sum(), syy[busy].sum(), sxy[busy].sum()
+    coherence = float(math.sqrt((a - b) ** 2 + 4 * c * c) / max(a + b, 1e-6))
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    dy = ((yy + 0.5) * t - gx.shape[0] / 2).ravel()
+    dx = ((xx + 0.5) * t - gx.shape[1] / 2).ravel()
+    r2 = dx * dx + dy * dy
+    outer = (r2 > (0.25 * min(gx.shape)) ** 2) & (energy > 0)
+    if outer.sum() < 4:
+        return coherence, 0.5
+    ux, uy = dx[outer], dy[outer]
+    radial = (ux * ux * sxx[outer] + 2 * ux * uy * sxy[outer] + uy * uy * syy[outer]) / r2[outer]
+    return coherence, float(radial.sum() / energy[outer].sum())
+
+
+def _noise(luma: np.ndarray, half: np.ndarray, tile: int, scale: int) -> tuple[float, float]:
+    # Immerkaer's estimator: the separable [1 -2 1] x [1 -2 1] mask cancels planes and ramps, so what it
+    # sees in flat tiles is noise. Tiles near black or white are skipped: clipping hides noise there (the
+    # tile's level is read from `half`, the half-resolution luma, `scale` luma pixels to one of its).
+    # In place: this filter is the largest array work of the measurement.
+    v = luma[:-2] + luma[2:]
+    v -= luma[1:-1]
+    v -= luma[1:-1]
+    lap = v[:, :-2] + v[:, 2:]
+    lap -= v[:, 1:-1]
+    lap -= v[:, 1:-1]
+    np.abs(lap, out=lap)
+    level_tile = tile // scale
+    rows = min(lap.shape[0] // tile, half.shape[0] // level_tile)
+    cols = min(lap.shape[1] // tile, half.shape[1] // level_tile)
+    if rows * cols < 4:
+        return math.nan, math.nan
     sigma = _tile_sums(lap, rows, cols, tile) * (math.sqrt(math.pi / 2) / 6 / tile**2)
-    level = _tile_sums(luma[1:-1, 1:-1], rows, cols, tile) / tile**2
+    level = _tile_sums(half, rows, cols, level_tile) / level_tile**2
     sigma = sigma[(level > 16) & (level < 240)]
-    if sigma.size < 4:
-        return 0.0, 0.0
+    if sigma.size < 4:  # too small, or nearly all black or white: noise cannot be read
+        return math.nan, math.nan
     return float(np.percentile(sigma, 10)), float(np.median(sigma))
 
 
-def measure_pixels(pixels: np.ndarray, source_width: int | None = None) -> Measurements:
-    """Measure uint8 RGB pixels (H x W x 3); `source_width` is the file's own width (for the JPEG grid)."""
+def measure_pixels(
+    pixels: np.ndarray, source_width: int | None = None, jpeg_quality: int | None = None
+) -> Measurements:
+    """Measure uint8 RGB pixels (H x W x 3).
+
+    `source_width` is the file's own width (the JPEG grid is only visible at that size); `jpeg_quality`
+    the file's JPEG quality setting, when it is a JPEG.
+    """
     h, w = pixels.shape[:2]
-    # Integer BT.601 luma: uint16 holds 256 * 255 exactly, int16 is what the differences need.
-    wide = pixels.astype(np.uint16)
-    luma_i = ((77 * wide[..., 0] + 150 * wide[..., 1] + 29 * wide[..., 2]) >> 8).astype(np.int16)
-    rgb = pixels[::3, ::3].astype(np.int16)
-    luma = luma_i.astype(np.float32)
+    # BT.601 luma by PIL, in C; int16 for the differences.
+    luma8 = np.asarray(Image.fromarray(pixels).convert("L"))
+    luma_i = luma8.astype(np.int16)
+    half8 = np.asarray(Image.fromarray(luma8).reduce(2))
+    half = half8.astype(np.float32)
 
     # Tone and colour on every third pixel each way: global statistics do not need them all.
-    sub = rgb.reshape(-1, 3)
+    sub = pixels[::3, ::3].reshape(-1, 3)
+    red, green, blue = (sub[:, c].astype(np.int16) for c in range(3))
     sub_luma = luma_i[::3, ::3].ravel()
-    hist = np.bincount(sub_luma, minlength=256).cumsum() / sub_luma.size
-    p01, p05, p50, p95, p99 = (float(np.searchsorted(hist, q)) for q in (0.01, 0.05, 0.5, 0.95, 0.99))
-    high = sub.max(axis=1)
-    low = sub.min(axis=1)
-    cb = sub[:, 2] - sub_luma
-    cr = sub[:, 0] - sub_luma
+    n = sub_luma.size
+    hist = np.bincount(sub_luma, minlength=256)
+    cdf = hist.cumsum() / n
+    p01, p05, p50, p95, p99 = (float(np.searchsorted(cdf, q)) for q in (0.01, 0.05, 0.5, 0.95, 0.99))
+    grey = np.arange(256, dtype=np.float64)
+    mean = float((hist * grey).sum() / n)
+    std = float(math.sqrt(max(0.0, (hist * (grey - mean) ** 2).sum() / n)))
+    high = np.maximum(np.maximum(red, green), blue)
+    low = np.minimum(np.minimum(red, green), blue)
+    cb = (blue - sub_luma).astype(np.float32)
+    cr = (red - sub_luma).astype(np.float32)
     chroma = np.sqrt((0.564 * cb) ** 2 + (0.713 * cr) ** 2)
     lit = high > 50
-    vivid = float(np.mean(low[lit] < 0.04 * high[lit])) if lit.any() else 0.0
-    levels = []
-    for c in range(3):
-        counts = np.sort(np.bincount(sub[:, c], minlength=256)[1:255])
-        levels.append(counts[-16:].sum() / max(counts.sum(), 1))
+    vivid = float(np.mean(low[lit] * 25 < high[lit])) if lit.any() else 0.0
+    levels, gaps = [], []
+    for channel in (red, green, blue):
+        counts = np.bincount(channel, minlength=256)
+        ranked = np.sort(counts[1:255])
+        levels.append(ranked[-16:].sum() / max(ranked.sum(), 1))
+        # Empty levels inside the channel's 1st-99th percentile span: quantization leaves gaps, a narrow
+        # (low-contrast) histogram does not.
+        cum = np.cumsum(counts)
+        lo, hi = np.searchsorted(cum, 0.01 * n), np.searchsorted(cum, 0.99 * n)
+        gaps.append(float(np.mean(counts[lo : hi + 1] == 0)) if hi > lo else 0.0)
 
-    # Tile activity (mean absolute step) on the integer luma: cheap, and it picks the tiles worth a look.
-    dv = np.abs(np.diff(luma_i, axis=0))
-    dh = np.abs(np.diff(luma_i, axis=1))
-    rows, cols = (h - 2 * PAD) // TILE, (w - 2 * PAD) // TILE
-    activity = (_tile_sums(dv[PAD:, PAD:], rows, cols) + _tile_sums(dh[PAD:, PAD:], rows, cols)) / (2 * TILE * TILE)
-    blur, overshoot = _sharpness(luma, activity, rows, cols)
+    # Tile activity (mean absolute step) at half resolution: cheap, and it picks the tiles worth a look.
+    half_i = half8.astype(np.int16)
+    act = np.abs(np.diff(half_i, axis=0))[:, :-1] + np.abs(np.diff(half_i, axis=1))[:-1, :]
+    rows, cols = max(0, (h - 2 * PAD) // TILE), max(0, (w - 2 * PAD) // TILE)
+    activity = _tile_sums(act[PAD // 2 :, PAD // 2 :], rows, cols, TILE // 2) / (TILE * TILE / 4)
+    blur, blur_dir, lag, stack = _sharpness(luma_i, activity, rows, cols, TILE)
+    halo = _halo(stack[:HALO_TILES]) if stack.size else 0.0
+    coherence, radial = _orientation(half)
 
-    noise, noise_median = _noise(luma, TILE)
-    noise_coarse, _ = _noise(luma[::2, ::2], TILE // 2)
+    noise, noise_median = _noise(luma_i, half, TILE, scale=2)
+    noise_coarse, _ = _noise(np.ascontiguousarray(luma_i[::2, ::2]), half, TILE // 2, scale=1)
 
     # Pixelation: where luma changes a lot over three pixels, natural images rarely repeat a value.
-    # Every other row is plenty for a share.
-    rows_i = luma_i[::2]
+    # Every fourth row is plenty for a share.
+    rows_i = luma_i[::4]
     span = np.abs(rows_i[:, 3:] - rows_i[:, :-3])
     same = rows_i[:, 2:-1] == rows_i[:, 1:-2]
     strong = span > 24
@@ -163,32 +293,40 @@ def measure_pixels(pixels: np.ndarray, source_width: int | None = None) -> Measu
 
     blockiness = math.nan
     if source_width is None or source_width == w:
-        blockiness = _blockiness(dv, dh, 8)
+        blockiness = _blockiness(luma_i, 8)
 
     return Measurements(
         width=w,
         height=h,
-        mean=float(sub_luma.mean()),
+        mean=mean,
         p01=p01,
+        p05=p05,
         p50=p50,
+        p95=p95,
         p99=p99,
-        spread=p95 - p05,
+        std=std,
         clip_low=float(np.mean(high <= 2)),
         clip_high=float(np.mean(high >= 253)),
         chroma=float(chroma.mean()),
         chroma_p95=float(np.percentile(chroma, 95)),
         vivid=vivid,
         blur=blur,
+        blur_dir=blur_dir,
+        lag=lag,
+        coherence=coherence,
+        radial=radial,
         noise=noise,
         noise_median=noise_median,
         noise_coarse=noise_coarse,
+        halo=halo,
         blockiness=blockiness,
+        jpeg_quality=math.nan if jpeg_quality is None else float(jpeg_quality),
         flat_pairs=flat_pairs,
         levels=float(np.median(levels)),
-        overshoot=overshoot,
+        gaps=float(np.median(gaps)),
     )
 
 
 def measure(image: LoadedImage) -> Measurements:
     """The preparer: measure a decoded image (module-level, so it pickles into the decode workers)."""
-    return measure_pixels(image.pixels, image.facts.width)
+    return measure_pixels(image.pixels, image.facts.width, image.facts.jpeg_quality)
