@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
+import struct
+import zipfile
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -12,6 +17,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
 from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
 
 from iqa_cli.engines.depictqa import checkpoint, fixture  # noqa: E402
 from iqa_cli.engines.depictqa.generate import greedy_generate, pad_left  # noqa: E402
@@ -28,7 +34,10 @@ from iqa_cli.engines.depictqa.vision import (  # noqa: E402
     convert_openai_clip,
     interpolate_position_embedding,
     load_vision_tower,
+    read_openai_archive,
+    read_torchscript_state,
 )
+from iqa_cli.errors import ModelFilesError  # noqa: E402
 from iqa_cli.images import fit_size  # noqa: E402
 
 
@@ -177,7 +186,98 @@ def _as_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_openai_archive_loads_and_converts_to_the_same_tower(tmp_path):
+class _QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class _ResidualBlock(nn.Module):
+    """OpenAI's ResidualAttentionBlock, for archives laid out like theirs."""
+
+    def __init__(self, width: int, intermediate: int, attn_mask: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, max(width // 64, 1))
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, intermediate)),
+                    ("gelu", _QuickGELU()),
+                    ("c_proj", nn.Linear(intermediate, width)),
+                ]
+            )
+        )
+        self.ln_2 = nn.LayerNorm(width)
+        self.attn_mask = attn_mask  # a plain tensor attribute, as in OpenAI's text blocks: not in the state dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False, attn_mask=self.attn_mask)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class _Transformer(nn.Module):
+    def __init__(self, width: int, intermediate: int, layers: int, attn_mask: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.resblocks = nn.Sequential(*[_ResidualBlock(width, intermediate, attn_mask) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resblocks(x)
+
+
+class _VisualTransformer(nn.Module):
+    def __init__(self, width: int, intermediate: int, layers: int, patch: int, grid: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, patch, stride=patch, bias=False)
+        self.class_embedding = nn.Parameter(torch.zeros(width))
+        self.positional_embedding = nn.Parameter(torch.zeros(grid * grid + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = _Transformer(width, intermediate, layers)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(torch.zeros(width, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x).flatten(2).permute(2, 0, 1)  # [N, B, C], as nn.MultiheadAttention wants
+        x = self.transformer(self.ln_pre(x + self.positional_embedding[1:, None]))
+        return self.ln_post(x[0]) @ self.proj
+
+
+class _OpenAICLIP(nn.Module):
+    """The layout of OpenAI's CLIP: ``visual.*``, a text transformer with a causal mask, a logit scale."""
+
+    def __init__(self, width: int, intermediate: int, layers: int, patch: int = 14, grid: int = 16) -> None:
+        super().__init__()
+        self.visual = _VisualTransformer(width, intermediate, layers, patch, grid)
+        mask = torch.full((4, 4), float("-inf")).triu(1)
+        self.transformer = _Transformer(width, intermediate, 1, attn_mask=mask)
+        self.logit_scale = nn.Parameter(torch.ones([]))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.visual(image) * self.logit_scale + self.transformer(text).sum()
+
+
+def _openai_torchscript(state: dict[str, torch.Tensor], path, half: bool = False):
+    """Save Hugging Face vision weights as an OpenAI-style TorchScript archive (what ViT-L-14.pt is)."""
+    width = state["pre_layrnorm.weight"].shape[0]
+    layers = len({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
+    model = _OpenAICLIP(width, state["encoder.layers.0.mlp.fc1.weight"].shape[0], layers)
+    missing, _ = model.load_state_dict(_as_openai(state), strict=False)
+    assert not [k for k in missing if k.startswith("visual.")]
+    model = model.half() if half else model
+    torch.jit.save(torch.jit.script(model.eval()), str(path))
+    return path
+
+
+# Building the TorchScript archives (and the reference state dicts) needs torch.jit, deprecated in torch 2.
+_JIT_WARNINGS = (
+    pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+)
+
+
+@pytest.mark.parametrize("layout_kind", ["state_dict", "torchscript"])
+@_JIT_WARNINGS[0]
+def test_openai_archive_loads_and_converts_to_the_same_tower(tmp_path, monkeypatch, layout_kind):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     # OpenAI's archive does not store the head count: it is width / 64, so this CLIP keeps 64-wide heads.
@@ -195,7 +295,15 @@ def test_openai_archive_loads_and_converts_to_the_same_tower(tmp_path):
     hf = CLIPVisionModel.from_pretrained(tmp_path / "hf").eval()
     state = {k.removeprefix("vision_model."): v for k, v in hf.state_dict().items()}
     archive = tmp_path / "ViT-L-14.pt"
-    torch.save(_as_openai(state), archive)
+    if layout_kind == "torchscript":
+        _openai_torchscript(state, archive)
+    else:
+        torch.save(_as_openai(state), archive)
+
+    def no_jit(*args, **kwargs):
+        raise AssertionError("torch.jit.load must not be used to read model files")
+
+    monkeypatch.setattr(torch.jit, "load", no_jit)
     pixels = torch.randn(1, 3, 98, 140)  # a non-native grid: interpolation on
     square = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -207,6 +315,162 @@ def test_openai_archive_loads_and_converts_to_the_same_tower(tmp_path):
     torch.testing.assert_close(direct, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(converted, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(ours, hf_out[:, 1:], atol=1e-5, rtol=1e-4)  # the converted folder is valid HF
+
+
+class _SharedStorage(nn.Module):
+    """Nested modules, a ModuleList, non-parameter attributes and tensors that view one storage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        base = torch.arange(24.0)
+        self.register_buffer("window", base[2:14].view(3, 4).t())  # non-contiguous, at an offset
+        self.register_buffer("tail", base[13:20])  # overlaps `window` in the same storage
+        self.register_buffer("steps", torch.arange(5))
+        self.register_buffer("empty", torch.zeros(0))
+        self.scale = nn.Parameter(torch.randn(3).half())
+        self.heads = nn.ModuleList([nn.Linear(4, 3), nn.Linear(4, 3, bias=False)])
+        self.deep = nn.Sequential(nn.Sequential(nn.LayerNorm(4)), _ResidualBlock(8, 16))
+        self.sizes = [1, 2]
+        self.plain = torch.ones(2)  # a tensor attribute that is neither parameter nor buffer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for head in self.heads:
+            x = x + head(x).sum()
+        return self.deep[0](x) * self.plain.sum() + self.sizes[0] + self.tail.sum() + self.window.sum()
+
+
+def _assert_same_state(ours: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> None:
+    assert list(ours) == list(reference)  # names and order
+    for name, ref in reference.items():
+        got = ours[name]
+        assert (got.dtype, got.shape, got.stride(), got.storage_offset()) == (
+            ref.dtype,
+            ref.shape,
+            ref.stride(),
+            ref.storage_offset(),
+        ), name
+        assert got.device.type == "cpu"
+        torch.testing.assert_close(got, ref, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["openai-fp32", "openai-fp16", "openai-traced", "shared-storage"])
+@_JIT_WARNINGS[0]
+@_JIT_WARNINGS[1]
+def test_torchscript_reader_matches_torch_jit(tmp_path, kind):
+    path = tmp_path / f"{kind}.pt"
+    torch.manual_seed(1)
+    if kind == "shared-storage":
+        torch.jit.save(torch.jit.script(_SharedStorage()), str(path))
+    elif kind == "openai-traced":  # OpenAI's released files are traced, not scripted
+        model = _OpenAICLIP(64, 128, 2, patch=14, grid=2).eval()
+        example = (torch.randn(1, 3, 28, 28), torch.randn(4, 1, 64))
+        torch.jit.save(torch.jit.trace(model, example), str(path))
+    else:
+        model = _OpenAICLIP(64, 128, 3).eval()
+        for p in model.parameters():
+            p.data.normal_()
+        torch.jit.save(torch.jit.script(model.half() if kind == "openai-fp16" else model), str(path))
+
+    reference = torch.jit.load(str(path), map_location="cpu").state_dict()
+    ours = read_torchscript_state(path)
+    _assert_same_state(ours, reference)
+    if kind.startswith("openai"):
+        assert "visual.transformer.resblocks.1.attn.in_proj_weight" in ours
+        assert not any("attn_mask" in k for k in ours)  # plain attributes stay out, as in torch.jit
+    if kind == "openai-fp16":
+        assert ours["visual.conv1.weight"].dtype == torch.float16
+    if kind == "shared-storage":
+        # Views of one storage still share it, as after torch.jit.load.
+        assert ours["window"].untyped_storage().data_ptr() == ours["tail"].untyped_storage().data_ptr()
+        ours["window"][0, 0] = -1.0
+        assert ours["tail"][-1].item() != -1.0 and ours["window"][0, 0] == -1.0
+        assert ours["tail"][0].item() == ours["window"][3, 2].item() == 13.0
+        assert set(ours) >= {"heads.0.bias", "heads.1.weight", "deep.0.0.weight", "deep.1.attn.in_proj_weight"}
+        assert "heads.1.bias" not in ours and "plain" not in ours
+
+
+def _pickled_call(module: str, name: str, argument: str) -> bytes:
+    """A pickle that calls ``module.name(argument)`` when loaded by an ordinary unpickler."""
+    arg = argument.encode()
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X" + struct.pack("<I", len(arg)) + arg + b"\x85R."
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "code"),
+    [
+        ("os", "system", "touch {marker}"),
+        ("builtins", "eval", "__import__('pathlib').Path({marker!r}).touch()"),
+        ("builtins", "exec", "open({marker!r}, 'w').close()"),
+    ],
+)
+def test_a_torchscript_archive_with_code_in_its_pickle_is_refused(tmp_path, module, name, code):
+    marker = tmp_path / "ran"
+    payload = _pickled_call(module, name, code.format(marker=str(marker)))
+    # The payload is live: an ordinary unpickler runs it (on another marker, so the check below stays sharp).
+    armed = tmp_path / "armed"
+    pickle.loads(_pickled_call(module, name, code.format(marker=str(armed))))
+    assert armed.exists()
+
+    # The payload as the module tree of a TorchScript archive, and nested inside an otherwise valid tree.
+    nested = b"\x80\x02c__torch__\nM\n)\x81}(X\x08\x00\x00\x00training\x88X\x01\x00\x00\x00x" + payload[2:-1] + b"ub."
+    for i, data in enumerate((payload, nested)):
+        archive = tmp_path / f"evil{i}.pt"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("evil/data.pkl", data)
+            zf.writestr("evil/code/__torch__.py", "class M(Module):\n  __parameters__ = []\n  __buffers__ = []\n")
+            zf.writestr("evil/constants.pkl", pickle.dumps(()))
+            zf.writestr("evil/version", "3\n")
+        with pytest.raises(ModelFilesError, match=rf"refers to {module}\.{name}\b"):
+            read_openai_archive(archive)
+        with pytest.raises(ModelFilesError):
+            load_vision_tower(archive)
+        assert not marker.exists()
+
+
+class _StorageRef:
+    """Pickled as a reference to the storage ``data/0``, like torch's own pickler does."""
+
+
+class _CraftedTensor:
+    def __init__(self, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.args = (_StorageRef(), offset, size, stride, False, OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _TorchPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return ("storage", torch.FloatStorage, "0", "cpu", 4) if isinstance(obj, _StorageRef) else None
+
+
+@pytest.mark.parametrize(
+    ("offset", "size", "stride"),
+    [(0, (5,), (1,)), (1, (4,), (1,)), (0, (2, 2), (3, 1)), (0, (2,), (-1,)), (0, (3,), (2,)), (0, (2,), (1.5,))],
+)
+def test_a_torchscript_tensor_reaching_past_its_storage_is_refused(tmp_path, offset, size, stride):
+    buffer = io.BytesIO()
+    _TorchPickler(buffer, protocol=2).dump({"w": _CraftedTensor(offset, size, stride)})
+    archive = tmp_path / "crafted.pt"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("crafted/data.pkl", buffer.getvalue())
+        zf.writestr("crafted/data/0", bytes(16))  # four float32
+        zf.writestr("crafted/code/__torch__.py", "")
+    with pytest.raises(ModelFilesError, match=r"past its storage|invalid layout"):
+        read_torchscript_state(archive)
+
+
+@_JIT_WARNINGS[0]
+def test_a_damaged_torchscript_archive_is_a_model_files_error(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(good))
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, data[: len(data) // 2] if info.filename.endswith(("data.pkl", "data/0")) else data)
+    with pytest.raises(ModelFilesError, match=r"damaged\.pt"):
+        read_torchscript_state(damaged)
 
 
 # ---------------------------------------------------------------------------------------------- assembly
