@@ -70,7 +70,7 @@ def show(
             console.print(f"{source.value:<13} {escape(str(path))}  {state}", highlight=False, soft_wrap=True)
         console.print(f"precedence: {PRECEDENCE}", highlight=False, soft_wrap=True)
         for name in resolved.unused_env:
-            console.print(f"[yellow]unused[/yellow] {name}: no option has this name", highlight=False)
+            console.print(f"[yellow]unused[/yellow] {escape(name)}: no option has this name", highlight=False)
         current: tuple[str, ...] | None = None
         table = Table()
         for setting in settings:

@@ -113,7 +113,7 @@ def _show_report(report: files.CheckReport) -> None:
             f"{count} problem{'s' if count > 1 else ''} in {report.root} (listed above); "
             f"fix them or re-run `iqa model download --dir {report.root}`."
         )
-    console.print(f"ready: {', '.join(report.variants)}", highlight=False, soft_wrap=True)
+    console.print(f"ready: {escape(', '.join(report.variants))}", highlight=False, soft_wrap=True)
 
 
 def _size(size: int) -> str:

@@ -155,7 +155,7 @@ def render(summary: Summary, console: Console) -> None:
         head += " [yellow](interrupted: partial results)[/yellow]"
     console.print(head)
     engine = f"engine {s.engine} {s.engine_version}"
-    console.print(engine + (f" ({s.engine_note})" if s.engine_note else ""))
+    console.print(escape(engine + (f" ({s.engine_note})" if s.engine_note else "")), highlight=False)
     console.print(f"{s.seconds:.1f} s, {s.images_per_second:.1f} images/s")
 
     verdicts = Table(title="Verdicts", show_header=True)

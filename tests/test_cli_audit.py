@@ -184,3 +184,19 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
     rows = pd.read_csv(out / "report.csv")
     assert 3 <= len(rows) < 150
     assert (rows["status"] == "ok").all()
+
+
+def test_summary_prints_bracketed_text_literally(photos: Path, tmp_path: Path, monkeypatch) -> None:
+    # Rich would swallow "[depictqa]" as a markup tag; the engine note must reach the user intact.
+    monkeypatch.setattr(
+        "iqa_cli.cli.create_engine", _signal_with_note("install it with pip install 'iqa-cli[depictqa]'")
+    )
+    code, out, _ = audit(str(photos / "clean.png"), "--out", str(tmp_path), "--workers", "0")
+    assert code == 0 and "'iqa-cli[depictqa]'" in out
+
+
+def _signal_with_note(note: str):
+    from iqa_cli.engines.base import EngineOptions
+    from iqa_cli.engines.signal.engine import SignalEngine
+
+    return lambda name, options: (SignalEngine.create(EngineOptions()), note)
