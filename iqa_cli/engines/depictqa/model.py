@@ -137,11 +137,6 @@ class DepictQAModel(nn.Module):
                     setattr(attention, name, module.merged())
 
     # ---------------------------------------------------------------------------------------- images
-    @property
-    def tokens_per_image(self) -> int | None:
-        """Image tokens per image when fixed (the Abstractor's queries), else None (one per patch)."""
-        return self.cfg.abstractor.queries if self.cfg.abstractor is not None else None
-
     def encode_images(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Images [3, H_i, W_i] (prepared pixels) -> embeddings [N_i, llm_hidden], in the LLM's dtype.
 

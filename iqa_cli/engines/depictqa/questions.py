@@ -13,9 +13,6 @@ INSTANT_RATING = "instant_rating"
 ASSESSMENT_REASONING = "assessment_reasoning"
 COMPARISON_REASONING = "comparison_reasoning"
 TASKS = (DISTORTION_IDENTIFICATION, INSTANT_RATING, ASSESSMENT_REASONING, COMPARISON_REASONING)
-# Brief tasks were trained with single-word answers when the question carried the tail below.
-BRIEF_TASKS = (DISTORTION_IDENTIFICATION, INSTANT_RATING)
-COMPARISON_TASKS = (INSTANT_RATING, COMPARISON_REASONING)
 
 SINGLE_WORD_TAIL = " Answer the question using a single word or phrase."
 # The authors' test for "this question already asks for a single word" (src/model/utils/confidence.py,

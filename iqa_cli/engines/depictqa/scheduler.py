@@ -227,9 +227,6 @@ class ContinuousBatcher:
             width, grow, count = row_width, row_grow, count + 1
         return count
 
-    def _length(self, prompt: int) -> int:
-        return self._prompts[prompt].shape[0]
-
     def _kept(self, flight: _Flight | None) -> list[tuple[_Row, int]]:
         if flight is None:
             return []
