@@ -148,3 +148,35 @@ def test_draft_decode_is_opt_in(engine):
         assert engine.decode_plan.draft is True and engine.settings()["draft_decode"] is True
     finally:
         engine.draft_decode = False
+
+
+def test_iqa_audit_with_the_model_end_to_end(tiny_root, tmp_path):
+    """`iqa audit --model DIR` picks the model by itself, answers with confidences, writes the reports."""
+    import json
+
+    import pandas as pd
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from iqa_cli.cli import app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("wide.png", (300, 200)), ("tall.jpg", (180, 260)), ("small.png", (60, 50))):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(photos / name)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    args = ["audit", str(photos), "--model", str(tiny_root), "--device", "cpu", "--dtype", "float32",
+            "--max-new-tokens", "6", "--workers", "0", "--detail", "--json", "--out", str(tmp_path / "out"),
+            "--checks", "none"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["engine"] == "depictqa" and summary["engine_note"].startswith("auto-selected")
+    assert summary["files"] == 4 and summary["assessed"] == 3 and summary["error_codes"] == {"truncated": 1}
+    rows = pd.read_parquet(tmp_path / "out" / "report.parquet").set_index("path")
+    ok = rows[rows["status"] == "ok"]
+    assert (ok["engine"] == "depictqa").all() and ok["answer"].notna().all()
+    assert ok["confidence"].between(0, 1).all() and ok["detail_confidence"].between(0, 1).all()
+    assert ok["detail"].notna().all() and ok["question"].str.endswith("single word or phrase.").all()
+    assert json.loads(ok["engine_settings"].iloc[0])["variant"] == "dq495k"
