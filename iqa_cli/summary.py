@@ -178,14 +178,16 @@ def render(summary: Summary, console: Console) -> None:
     for title, lines in (("Worst images", s.worst), ("Needs review (lowest confidence)", s.review)):
         if lines:
             table = Table(title=title)
-            table.add_column("image", overflow="fold")
-            for column in ("verdict", "answer", "rating", "score", "confidence"):
-                table.add_column(column)
+            # The path gets the room: the other columns are short words and numbers.
+            table.add_column("image", overflow="fold", ratio=3)
+            table.add_column("answer", ratio=2)
+            for column in ("verdict", "rating", "score", "confidence"):
+                table.add_column(column, no_wrap=True)
             for line in lines:
                 table.add_row(
                     escape(line.path),
-                    line.verdict or "",
                     escape(line.answer or ""),
+                    line.verdict or "",
                     line.rating or "",
                     _num(line.score),
                     _num(line.confidence),
