@@ -35,7 +35,7 @@ def make_camera_jpegs(folder: Path, count: int, size: tuple[int, int]) -> list[P
         big = Image.open(source).convert("RGB").resize(size, Image.Resampling.BICUBIC)
         grain = rng.normal(0, 2.0, (size[1], size[0], 3))
         pixels = np.clip(np.asarray(big, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
-        path = folder / f"distinct{i}.jpg"
+        path = folder.parent / f"distinct{i}.jpg"  # outside the audited folder: only the copies count
         Image.fromarray(pixels).save(path, quality=90)
         distinct.append(path)
     files = []
