@@ -65,7 +65,6 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
 
 SCHEMA = pa.schema([pa.field(name, dtype) for name, dtype, _ in COLUMNS])
 COLUMN_NAMES = [name for name, _, _ in COLUMNS]
-LIST_COLUMNS = [name for name, dtype, _ in COLUMNS if pa.types.is_list(dtype)]
 
 
 @dataclass(frozen=True)
