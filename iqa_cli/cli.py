@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -167,6 +168,8 @@ def audit(
     with user_errors():
         if not paths and from_file is None:
             raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
+        if from_file not in (None, "-") and not os.access(from_file, os.R_OK):
+            raise UsageError(f"cannot read the list {from_file}: check the path, or use '-' for standard input")
         chosen_writers = _writer_classes(formats)
         chosen_checks = _checks(checks)
         options = EngineOptions(

@@ -240,3 +240,8 @@ def test_report_reprints_filters_and_exports_without_running(tmp_path: Path, onl
 def test_report_on_a_folder_without_a_report_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no report in" in result.stderr
+
+
+def test_a_missing_list_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", "--from-file", str(tmp_path / "nope.txt"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot read the list" in result.stderr
