@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from iqa_cli.errors import IqaError
+from iqa_cli.errors import EXIT_FAILURE, IqaError
 
 
 def stderr_console() -> Console:
@@ -25,3 +25,8 @@ def user_errors() -> Iterator[None]:
     except IqaError as exc:
         stderr_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        # The output folder, a log file or a list that the system refuses (a file where a folder should
+        # be, no permission, a full disk): say which and why, as a runtime failure.
+        stderr_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from None

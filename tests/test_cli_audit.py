@@ -200,3 +200,9 @@ def _signal_with_note(note: str):
     from iqa_cli.engines.signal.engine import SignalEngine
 
     return lambda name, options: (SignalEngine.create(EngineOptions()), note)
+
+
+def test_output_folder_that_is_a_file_is_one_clear_line(photos: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    code, _, err = audit(str(photos / "clean.png"), "--out", str(tmp_path / "taken"), "--workers", "0")
+    assert code == 1 and "taken" in err and "Traceback" not in err
