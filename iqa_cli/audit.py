@@ -98,12 +98,14 @@ def run_audit(
             store.flush()
 
     pending: list[Outcome] = []
+    ready = 0  # outcomes in `pending` the engine must assess
     try:
         for outcome in prefetcher.run(sources.items()):
             pending.append(outcome)
-            if sum(o.ok for o in pending) >= batch_size:
+            ready += outcome.ok
+            if ready >= batch_size:
                 emit(pending)
-                pending = []
+                pending, ready = [], 0
         emit(pending)
     except KeyboardInterrupt:
         interrupted = True
