@@ -9,21 +9,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from scipy import ndimage, signal
 
-# Category key -> the name DepictQA answers with (DQ-495K's vocabulary).
-CATEGORIES: dict[str, str] = {
-    "blur": "blur",
-    "noise": "noise",
-    "compression": "compression",
-    "brighten": "overly high brightness",
-    "darken": "insufficient brightness",
-    "contrast_strengthen": "overly high contrast",
-    "contrast_weaken": "insufficient contrast",
-    "saturate_strengthen": "overly high saturation",
-    "saturate_weaken": "insufficient saturation",
-    "oversharpen": "oversharpening",
-    "pixelate": "pixelation",
-    "quantization": "color quantization",
-}
+from iqa_cli.categories import CATEGORIES  # noqa: F401  (re-exported; the one copy lives in a light module)
 
 Distortion = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
