@@ -58,7 +58,7 @@ def time_oversampled(path: Path, plan: DecodePlan, runs: int, factor: float) -> 
     times, pixels = [], None
     for _ in range(runs):
         start = time.perf_counter()
-        pixels = _decode(data, plan, 10**9, FileFacts(path=str(path)), draft_oversample=factor)
+        pixels, _, _ = _decode(data, plan, 10**9, FileFacts(path=str(path)), draft_oversample=factor)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, pixels
 

@@ -16,11 +16,19 @@ class DecodePlan:
     like Python's ``round``, with PIL bicubic: the rule DepictQA uses (``resize``, ``max_size``).
     ``None`` for a side means no limit from that side. ``draft`` lets JPEGs decode at a reduced scale
     first (1/2, 1/4, 1/8, never below the target size), which is much faster and slightly different.
+
+    ``native_crop`` asks, besides the resized image, for a central square of that side at the file's own
+    resolution (`LoadedImage.native`): pixel-level defects (repeated pixels, empty levels, the 8x8 JPEG
+    grid, fine noise) are erased by downscaling. A JPEG whose long side is at most ``native_max_side`` is
+    then decoded at full size; a larger one keeps its draft scale and the crop comes from that scale
+    (`LoadedImage.native_scale` says which), so a 12 MP photo costs no more to decode than before.
     """
 
     short_side: int | None = None
     long_side: int | None = None
     draft: bool = True
+    native_crop: int | None = None
+    native_max_side: int = 2048
 
 
 def fit_size(width: int, height: int, plan: DecodePlan) -> tuple[int, int]:
@@ -69,10 +77,14 @@ class LoadedImage:
     """A decoded image: RGB uint8 pixels (H x W x 3) at the engine's decode size, with the file's facts.
 
     `facts.width` / `facts.height` are the image's own size after EXIF orientation, not the decoded size.
+    `native` is the central crop the plan's ``native_crop`` asked for (None otherwise), decoded at
+    `native_scale` of the file's resolution (1.0 unless a large JPEG was draft-decoded).
     """
 
     facts: FileFacts
     pixels: np.ndarray
+    native: np.ndarray | None = None
+    native_scale: float = 1.0
 
 
 @dataclass

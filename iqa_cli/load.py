@@ -120,8 +120,8 @@ def _load(path: str, plan: DecodePlan, max_pixels: int, facts: FileFacts) -> Loa
         data = _read(str(path), facts)
         facts.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
         facts.exif = read_exif(data)
-        pixels = _decode(data, plan, max_pixels, facts, draft_oversample=1)
-        return LoadedImage(facts=facts, pixels=pixels)
+        pixels, native, native_scale = _decode(data, plan, max_pixels, facts, draft_oversample=1)
+        return LoadedImage(facts=facts, pixels=pixels, native=native, native_scale=native_scale)
     except _Failure as failure:
         return LoadFailure(facts=facts, code=failure.code, message=failure.message)
     except Exception as exc:  # the promise is "never raises": anything unforeseen is a corrupt file
@@ -188,8 +188,12 @@ def jpeg_quality(quantization: dict[int, Any] | None) -> int | None:
     return int(min(100, max(1, round(quality))))
 
 
-def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *, draft_oversample: float) -> np.ndarray:
+def _decode(
+    data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *, draft_oversample: float
+) -> tuple[np.ndarray, np.ndarray | None, float]:
     """Decode `data` to RGB uint8 at `fit_size` of the oriented size, filling in `facts`.
+
+    Returns the pixels, the plan's native-resolution central crop (or None) and that crop's scale.
 
     `draft_oversample` asks the JPEG draft decoder for that many times the final size (>= 1), so the
     final bicubic resize has more to work from; the benchmark measures its effect.
@@ -227,7 +231,8 @@ def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *,
     # image costs more than the resize saves. fit_size is symmetric in its two sides.
     stored_target = (target[1], target[0]) if swapped else target
 
-    if plan.draft and image.format in ("JPEG", "MPO") and stored_target != (width, height):
+    wants_native = plan.native_crop is not None and max(width, height) <= plan.native_max_side
+    if plan.draft and not wants_native and image.format in ("JPEG", "MPO") and stored_target != (width, height):
         request = (
             min(width, round(stored_target[0] * draft_oversample)),
             min(height, round(stored_target[1] * draft_oversample)),
@@ -240,6 +245,10 @@ def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *,
     image, note = _to_rgb(image)
     if note:
         facts.notes.append(note)
+    native, native_scale = None, 1.0
+    if plan.native_crop is not None:
+        native_scale = image.size[0] / width
+        native = _central_crop(image, plan.native_crop, orientation)
     if image.size != stored_target:
         image = image.resize(stored_target, Image.Resampling.BICUBIC)
     if orientation in _ORIENTATION_TRANSPOSE:
@@ -248,7 +257,21 @@ def _decode(data: bytes, plan: DecodePlan, max_pixels: int, facts: FileFacts, *,
     if pixels.shape != (target[1], target[0], 3):
         raise _Failure("corrupt", f"decoded to an unexpected shape {pixels.shape}")
     # np.asarray of a Pillow image is read-only; engines may want to write in place.
-    return np.array(pixels, dtype=np.uint8, order="C", copy=True)
+    return np.array(pixels, dtype=np.uint8, order="C", copy=True), native, native_scale
+
+
+def _central_crop(image: Image.Image, side: int, orientation: int | None) -> np.ndarray:
+    """The central side x side square of `image` (the whole of a shorter side), upright, as uint8 RGB.
+
+    The corner sits on a multiple of 8 so that a JPEG's 8x8 grid keeps its phase in the crop.
+    """
+    w, h = image.size
+    cw, ch = min(side, w), min(side, h)
+    left, top = ((w - cw) // 2) // 8 * 8, ((h - ch) // 2) // 8 * 8
+    crop = image.crop((left, top, left + cw, top + ch))
+    if orientation in _ORIENTATION_TRANSPOSE:
+        crop = crop.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    return np.array(crop, dtype=np.uint8, order="C", copy=True)
 
 
 def _frame_count(image: Image.Image) -> int:

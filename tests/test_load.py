@@ -482,3 +482,38 @@ def test_jpeg_quality_is_none_for_other_formats(tmp_path: Path) -> None:
     path = tmp_path / "q.png"
     Image.new("RGB", (8, 8)).save(path)
     assert loaded(path).facts.jpeg_quality is None
+
+
+def test_native_crop_is_full_resolution_centre_and_upright(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(600, 900, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    result = loaded(tmp_path / "a.png", DecodePlan(long_side=300, native_crop=256))
+    assert result.pixels.shape == (200, 300, 3)
+    assert result.native_scale == 1.0
+    # Centre corner snapped down to a multiple of 8: (900-256)//2 = 322 -> 320, (600-256)//2 = 172 -> 168.
+    assert np.array_equal(result.native, pixels[168:424, 320:576])
+    # EXIF-rotated: the crop is shown upright like the resized image.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "r.jpg", quality=95, exif=exif)
+    rotated = loaded(tmp_path / "r.jpg", DecodePlan(long_side=300, native_crop=128))
+    assert rotated.pixels.shape == (300, 200, 3) and rotated.native.shape == (128, 128, 3)
+    stored = np.asarray(Image.open(tmp_path / "r.jpg").convert("RGB"))
+    left, top = ((900 - 128) // 2) // 8 * 8, ((600 - 128) // 2) // 8 * 8  # in the stored orientation
+    upright = Image.fromarray(stored[top : top + 128, left : left + 128]).transpose(Image.Transpose.ROTATE_270)
+    assert np.array_equal(rotated.native, np.asarray(upright))
+    # No crop asked for: none made.
+    assert loaded(tmp_path / "a.png", DecodePlan(long_side=300)).native is None
+
+
+def test_native_crop_skips_draft_up_to_the_limit_and_keeps_it_beyond(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, size=(1200, 1600, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "big.jpg", quality=90)
+    exact = loaded(tmp_path / "big.jpg", DecodePlan(long_side=400, native_crop=64))
+    assert exact.native_scale == 1.0
+    reference = np.asarray(Image.open(tmp_path / "big.jpg").convert("RGB"))
+    assert np.array_equal(exact.native, reference[568:632, 768:832])
+    drafted = loaded(tmp_path / "big.jpg", DecodePlan(long_side=400, native_crop=64, native_max_side=1000))
+    assert drafted.native_scale == 0.25  # 1600 -> 400 by the draft decoder, as without a crop
+    assert drafted.native.shape == (64, 64, 3)
