@@ -1,0 +1,157 @@
+"""training/photos.py without network: the Qt rcc reader, the doc's glob patterns, the bundled photos."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from training.photos import (
+    PACKAGES,
+    RccBundle,
+    RccError,
+    bundled_photos,
+    cache_name,
+    cached_photos,
+    match_any,
+    rcc_pattern_split,
+)
+
+
+def _rcc_hash(name: str) -> int:
+    # Qt's qt_hash over UTF-16 code units; the reader ignores it, but a real bundle carries it.
+    h = 0
+    for unit in struct.unpack(f">{len(name)}H", name.encode("utf-16-be")):
+        h = ((h << 4) + unit) & 0xFFFFFFFF
+        h ^= (h & 0xF0000000) >> 23
+        h &= 0x0FFFFFFF
+    return h
+
+
+def build_rcc(files: dict[str, tuple[bytes, bool]], version: int = 3) -> bytes:
+    """A binary Qt resource bundle holding files {"dir/name": (bytes, zlib-compressed?)} (one directory level)."""
+    names = bytearray()
+    name_at: dict[str, int] = {}
+
+    def name(text: str) -> int:
+        if text not in name_at:
+            name_at[text] = len(names)
+            names.extend(struct.pack(">HI", len(text), _rcc_hash(text)) + text.encode("utf-16-be"))
+        return name_at[text]
+
+    payloads = bytearray()
+    directories: dict[str, list[tuple[str, bytes, bool]]] = {}
+    for path, (data, compressed) in files.items():
+        folder, leaf = path.split("/")
+        directories.setdefault(folder, []).append((leaf, data, compressed))
+    stamp = b"\0" * 8 if version >= 2 else b""
+    # Node 0 the root, 1.. the directories, then each directory's files.
+    nodes = [struct.pack(">IHII", 0, 0x02, len(directories), 1) + stamp]
+    file_nodes: list[bytes] = []
+    first = 1 + len(directories)
+    for folder, entries in directories.items():
+        nodes.append(struct.pack(">IHII", name(folder), 0x02, len(entries), first + len(file_nodes)) + stamp)
+        for leaf, data, compressed in entries:
+            body = struct.pack(">I", len(data)) + zlib.compress(data) if compressed else data
+            file_nodes.append(struct.pack(">IHHHI", name(leaf), 0x01 if compressed else 0, 0, 1, len(payloads))
+                              + stamp)  # fmt: skip
+            payloads.extend(struct.pack(">I", len(body)) + body)
+    tree = b"".join(nodes + file_nodes)
+    header_size = 24 if version >= 3 else 20
+    tree_at = header_size
+    payload_at = tree_at + len(tree)
+    names_at = payload_at + len(payloads)
+    header = b"qres" + struct.pack(">4I", version, tree_at, payload_at, names_at)
+    if version >= 3:
+        header += struct.pack(">I", 0)
+    return header + tree + bytes(payloads) + bytes(names)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_rcc_reader_extracts_compressed_and_plain_entries(tmp_path: Path, version: int) -> None:
+    packed = bytes(range(256)) * 40  # compressible, so the zlib entry is really compressed
+    plain = b"\x89PNG not really, but bytes kept as they are \x00\xff"
+    path = tmp_path / "x.rcc"
+    path.write_bytes(build_rcc({"resource/a.bin": (packed, True), "resource/b.txt": (plain, False)}, version))
+    bundle = RccBundle.open(path)
+    assert bundle.version == version
+    assert sorted(bundle.files()) == ["resource/a.bin", "resource/b.txt"]
+    assert bundle.read("resource/a.bin") == packed
+    assert bundle.read("/resource/b.txt") == plain
+    assert dict(bundle.items()) == {"resource/a.bin": packed, "resource/b.txt": plain}
+    with pytest.raises(KeyError):
+        bundle.read("resource/c")
+
+
+def test_rcc_reader_rejects_other_files() -> None:
+    with pytest.raises(RccError):
+        RccBundle(b"PK\x03\x04" + b"\0" * 40)
+    with pytest.raises(RccError):
+        RccBundle(b"qres" + struct.pack(">4I", 9, 24, 24, 24) + b"\0" * 8)
+
+
+def test_doc_patterns_match_the_listed_paths() -> None:
+    patterns = {p.name: p.patterns for p in PACKAGES}
+    opencv = patterns["opencv-doc"]
+    text = "usr/share/doc/opencv-doc/examples/text/"
+    assert [n for n in range(7) if match_any(f"{text}scenetext0{n}.jpg", opencv)] == [1, 2, 3, 4, 5]
+    assert match_any("usr/share/doc/opencv-doc/examples/data/baboon.jpg", opencv)
+    assert not match_any("usr/share/doc/opencv-doc/examples/data/lena.jpg", opencv)
+    palapeli = patterns["palapeli-data"]
+    assert match_any("usr/share/palapeli/collection/castle-maintenon.jpg", palapeli)
+    assert not match_any("usr/share/palapeli/collection/sub/castle.jpg", palapeli)  # "*" stays in one folder
+    assert not match_any("usr/share/palapeli/collection/castle.desktop", palapeli)
+    jxl = patterns["libjxl-testdata"]
+    assert match_any("usr/share/libjxl-testdata/external/wesaturate/500px/tmshre_riaphotographs_srgb8.png", jxl)
+    assert not match_any("usr/share/libjxl-testdata/external/wesaturate/500px/tmshre_riaphotographs_alpha.png", jxl)
+
+    gcompris = patterns["gcompris-qt-data"]
+    assert rcc_pattern_split(gcompris[0]) == ("erase", "erase/**/resource/*.webp")
+    assert rcc_pattern_split("usr/share/x.jpg") is None
+    inner = [rcc_pattern_split(p)[1] for p in gcompris]  # type: ignore[index]
+    erase = "erase/gcompris/src/activities/erase/resource/"
+    assert match_any(erase + "gorilla.webp", inner)
+    assert match_any("erase/resource/gorilla.webp", inner)  # "**/" also matches no folder at all
+    assert not match_any(erase + "gorilla.svg", inner)
+    monuments = "explore_monuments/gcompris/src/activities/explore_monuments/resource/"
+    assert match_any(monuments + "usa/navajo.webp", inner)
+    assert not match_any(monuments + "navajo.webp", inner)  # the pattern wants one folder below resource/
+    farm = "explore_farm_animals/gcompris/src/activities/explore_farm_animals/resource/"
+    assert match_any(farm + "animals/cow.webp", inner)
+    assert not match_any(farm + "board/cow.webp", inner)
+    assert cache_name("usr/share/a/b.jpg") == "usr__share__a__b.jpg"
+
+
+def test_package_list_matches_the_doc() -> None:
+    assert sum(p.expected for p in PACKAGES) == 152
+    assert sum(p.expected for p in PACKAGES if p.name != "gnome-backgrounds") == 146
+    assert {p.name: p.version for p in PACKAGES}["qtbase5-examples"] == "5.15.8+dfsg-11+deb12u3"
+
+
+def test_bundled_photos_are_readable_pngs(tmp_path: Path) -> None:
+    photos = bundled_photos(tmp_path / "bundled")
+    examples = [p for p in photos if p.source == "bundled-examples"]
+    assert sorted(p.name for p in examples) == ["astronaut", "chelsea", "coffee", "flower", "rocket"]
+    assert all(p.source.startswith("bundled-") for p in photos)
+    for photo in photos:
+        assert photo.path.suffix == ".png" and photo.path.parent == tmp_path / "bundled"
+        with Image.open(photo.path) as image:
+            image.load()
+            assert image.format == "PNG" and min(image.size) >= 256
+
+
+def test_cached_photos_lists_only_finished_packages(tmp_path: Path) -> None:
+    done, partial = tmp_path / "pkg-a", tmp_path / "pkg-b"
+    for folder in (done, partial):
+        folder.mkdir()
+        Image.new("RGB", (300, 280), "gray").save(folder / "usr__a.png")
+    Image.new("RGB", (300, 100), "gray").save(done / "usr__small.png")  # short side under 256
+    (done / "usr__broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (done / "copyright").write_text("License: CC0-1.0\n")
+    (done / ".done").write_text("{}")
+    photos = cached_photos(tmp_path)
+    assert [(p.source, p.name) for p in photos] == [("pkg-a", "usr__a.png")]
+    assert photos[0].licence_file == str(done / "copyright")
