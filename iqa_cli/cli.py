@@ -29,6 +29,7 @@ from iqa_cli.audit import AuditSettings, default_workers, run_audit
 from iqa_cli.checks import Check
 from iqa_cli.cli_config import apply_config, config_app
 from iqa_cli.cli_errors import stderr_console, user_errors
+from iqa_cli.cli_eval import EVAL_EPILOG, eval_command
 from iqa_cli.cli_model import model_app
 from iqa_cli.cli_rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
 from iqa_cli.engines.base import EngineOptions
@@ -330,6 +331,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(config_app, name="config")
 app.command("compare", epilog=COMPARE_EPILOG)(compare)
 app.command("rank", epilog=RANK_EPILOG)(rank)
+app.command("eval", epilog=EVAL_EPILOG)(eval_command)
 
 
 REPORT_EPILOG = """Examples:

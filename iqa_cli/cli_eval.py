@@ -1,0 +1,255 @@
+"""`iqa eval`: a thin command over evaluate.py (metrics, labelled sets) and eval_run.py (the audit run, outputs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from iqa_cli.cli_errors import stderr_console, user_errors
+from iqa_cli.engines.base import EngineOptions
+from iqa_cli.engines.choose import AUTO, create_engine
+from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
+from iqa_cli.evaluate import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
+from iqa_cli.load import DEFAULT_MAX_PIXELS
+
+EVAL_EPILOG = """Examples:
+
+  iqa eval --make-set clean-photos/ --set-out evalset/ --pairs 2 --max-side 1024
+
+  iqa eval evalset/labels.csv --engine signal --out eval-signal/ --plot eval-signal/reliability.png
+
+  iqa eval evalset/labels.csv --engine depictqa --device cuda --json
+
+The labels file has the header file,category,severity[,function]: one row per distortion of a file
+(category a DQ-495K key such as blur or brighten), or one row `none` with an empty severity for a clean
+photo; paths are relative to the file's folder. Images are assessed exactly as iqa audit assesses
+them. The metrics are defined in docs/eval.md.
+
+Exit codes: 0 done, 1 runtime failure, 2 usage error (a bad labels file), 130 interrupted."""
+
+
+def eval_command(
+    labels: Annotated[
+        Path | None,
+        typer.Argument(help="The labels CSV (file,category,severity[,function]).", show_default=False),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", "-e", help="Engine: signal, depictqa, or auto (the model when installed).")
+    ] = AUTO,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the evaluation tables.")] = Path("iqa-eval"),
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help="Table formats, comma-separated: parquet, csv.")
+    ] = "parquet,csv",
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw a reliability diagram and identification bars into this PNG."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=0, help="Decoding processes (0: decode in-process). [default: cores]"),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Images per engine batch. [default: the engine's]")
+    ] = None,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
+    model: Annotated[str | None, typer.Option("--model", help="Models folder for the depictqa engine.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Model device, e.g. cuda, cuda:1, cpu.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="Model dtype: float16, bfloat16, float32.")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", min=1, help="Longest model answer, in tokens.")
+    ] = None,
+    draft_decode: Annotated[
+        bool,
+        typer.Option("--draft-decode", help="Model engine: decode large JPEGs at reduced scale first, as in audit."),
+    ] = False,
+    make_set_from: Annotated[
+        Path | None,
+        typer.Option("--make-set", help="Build a labelled set from this folder of clean photos instead of evaluating."),
+    ] = None,
+    set_out: Annotated[
+        Path | None, typer.Option("--set-out", help="With --make-set: the folder for the images and labels.csv.")
+    ] = None,
+    severities: Annotated[
+        str, typer.Option("--severities", help="With --make-set: severities to generate, comma-separated.")
+    ] = "1,2,3,4,5",
+    functions: Annotated[
+        str,
+        typer.Option("--functions", help="With --make-set: every distortion function (all) or one-per-category."),
+    ] = "all",
+    pairs: Annotated[
+        int, typer.Option("--pairs", min=0, help="With --make-set: two-distortion images per clean photo.")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="With --make-set: the random seed (same seed, same set).")] = 0,
+    max_side: Annotated[
+        int | None,
+        typer.Option("--max-side", min=1, help="With --make-set: shrink photos to this longest side first."),
+    ] = None,
+) -> None:
+    """Measure an engine on images with known distortions, or build such a set with --make-set."""
+    with user_errors():
+        if make_set_from is not None:
+            if labels is not None:
+                raise UsageError("give either a labels file to evaluate or --make-set CLEAN_DIR, not both")
+            if set_out is None:
+                raise UsageError("--make-set needs --set-out DIR: the folder for the images and labels.csv")
+            written = make_set(
+                make_set_from,
+                set_out,
+                severities=_severities(severities),
+                functions=functions,
+                seed=seed,
+                pairs=pairs,
+                max_side=max_side,
+            )
+            _set_made(written, json_out)
+            return
+        if labels is None:
+            raise UsageError("give a labels CSV to evaluate, or --make-set CLEAN_DIR --set-out DIR to build one")
+        from iqa_cli.eval_run import assess_labels, parse_formats, plot_report, write_report
+
+        chosen_formats = parse_formats(formats)
+        label_rows = read_labels(labels)
+        options = EngineOptions(
+            model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, draft_decode=draft_decode
+        )
+        chosen, engine_note = create_engine(engine, options)
+        try:
+            with _progress(len(group_labels(label_rows)), silent=json_out) as on_row:
+                answers, run = assess_labels(
+                    label_rows,
+                    chosen,
+                    workers=workers,
+                    batch_size=batch_size,
+                    max_pixels=max_pixels,
+                    engine_note=engine_note,
+                    on_row=on_row,
+                )
+        finally:
+            chosen.close()
+        if run.interrupted:
+            raise typer.Exit(EXIT_INTERRUPTED)
+        report = score(label_rows, answers)
+        extra = {"labels": str(labels), "engine": run.engine, "engine_version": run.engine_version}
+        extra["engine_note"] = engine_note
+        written = write_report(report, out, chosen_formats, extra)
+        if plot is not None:
+            written.append(plot_report(report, plot))
+    if json_out:
+        typer.echo(json.dumps({**extra, **report.to_dict(), "files_written": [str(p) for p in written]}, indent=2))
+    else:
+        render_report(report, Console(), f"{run.engine} {run.engine_version}", written)
+
+
+def _severities(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--severities takes whole numbers 1-5 separated by commas, not {text!r}") from None
+    if not values or any(v not in SEVERITIES for v in values):
+        raise UsageError(f"--severities takes numbers among 1-5, not {text!r}")
+    return values
+
+
+def _set_made(labels: Path, json_out: bool) -> None:
+    rows = read_labels(labels)
+    files = group_labels(rows)
+    clean = sum(1 for file_rows in files.values() if file_rows[0].category == "none")
+    if json_out:
+        typer.echo(json.dumps({"labels": str(labels), "images": len(files), "clean": clean, "label_rows": len(rows)}))
+    else:
+        Console().print(
+            f"wrote {len(files)} images ({clean} clean) and {escape(str(labels))}; "
+            f"evaluate with: iqa eval {escape(str(labels))}",
+            highlight=False,
+        )
+
+
+@contextmanager
+def _progress(total: int, *, silent: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """A progress bar on stderr while it is a terminal; otherwise no callback."""
+    err = stderr_console()
+    if silent or not err.is_terminal:
+        yield None
+        return
+    columns = (SpinnerColumn(), TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("eval", total=total)
+        yield lambda row: progress.advance(task)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def render_report(report: EvalReport, console: Console, engine: str, written: list[Path]) -> None:
+    """The evaluation as Rich tables: identification, clean flagged, accuracy, names, calibration."""
+    console.print(
+        f"[bold]{escape(engine)}[/bold]: {report.assessed} of {report.images} labelled images assessed", highlight=False
+    )
+    ident = Table(title="Identified (single distortions; pairs: both / either named)", title_justify="left")
+    ident.add_column("category")
+    for s in SEVERITIES:
+        ident.add_column(f"sev {s}", justify="right")
+    by_row: dict[str, dict[int, dict[str, Any]]] = {}
+    for cell in report.identification:
+        by_row.setdefault(cell["row"], {})[cell["severity"]] = cell
+    for row, cells in by_row.items():
+        shown = [f"{_pct(cells[s]['rate'])} ({cells[s]['images']})" if cells[s]["images"] else "-" for s in SEVERITIES]
+        ident.add_row(f"[bold]{row}[/bold]" if row == "mean" else escape(row), *shown)
+    console.print(ident)
+
+    clean = report.clean_flagged
+    console.print(
+        f"Clean photos flagged: {_pct(clean['share'])} ({clean['flagged']} of {clean['images']})", highlight=False
+    )
+    accuracy = Table(title="Primary answer right", title_justify="left")
+    for column in ("images", "severity", "right", "accuracy"):
+        accuracy.add_column(column, justify="right")
+    for row in report.primary_accuracy:
+        severity = "all" if row["severity"] is None else ("clean" if row["severity"] == 0 else str(row["severity"]))
+        accuracy.add_row(str(row["images"]), severity, str(row["right"]), _pct(row["accuracy"]))
+    names = Table(title="Distortions named per image", title_justify="left")
+    for column in ("images", "kind", "severity", "mean named"):
+        names.add_column(column, justify="right")
+    for row in report.names_per_image:
+        names.add_row(str(row["images"]), row["kind"], str(row["severity"] or "-"), _num(row["mean_named"], 2))
+    buckets = Table(title="Confidence buckets", title_justify="left")
+    for column in ("confidence", "answers", "accuracy", "mean confidence"):
+        buckets.add_column(column, justify="right")
+    for b in report.confidence:
+        bucket = f"{b['low']:.1f}-{b['high']:.1f}"
+        buckets.add_row(bucket, str(b["count"]), _pct(b["accuracy"]), _num(b["mean_confidence"]))
+    console.print(accuracy, names, buckets)
+    calibration = f"ECE {_num(report.ece)}   AUROC of confidence (right vs wrong) {_num(report.auroc)}"
+    console.print(calibration, highlight=False)
+    if report.severity_score:
+        rho = Table(title="Spearman(severity, score) - should be negative", title_justify="left")
+        for column in ("category", "function", "images", "rho"):
+            rho.add_column(column, justify="right" if column in ("images", "rho") else "left")
+        for row in report.severity_score:
+            rho.add_row(row["category"], escape(row["function"] or "-"), str(row["images"]), _num(row["spearman"], 2))
+        console.print(rho)
+    if report.failed:
+        console.print(f"[yellow]{len(report.failed)} files could not be assessed:[/yellow]")
+        for failure in report.failed[:10]:
+            console.print(f"  {escape(failure['file'])}: {escape(failure['error'])}", highlight=False)
+        if len(report.failed) > 10:
+            console.print(f"  ... and {len(report.failed) - 10} more (eval-rows lists them all)")
+    console.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)

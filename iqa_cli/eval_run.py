@@ -1,0 +1,156 @@
+"""Running an engine over a labelled set through the audit pipeline, and writing the evaluation's tables and plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from iqa_cli.audit import AuditSettings, default_workers, run_audit
+from iqa_cli.engines.base import Engine
+from iqa_cli.errors import UsageError
+from iqa_cli.evaluate import Answer, EvalReport, Label, answer_from_row, group_labels
+from iqa_cli.load import DEFAULT_MAX_PIXELS
+from iqa_cli.summary import Summary
+
+FORMATS = ("parquet", "csv")
+WRITTEN_TABLES = ("identification", "confidence", "rows")  # each as eval-NAME.FORMAT; the rest are in the summary
+PLOT_INSTALL = "pip install 'iqa-cli[plot]'"
+
+
+def assess_labels(
+    labels: Sequence[Label],
+    engine: Engine,
+    *,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    engine_note: str = "",
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[Answer], Summary]:
+    """The engine's answer for every labelled file, assessed exactly as `iqa audit` would assess the files.
+
+    The files go through `run_audit` itself (same discovery, decode plan, preparer in the workers,
+    batching, engine retries, error rows), with no writers, store or checks: a file that fails to load
+    comes back as an Answer with its error.
+    """
+    settings = AuditSettings(
+        paths=list(group_labels(labels)),
+        recursive=False,
+        workers=default_workers() if workers is None else workers,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        rerun=True,
+    )
+    answers: list[Answer] = []
+
+    def collect(row: dict[str, Any]) -> None:
+        answers.append(answer_from_row(row))
+        if on_row is not None:
+            on_row(row)
+
+    summary = run_audit(settings, engine, [], engine_note=engine_note, on_row=collect)
+    return answers, summary
+
+
+def parse_formats(text: str) -> list[str]:
+    """The table formats asked for ("parquet,csv"); UsageError for any other."""
+    names = list(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise UsageError(f"unknown table format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    return names
+
+
+def write_report(report: EvalReport, out: Path, formats: Sequence[str], extra: dict[str, Any]) -> list[Path]:
+    """eval-identification, eval-confidence and eval-rows in each format, and eval-summary.json (with `extra`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tables = report.to_rows()
+    written: list[Path] = []
+    for name in WRITTEN_TABLES:
+        for fmt in formats:
+            path = out / f"eval-{name.replace('_', '-')}.{fmt}"
+            _write_table(tables[name], path, fmt)
+            written.append(path)
+    summary = out / "eval-summary.json"
+    data = {**extra, **report.to_dict(), "files_written": [str(p) for p in [*written, summary]]}
+    _atomic_text(summary, json.dumps(data, indent=2, default=str) + "\n")
+    written.append(summary)
+    return written
+
+
+def _write_table(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), temporary)
+    else:
+        with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            columns = list(rows[0]) if rows else []
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_cell(row[c]) for c in columns])
+    os.replace(temporary, path)
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def plot_report(report: EvalReport, path: Path) -> Path:
+    """A PNG: the reliability diagram (accuracy by confidence bucket, the diagonal, counts) and the
+    per-category identification rates at severities 2 and 4. Needs matplotlib (the `plot` extra)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UsageError(f"--plot needs matplotlib: {PLOT_INSTALL}") from None
+    figure = Figure(figsize=(13, 5), layout="constrained")
+    FigureCanvasAgg(figure)  # the Agg backend, without touching pyplot's global state
+    reliability, bars = figure.subplots(1, 2, width_ratios=(1, 1.6))
+
+    buckets = report.confidence
+    for bucket in buckets:
+        width = bucket["high"] - bucket["low"]
+        if bucket["count"]:
+            reliability.bar(bucket["low"], bucket["accuracy"], width=width, align="edge", color="#4c72b0", alpha=0.8)
+            reliability.text(
+                bucket["low"] + width / 2, bucket["accuracy"] + 0.02, f"n={bucket['count']}", ha="center", fontsize=8
+            )
+    reliability.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ece = "n/a" if math.isnan(report.ece) else f"{report.ece:.3f}"
+    reliability.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence", ylabel="accuracy (primary answer right)")
+    reliability.set_title(f"Reliability (ECE {ece})")
+    reliability.legend(loc="upper left", fontsize=8)
+
+    rates = {(c["row"], c["severity"]): c["rate"] for c in report.identification}
+    categories = [c["row"] for c in report.identification if c["severity"] == 1 and c["row"] != "mean"]
+    categories = [c for c in categories if not c.startswith("pairs")]
+    for offset, severity, colour in ((-0.2, 2, "#55a868"), (0.2, 4, "#c44e52")):
+        values = [rates.get((c, severity)) for c in categories]
+        positions = [i + offset for i, v in enumerate(values) if v is not None]
+        bars.bar(positions, [v for v in values if v is not None], width=0.4, color=colour, label=f"severity {severity}")
+    bars.set_xticks(range(len(categories)), categories, rotation=40, ha="right", fontsize=8)
+    bars.set(ylim=(0, 1.05), ylabel="identification rate")
+    bars.set_title("Identified, single-distortion images")
+    bars.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
