@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from iqa_cli.checks import Check, Finding
-from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared
+from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared, rating_for_score
 from iqa_cli.images import DecodePlan, LoadedImage
 
 
@@ -91,3 +91,50 @@ class SameSizeCheck(Check):
     def review(self, path: str, payload: tuple[int, int]) -> list[Finding]:
         first = self.seen.setdefault(payload, path)
         return [] if first == path else [Finding(self.name, "repeat", f"same size as {first}")]
+
+
+def file_name(image: LoadedImage) -> str:
+    """Preparer of ScriptedEngine: just the file's name."""
+    return os.path.basename(image.facts.path)
+
+
+class ScriptedEngine(Engine):
+    """Answers from a script: file name -> (DQ-495K names, confidence, score); unscripted files name nothing."""
+
+    name = "scripted"
+    version = "1"
+
+    def __init__(self, script: dict[str, tuple[list[str], float, float]]) -> None:
+        self.script = script
+
+    @classmethod
+    def create(cls, options: EngineOptions) -> ScriptedEngine:
+        return cls({})
+
+    @property
+    def decode_plan(self) -> DecodePlan:
+        return DecodePlan(long_side=32)
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def preparer(self):
+        return file_name
+
+    def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
+        out = []
+        for item in batch:
+            names, confidence, score = self.script.get(item.payload, ([], 0.5, 0.8))
+            out.append(
+                Assessment(
+                    task="distortion_identification",
+                    question="What distortions are present?",
+                    answer=" and ".join(names).capitalize() or "None",
+                    distortions=list(names),
+                    severities=[3] * len(names),
+                    rating=rating_for_score(score),
+                    score=score,
+                    confidence=confidence,
+                )
+            )
+        return out
