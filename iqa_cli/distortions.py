@@ -7,17 +7,25 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from iqa_cli.categories import CATEGORIES  # noqa: F401  (re-exported; the one copy lives in a light module)
 
 Distortion = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
-# Severity parameters follow the DQ-495K generator (XPixelGroup/DepictQA, build_datasets/x_distortion).
+# Severity parameters, order of operations, value ranges and rounding follow the DQ-495K generator
+# (XPixelGroup/DepictQA, build_datasets/x_distortion); docs/distortions.md lists every function.
+# Where that generator calls OpenCV, the same integer/float arithmetic is done here with numpy.
 
 
 def _unit(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float32) / 255.0
+    """uint8 -> float64 on [0, 1] (the generator's `np.array(img) / 255.0`)."""
+    return img / 255.0
+
+
+def _unit32(img: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 on [0, 1] (the generator's `np.float32(img / 255.0)`, for its OpenCV float paths)."""
+    return (img / 255.0).astype(np.float32)
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
@@ -26,56 +34,135 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
 
 
 def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    # skimage.filters.gaussian: scipy's filter, 'nearest' edges, truncated at 4 sigma, channels apart.
     return ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0), mode="nearest")
 
 
 def _shuffle(x: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
-    # Vectorised stand-in for DQ-495K's sequential local pixel swaps: each pixel takes the value at a
-    # random offset in [-shift, shift).
+    # DQ-495K swaps pixels one by one (numba loop, bottom-right to top-left) with a partner at an offset in
+    # [-shift, shift) on both axes, visiting rows/columns shift+1 .. size-shift only. Vectorised stand-in:
+    # each visited pixel takes the value at such an offset; the border band is left as it is.
     h, w = x.shape[:2]
-    dy = rng.integers(-shift, shift, size=(h, w))
-    dx = rng.integers(-shift, shift, size=(h, w))
-    rows = np.clip(np.arange(h)[:, None] + dy, 0, h - 1)
-    cols = np.clip(np.arange(w)[None, :] + dx, 0, w - 1)
-    return x[rows, cols]
+    out = x.copy()
+    rows = np.arange(shift + 1, h - shift + 1)
+    cols = np.arange(shift + 1, w - shift + 1)
+    if rows.size == 0 or cols.size == 0:
+        return out
+    dy = rng.integers(-shift, shift, size=(rows.size, cols.size))
+    dx = rng.integers(-shift, shift, size=(rows.size, cols.size))
+    src_r = np.minimum(rows[:, None] + dy, h - 1)
+    src_c = np.minimum(cols[None, :] + dx, w - 1)
+    out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = x[src_r, src_c]
+    return out
 
 
-def _shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    h, w = x.shape[:2]
-    pad = max(abs(dy), abs(dx))
-    padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    return padded[pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+# --- OpenCV colour conversions, re-done in numpy ----------------------------------------------------------
+
+_SECTORS = np.array([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]])  # (b, g, r) per sector
 
 
-def _rgb_to_ycc(x: np.ndarray) -> np.ndarray:
-    # Full-range BT.601 YCrCb on [0, 1] data, the conversion OpenCV uses.
-    y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.stack([y, (x[..., 0] - y) * 0.713 + 0.5, (x[..., 2] - y) * 0.564 + 0.5], axis=-1)
+def _hsv_to_rgb_f32(h: np.ndarray, s: np.ndarray, v: np.ndarray, hscale: float) -> np.ndarray:
+    """OpenCV's float HSV->RGB (sector table), float32; V is not clipped, so values may leave [0, 1]."""
+    h = (h * np.float32(hscale)).astype(np.float32)
+    h = np.where(h < 0, h + 6, np.where(h >= 6, h - 6, h)).astype(np.float32)
+    sector = np.floor(h).astype(np.intp)
+    frac = (h - sector).astype(np.float32)
+    bad = (sector < 0) | (sector >= 6)
+    sector = np.where(bad, 0, sector)
+    frac = np.where(bad, np.float32(0), frac)
+    one = np.float32(1)
+    tab = np.stack([v, v * (one - s), v * (one - s * frac), v * (one - s * (one - frac))], axis=-1).astype(np.float32)
+    idx = _SECTORS[sector]  # H x W x 3, (b, g, r)
+    bgr = np.take_along_axis(tab, idx, axis=-1)
+    rgb = bgr[..., ::-1]
+    grey = (s == 0)[..., None]
+    return np.where(grey, v[..., None], rgb).astype(np.float32)
 
 
-def _ycc_to_rgb(ycc: np.ndarray) -> np.ndarray:
-    y, cr, cb = ycc[..., 0], ycc[..., 1] - 0.5, ycc[..., 2] - 0.5
-    r = y + 1.403 * cr
-    b = y + 1.773 * cb
-    g = y - 0.714 * cr - 0.344 * cb
-    return np.stack([r, g, b], axis=-1)
-
-
-def _rgb_to_hsv(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # Hue is kept implicitly: scaling S or changing V keeps each pixel's (rgb - min) / (max - min).
+def _rgb_to_hsv_f32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's float RGB->HSV on float32 [0, 1] RGB: H in degrees [0, 360), S and V in [0, 1]."""
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
     v = x.max(axis=-1)
-    low = x.min(axis=-1)
-    s = np.where(v > 0, (v - low) / np.maximum(v, 1e-12), 0.0)
-    rel = np.where((v - low)[..., None] > 0, (x - low[..., None]) / np.maximum(v - low, 1e-12)[..., None], 0)
-    return rel, s, v
+    diff = v - x.min(axis=-1)
+    eps = np.float32(np.finfo(np.float32).eps)
+    s = (diff / (np.abs(v) + eps)).astype(np.float32)
+    k = (np.float32(60) / (diff + eps)).astype(np.float32)
+    h = np.where(v == r, (g - b) * k, np.where(v == g, (b - r) * k + np.float32(120), (r - g) * k + np.float32(240)))
+    h = np.where(h < 0, h + np.float32(360), h).astype(np.float32)
+    return h, s, v
 
 
-def _hsv_to_rgb(rel: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # S saturates at 1 as in an 8-bit HSV image; V is left unclipped so that out-of-range values clip per
-    # channel at the end, as an RGB round trip does.
-    s = np.clip(s, 0.0, 1.0)
-    low = v * (1.0 - s)
-    return low[..., None] + rel * (v - low)[..., None]
+_HSV_SHIFT = 12
+_SDIV = np.array([0] + [round((255 << _HSV_SHIFT) / i) for i in range(1, 256)], dtype=np.int64)
+_HDIV = np.array([0] + [round((180 << _HSV_SHIFT) / (6 * i)) for i in range(1, 256)], dtype=np.int64)
+
+
+def _rgb_to_hsv_u8(img: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit RGB->HSV (fixed point): H in [0, 180), S and V in [0, 255]; int64 H x W x 3."""
+    x = img.astype(np.int64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    v = x.max(axis=-1)
+    diff = v - x.min(axis=-1)
+    half = 1 << (_HSV_SHIFT - 1)
+    s = (diff * _SDIV[v] + half) >> _HSV_SHIFT
+    h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * _HDIV[diff] + half) >> _HSV_SHIFT
+    h = np.where(h < 0, h + 180, h)
+    return np.stack([h, s, v], axis=-1)
+
+
+def _hsv_u8_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit HSV->RGB: float math on (H, S/255, V/255), times 255, truncated (as OpenCV 4.9 does)."""
+    h = hsv[..., 0].astype(np.float32)
+    s = (hsv[..., 1].astype(np.float32) * np.float32(1 / 255)).astype(np.float32)
+    v = (hsv[..., 2].astype(np.float32) * np.float32(1 / 255)).astype(np.float32)
+    rgb = _hsv_to_rgb_f32(h, s, v, 6 / 180)
+    # Matches cv2 on all but 0.005% of the 180 x 256 x 256 inputs (float noise at exact integers, off by 1).
+    return np.clip(rgb * np.float32(255), 0, 255).astype(np.uint8)
+
+
+_YUV_SHIFT = 14
+
+
+def _descale(x: np.ndarray) -> np.ndarray:
+    return (x + (1 << (_YUV_SHIFT - 1))) >> _YUV_SHIFT
+
+
+def _rgb_to_ycc_u8(img: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit RGB->YCrCb (fixed point, BT.601 full range, offset 128); uint8 H x W x 3."""
+    x = img.astype(np.int64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = _descale(r * 4899 + g * 9617 + b * 1868)
+    cr = _descale((r - y) * 11682 + (128 << _YUV_SHIFT))
+    cb = _descale((b - y) * 9241 + (128 << _YUV_SHIFT))
+    return np.clip(np.stack([y, cr, cb], axis=-1), 0, 255).astype(np.uint8)
+
+
+def _ycc_u8_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit YCrCb->RGB (fixed point); uint8."""
+    x = ycc.astype(np.int64)
+    y, cr, cb = x[..., 0], x[..., 1] - 128, x[..., 2] - 128
+    r = y + _descale(cr * 22987)
+    g = y + _descale(cb * -5636 + cr * -11698)
+    b = y + _descale(cb * 29049)
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
+
+
+def _rgb_to_ycc_f32(x: np.ndarray) -> np.ndarray:
+    # OpenCV's float RGB->YCrCb on [0, 1]: its rounded BT.601 coefficients, chroma offset 0.5.
+    c = np.float32
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = r * c(0.299) + g * c(0.587) + b * c(0.114)
+    return np.stack([y, (r - y) * c(0.713) + c(0.5), (b - y) * c(0.564) + c(0.5)], axis=-1).astype(np.float32)
+
+
+def _ycc_to_rgb_f32(ycc: np.ndarray) -> np.ndarray:
+    c = np.float32
+    y, cr, cb = ycc[..., 0], ycc[..., 1] - c(0.5), ycc[..., 2] - c(0.5)
+    r = y + c(1.403) * cr
+    g = y + c(-0.714) * cr + c(-0.344) * cb
+    b = y + c(1.773) * cb
+    return np.stack([r, g, b], axis=-1).astype(np.float32)
 
 
 # --- blur ---------------------------------------------------------------------------------------------
@@ -91,12 +178,17 @@ def blur_motion(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     width = 2 * radius + 1
     weights = np.exp(-(np.arange(width) ** 2) / (2 * sigma**2))
     weights /= weights.sum()
-    x = _unit(img)
-    out = np.zeros_like(x)
-    # One-sided smear along the motion direction, as in DQ-495K.
+    h, w = img.shape[:2]
+    # One-sided smear on 0-255 values: tap i reads the pixel i steps along the angle (edge pixels repeat).
+    padded = np.pad(img, ((width, width), (width, width), (0, 0)), mode="edge")
+    out = np.zeros(img.shape, dtype=np.float64)
     for i, weight in enumerate(weights):
-        out += weight * _shifted(x, round(i * np.sin(angle)), round(i * np.cos(angle)))
-    return _to_u8(out)
+        dy = -int(np.ceil(i * np.sin(angle) - 0.5))
+        dx = -int(np.ceil(i * np.cos(angle) - 0.5))
+        if abs(dy) >= h or abs(dx) >= w:
+            break
+        out += weight * padded[width - dy : width - dy + h, width - dx : width - dx + w]
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def blur_glass(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -111,23 +203,56 @@ def blur_lens(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
     radius = [2, 3, 4, 6, 8][severity - 1]
     grid = np.arange(-radius, radius + 1)
     disk = (grid[:, None] ** 2 + grid[None, :] ** 2 <= radius**2).astype(np.float32)
-    disk /= disk.sum()
-    x = np.pad(_unit(img), ((radius, radius), (radius, radius), (0, 0)), mode="edge")
-    out = signal.fftconvolve(x, disk[..., None], mode="valid", axes=(0, 1))
-    return _to_u8(out)
+    disk = (disk / disk.sum()).astype(np.float64)
+    h, w = img.shape[:2]
+    # cv2.filter2D's default border is reflect-101 (numpy's "reflect"); the disk is symmetric, so
+    # correlation and convolution agree. Convolution by FFT over the padded frame.
+    x = np.pad(_unit(img), ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    shape = (x.shape[0] + 2 * radius, x.shape[1] + 2 * radius)
+    spectrum = np.fft.rfft2(x, s=shape, axes=(0, 1)) * np.fft.rfft2(disk, s=shape)[..., None]
+    full = np.fft.irfft2(spectrum, s=shape, axes=(0, 1))
+    return _to_u8(full[2 * radius : 2 * radius + h, 2 * radius : 2 * radius + w])
+
+
+def _linear_axis(n_in: int, n_out: int, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # scipy.ndimage.zoom(order=1) geometry: output o samples input o * (n_in - 1) / (n_out - 1).
+    pos = np.arange(keep) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(keep)
+    low = np.minimum(np.floor(pos).astype(np.intp), n_in - 1)
+    high = np.minimum(low + 1, n_in - 1)
+    return low, high, (pos - low)
+
+
+def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
+    """DQ-495K's centre crop of ceil(size / factor), zoomed back bilinearly (scipy's grid), top-left h x w."""
+    h, w = x.shape[:2]
+    ch, cw = int(np.ceil(h / factor)), int(np.ceil(w / factor))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = x[top : top + ch, left : left + cw]
+    lo, hi, f = _linear_axis(ch, round(ch * factor), h)
+    f = f.astype(np.float32)[:, None, None]
+    base = crop[lo]
+    rows = crop[hi]
+    rows -= base
+    rows *= f
+    rows += base
+    lo, hi, f = _linear_axis(cw, round(cw * factor), w)
+    f = f.astype(np.float32)[None, :, None]
+    base = rows[:, lo]
+    out = rows[:, hi]
+    out -= base
+    out *= f
+    out += base
+    return out
 
 
 def blur_zoom(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     top = [1.03, 1.06, 1.10, 1.15, 1.21][severity - 1]
-    h, w = img.shape[:2]
-    pil = Image.fromarray(img)
-    total = _unit(img)
-    factors = np.arange(1.0, top, 0.02)
+    x = _unit32(img)
+    factors = np.arange(1, top, 0.02)  # starts at 1: the unzoomed image counts twice, as in DQ-495K
+    total = np.zeros_like(x)
     for factor in factors:
-        ch, cw = h / factor, w / factor
-        box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-        total += _unit(np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR, box=box)))
-    return _to_u8(total / (len(factors) + 1))
+        total += _clipped_zoom(x, factor)
+    return _to_u8((x + total) / (len(factors) + 1))
 
 
 def blur_jitter(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -145,9 +270,11 @@ def noise_gaussian_rgb(img: np.ndarray, severity: int, rng: np.random.Generator)
 def noise_gaussian_ycrcb(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     sigma_y = [0.05, 0.06, 0.07, 0.08, 0.09][severity - 1]
     sigma_c = sigma_y * [1, 1.45, 1.9, 2.35, 2.8][severity - 1]
-    ycc = _rgb_to_ycc(_unit(img))
-    ycc += rng.normal(0, 1, img.shape) * np.array([sigma_y, sigma_c, sigma_c])
-    return _to_u8(_ycc_to_rgb(ycc))
+    h, w = img.shape[:2]
+    ycc = _rgb_to_ycc_f32(_unit32(img))
+    # Three planes drawn in turn (Y, Cr, Cb) as DQ-495K does; float32 after the addition.
+    noise = np.stack([rng.normal(0, s, (h, w)) for s in (sigma_y, sigma_c, sigma_c)], axis=-1)
+    return _to_u8(_ycc_to_rgb_f32((ycc + noise).astype(np.float32)))
 
 
 def noise_speckle(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -159,19 +286,23 @@ def noise_speckle(img: np.ndarray, severity: int, rng: np.random.Generator) -> n
 def noise_spatially_correlated(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     sigma = [0.08, 0.11, 0.14, 0.18, 0.22][severity - 1]
     noisy = _unit(img) + rng.normal(0, sigma, img.shape)
-    return _to_u8(ndimage.uniform_filter(noisy, size=(3, 3, 1), mode="reflect"))
+    # cv2.blur(3x3): box mean, reflect-101 edges (scipy's "mirror").
+    return _to_u8(ndimage.uniform_filter(noisy, size=(3, 3, 1), mode="mirror"))
 
 
 def noise_poisson(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     factor = [80, 60, 40, 25, 15][severity - 1]
-    return _to_u8(rng.poisson(_unit(img) * factor) / factor)
+    return _to_u8(rng.poisson(_unit(img) * factor) / float(factor))
 
 
 def noise_impulse(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    # skimage random_noise(mode="s&p"): each channel value flips with probability `amount`, half to 0, half to 255.
     amount = [0.01, 0.03, 0.05, 0.07, 0.10][severity - 1]
     out = img.copy()
     hit = rng.random(img.shape) < amount
-    out[hit] = np.where(rng.random(int(hit.sum())) < 0.5, 0, 255)
+    salt = rng.random(img.shape) < 0.5
+    out[hit & salt] = 255
+    out[hit & ~salt] = 0
     return out
 
 
@@ -198,13 +329,17 @@ def compression_jpeg2000(img: np.ndarray, severity: int, rng: np.random.Generato
 
 
 def _shift_hsv(img: np.ndarray, shift: float) -> np.ndarray:
-    rel, s, v = _rgb_to_hsv(_unit(img))
-    return _to_u8(_hsv_to_rgb(rel, s, v + shift))
+    # Float32 HSV (OpenCV's float path): V moves unclipped, the way back is linear in V, then clip and truncate.
+    h, s, v = _rgb_to_hsv_f32(_unit32(img))
+    return _to_u8(_hsv_to_rgb_f32(h, s, (v + np.float32(shift)).astype(np.float32), 6 / 360))
 
 
 def _gamma_hsv(img: np.ndarray, gamma: float) -> np.ndarray:
-    rel, s, v = _rgb_to_hsv(_unit(img))
-    return _to_u8(_hsv_to_rgb(rel, s, v**gamma))
+    # 8-bit HSV (OpenCV's uint8 path): all three planes go through /255, the gamma on V, clip, *255 and a
+    # truncating uint8 cast (which can lower H or S by one level), then back through 8-bit HSV->RGB.
+    hsv = _rgb_to_hsv_u8(img) / 255.0
+    hsv[..., 2] = hsv[..., 2] ** gamma
+    return _hsv_u8_to_rgb((np.clip(hsv, 0, 1) * 255.0).astype(np.uint8))
 
 
 def brighten_shift_hsv(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -212,7 +347,7 @@ def brighten_shift_hsv(img: np.ndarray, severity: int, rng: np.random.Generator)
 
 
 def brighten_shift_rgb(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    return _to_u8(_unit(img) + [0.1, 0.15, 0.2, 0.27, 0.35][severity - 1])
+    return _to_u8(_unit32(img) + np.float32([0.1, 0.15, 0.2, 0.27, 0.35][severity - 1]))
 
 
 def brighten_gamma_hsv(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -228,7 +363,7 @@ def darken_shift_hsv(img: np.ndarray, severity: int, rng: np.random.Generator) -
 
 
 def darken_shift_rgb(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    return _to_u8(_unit(img) - [0.1, 0.15, 0.2, 0.27, 0.35][severity - 1])
+    return _to_u8(_unit32(img) - np.float32([0.1, 0.15, 0.2, 0.27, 0.35][severity - 1]))
 
 
 def darken_gamma_hsv(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -248,7 +383,7 @@ def _enhance_contrast(img: np.ndarray, factor: float) -> np.ndarray:
 
 def _stretch(img: np.ndarray, factor: float) -> np.ndarray:
     # A sigmoid around each channel's mean: factor > 1 steepens it, < 1 flattens it.
-    x = _unit(img).astype(np.float64)
+    x = _unit(img)
     mean = x.mean(axis=(0, 1), keepdims=True)
     return _to_u8(1.0 / (1.0 + (mean / (x + 1e-12)) ** factor))
 
@@ -273,15 +408,18 @@ def contrast_weaken_stretch(img: np.ndarray, severity: int, rng: np.random.Gener
 
 
 def _scale_s(img: np.ndarray, scale: float) -> np.ndarray:
-    rel, s, v = _rgb_to_hsv(_unit(img))
-    return _to_u8(_hsv_to_rgb(rel, s * scale, v))
+    # 8-bit HSV: S (0-255) times the scale in float32, clipped and truncated to uint8, then back.
+    hsv = _rgb_to_hsv_u8(img)
+    s = np.float32(scale) * hsv[..., 1].astype(np.float32)
+    hsv[..., 1] = np.clip(s, 0, 255).astype(np.uint8)
+    return _hsv_u8_to_rgb(hsv)
 
 
 def _scale_chroma(img: np.ndarray, scale: float) -> np.ndarray:
-    ycc = _rgb_to_ycc(_unit(img))
-    ycc[..., 1:] = 0.5 + (ycc[..., 1:] - 0.5) * scale
-    # DQ-495K stores the scaled YCrCb as uint8 before converting back: clip there too.
-    return _to_u8(_ycc_to_rgb(np.clip(ycc, 0.0, 1.0)))
+    # 8-bit YCrCb: Cr and Cb scaled about 128 in float32, clipped and truncated to uint8, then back.
+    ycc = _rgb_to_ycc_u8(img).astype(np.float32)
+    ycc[..., 1:] = np.float32(128) + (ycc[..., 1:] - np.float32(128)) * np.float32(scale)
+    return _ycc_u8_to_rgb(np.clip(ycc, 0, 255).astype(np.uint8))
 
 
 def saturate_strengthen_hsv(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -303,12 +441,23 @@ def saturate_weaken_ycrcb(img: np.ndarray, severity: int, rng: np.random.Generat
 # --- oversharpening, pixelation, quantization ---------------------------------------------------------
 
 
+def _binomial5(img: np.ndarray) -> np.ndarray:
+    """cv2.GaussianBlur(img, (5, 5), 0) on uint8: OpenCV's fixed 5-tap kernel [1 4 6 4 1] / 16 per axis
+    (its table for ksize 5 when sigma is 0), reflect-101 edges, exact integer sum rounded half up."""
+    x = np.pad(img.astype(np.int64), ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    taps = (1, 4, 6, 4, 1)
+    h, w = img.shape[:2]
+    rows = sum(t * x[i : i + h] for i, t in enumerate(taps))
+    total = sum(t * rows[:, i : i + w] for i, t in enumerate(taps))
+    return ((total + 128) >> 8).astype(np.uint8)
+
+
 def oversharpen(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     amount = [2, 2.8, 4, 6, 8][severity - 1]
-    x = img.astype(np.float32)
-    # A 5x5 Gaussian with OpenCV's default sigma for that size (1.1), truncated at 2 pixels.
-    blurred = ndimage.gaussian_filter(x, sigma=(1.1, 1.1, 0), truncate=2.0 / 1.1, mode="reflect")
-    return np.clip(np.round((1 + amount) * x - amount * blurred), 0, 255).astype(np.uint8)
+    blurred = _binomial5(img)
+    # cv2.addWeighted on uint8: float32 weights, result rounded to nearest (ties to even) and saturated.
+    out = img.astype(np.float32) * np.float32(1 + amount) + blurred.astype(np.float32) * np.float32(-amount)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def pixelate(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -319,27 +468,41 @@ def pixelate(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 
 
 def _multiotsu(channel: np.ndarray, classes: int, nbins: int = 30) -> np.ndarray:
-    # Multi-level Otsu by dynamic programming over a 30-bin histogram. scikit-image's threshold_multiotsu
-    # (what DQ-495K calls) searches every combination, minutes at 15 classes; its thresholds agree with
-    # these to within one bin.
-    hist, edges = np.histogram(channel, bins=nbins)
+    """skimage.filters.threshold_multiotsu(channel, classes, nbins=30), found by dynamic programming.
+
+    skimage searches every combination of thresholds (minutes at 15 classes); the optimum is the same.
+    Its conventions are kept: a threshold is the centre of the last bin of the lower class; the class
+    score is S^2 / P over float32 bin probabilities with S summed over bin indices, where skimage's
+    running first moment starts at prob[0] (not 0) and a class made of bin 0 alone scores 0.
+    """
+    hist, edges = np.histogram(channel, bins=nbins, range=(channel.min(), channel.max()))
     centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.concatenate([[0.0], np.cumsum(hist)])
-    moment = np.concatenate([[0.0], np.cumsum(hist * centres)])
-    # score[i, j]: between-class term of one class made of bins i..j-1.
-    w = weight[None, :] - weight[:, None]
-    m = moment[None, :] - moment[:, None]
-    score = np.where(w > 0, m**2 / np.where(w > 0, w, 1), 0.0)
-    best = score[0].copy()  # best[j]: bins 0..j-1 split into k classes
-    cut = np.zeros((classes, nbins + 1), dtype=np.intp)
+    prob = (hist / hist.sum()).astype(np.float32)
+    nonzero = np.flatnonzero(prob)
+    if nonzero.size <= classes:
+        # skimage returns these when there are exactly `classes` values (and raises below that).
+        return centres[nonzero[:-1]]
+    p = np.cumsum(prob, dtype=np.float32).astype(np.float64)
+    first = prob * np.arange(nbins, dtype=np.float32)
+    first[0] = prob[0]
+    s = np.cumsum(first, dtype=np.float32).astype(np.float64)
+    # score[i, j]: one class made of bins i..j (inclusive).
+    p_ij = p[None, :] - np.concatenate([[0.0], p[:-1]])[:, None]
+    s_ij = s[None, :] - np.concatenate([[0.0], s[:-1]])[:, None]
+    score = np.where(p_ij > 0, s_ij**2 / np.where(p_ij > 0, p_ij, 1), 0.0)
+    score[0, 0] = 0.0
+    upper = np.triu(np.ones((nbins, nbins), dtype=bool))
+    score = np.where(upper, score, -np.inf)
+    best = score[0].copy()  # best[j]: bins 0..j split into k classes
+    back = np.zeros((classes, nbins), dtype=np.intp)
     for k in range(1, classes):
-        total = best[:, None] + score  # [i, j]: first k classes end at i, then one class i..j-1
-        total[np.tril_indices(nbins + 1)] = -np.inf
-        cut[k] = total.argmax(axis=0)
+        # previous k classes end at bin t, then one class t+1..j
+        total = best[:-1, None] + score[1:, :]
+        back[k] = total.argmax(axis=0)
         best = total.max(axis=0)
-    ends, j = [], nbins
+    ends, j = [], nbins - 1
     for k in range(classes - 1, 0, -1):
-        j = cut[k, j]
+        j = int(back[k, j])
         ends.append(j)
     return centres[np.array(sorted(ends))]
 
@@ -400,6 +563,99 @@ FUNCTIONS: dict[str, dict[str, Distortion]] = {
     "pixelate": {"pixelate": pixelate},
     "quantization": {f.__name__: f for f in (quantization_otsu, quantization_median, quantization_hist)},
 }
+
+
+# DQ-495K's multi-distortion table (build_datasets/scripts/constants_md.py): first category -> the categories
+# that may be applied after it. It is not symmetric: ("oversharpen", "brighten") is allowed, the reverse is not.
+PAIRABLE: dict[str, tuple[str, ...]] = {
+    "blur": (
+        "brighten",
+        "compression",
+        "contrast_strengthen",
+        "contrast_weaken",
+        "darken",
+        "noise",
+        "quantization",
+        "saturate_strengthen",
+        "saturate_weaken",
+    ),
+    "brighten": ("blur", "compression", "noise", "pixelate", "quantization"),
+    "compression": (
+        "blur",
+        "brighten",
+        "contrast_strengthen",
+        "contrast_weaken",
+        "darken",
+        "noise",
+        "saturate_strengthen",
+        "saturate_weaken",
+    ),
+    "contrast_strengthen": ("blur", "compression", "noise", "pixelate", "quantization"),
+    "contrast_weaken": ("blur", "compression", "noise", "pixelate", "quantization"),
+    "darken": ("blur", "compression", "noise", "pixelate", "quantization"),
+    "noise": (
+        "blur",
+        "brighten",
+        "compression",
+        "contrast_strengthen",
+        "contrast_weaken",
+        "darken",
+        "oversharpen",
+        "pixelate",
+        "saturate_strengthen",
+        "saturate_weaken",
+    ),
+    "oversharpen": ("brighten",),
+    "pixelate": (
+        "brighten",
+        "contrast_strengthen",
+        "contrast_weaken",
+        "darken",
+        "noise",
+        "oversharpen",
+        "quantization",
+        "saturate_strengthen",
+        "saturate_weaken",
+    ),
+    "quantization": (
+        "brighten",
+        "contrast_strengthen",
+        "contrast_weaken",
+        "darken",
+        "noise",
+        "oversharpen",
+        "pixelate",
+        "saturate_strengthen",
+        "saturate_weaken",
+    ),
+    "saturate_strengthen": ("blur", "compression", "noise", "oversharpen", "pixelate", "quantization"),
+    "saturate_weaken": ("blur", "compression", "noise", "oversharpen", "pixelate", "quantization"),
+}
+
+# The 78 ordered (first, second) category pairs that DQ-495K may combine.
+PAIRS: tuple[tuple[str, str], ...] = tuple((a, b) for a in FUNCTIONS for b in PAIRABLE[a])
+
+PAIR_MAX_SEVERITY = 3  # DQ-495K draws each of the two severities from 1-3, not 1-5
+
+
+def pick_pair(rng: np.random.Generator | int = 0) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
+    """Draw one DQ-495K multi-distortion: ((category, function, severity), (category, function, severity)).
+
+    Apply the first, then the second to its output (distort(distort(x, *first), *second)). DQ-495K draws two
+    different categories as an ordered sample (random.sample) and redraws until the second is in
+    PAIRABLE[first]; that is a uniform draw over PAIRS, which is what is done here. Then, for the first and
+    then the second: a function uniformly from the category's list, and a severity uniformly from 1-3.
+    (Their generator first resizes the reference to a short side of 224 px, bicubic, when it is larger, and
+    in the paired-image set makes each image a single distortion, severity 1-5, or such a pair, with equal odds.)
+    """
+    generator = np.random.default_rng(rng) if isinstance(rng, int) else rng
+    first, second = PAIRS[int(generator.integers(len(PAIRS)))]
+    picked = []
+    for category in (first, second):
+        functions = list(FUNCTIONS[category])
+        function = functions[int(generator.integers(len(functions)))]
+        picked.append((category, function, int(generator.integers(1, PAIR_MAX_SEVERITY + 1))))
+    return picked[0], picked[1]
 
 
 def distort(
