@@ -38,6 +38,9 @@ class Measurements:
     chroma_p95: float
     vivid: float  # fraction of lit pixels whose lowest channel is < 4% of the highest (fully saturated)
     blur: float  # Crete-Roffet blur (0 sharp - 1 flat) of the sharpest tiles
+    blur_median: float  # the same in the median examined tile (bokeh: a sharp few, a soft rest)
+    blur_p90: float  # the same in the softest tenth of the examined tiles
+    active_share: float  # share of all tiles with detail worth examining (a blurred background has little)
     blur_dir: float  # per direction the sharpest tiles' blur; the most blurred direction (motion blur)
     lag: float  # steps over 3 px / steps over 1 px on the active tiles: ~1 when neighbours are unrelated
     coherence: float  # orientation coherence of the half-resolution gradients (one dominant direction: motion)
@@ -149,26 +152,36 @@ def _halo(stack: np.ndarray) -> float:
     return float(pooled[0].sum() / pooled[1].sum()) if pooled.shape[1] >= 20 else 0.0
 
 
-def _sharpness(
-    luma: np.ndarray, activity: np.ndarray, rows: int, cols: int, tile: int
-) -> tuple[float, float, float, np.ndarray]:
+@dataclass(frozen=True)
+class _Sharpness:
+    blur: float
+    blur_median: float
+    blur_p90: float
+    blur_dir: float
+    lag: float
+    stack: np.ndarray
+
+
+def _sharpness(luma: np.ndarray, activity: np.ndarray, rows: int, cols: int, tile: int) -> _Sharpness:
     # Only the most active tiles (at most MAX_TILES) are filtered: that bounds the cost whatever the size,
     # and the sharpest parts of a photo are among its most active ones.
+    empty = np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
     if rows * cols < 4:  # too small to judge: no verdict on sharpness
-        return math.nan, math.nan, math.nan, np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
+        return _Sharpness(math.nan, math.nan, math.nan, math.nan, math.nan, empty)
     order = np.argsort(activity)[::-1]
     chosen = order[: max(4, min(MAX_TILES, int(np.sum(activity > 2.0))))]
     chosen = chosen[activity[chosen] > 2.0]
     if chosen.size < 4:
-        return 1.0, 1.0, 3.0, np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
+        return _Sharpness(1.0, 1.0, 1.0, 1.0, 3.0, empty)
     stack = _stack(luma, chosen, cols, tile, PAD)
     ratios, lags = _directional_blur(stack, PAD, tile)
+    per_tile = np.nanmax(ratios, axis=1)
     # The sharpest tenth of those tiles: a sharp subject before a blurred background is sharp.
-    blur = float(np.nanpercentile(np.nanmax(ratios, axis=1), 10))
+    p10, p50, p90 = (float(v) for v in np.nanpercentile(per_tile, (10, 50, 90)))
     # Per direction, the sharpest tenth of the tiles that vary along it; the most blurred direction.
     # Motion blur leaves edges parallel to it sharp, but nothing that varies along it.
     per_direction = [np.percentile(r[~np.isnan(r)], 10) for r in ratios.T if np.sum(~np.isnan(r)) >= 4]
-    return blur, float(max(per_direction, default=blur)), float(np.median(lags)), stack
+    return _Sharpness(p10, p50, p90, float(max(per_direction, default=p10)), float(np.median(lags)), stack)
 
 
 def _orientation(half: np.ndarray) -> tuple[float, float]:
@@ -276,8 +289,8 @@ def measure_pixels(
     act = np.abs(np.diff(half_i, axis=0))[:, :-1] + np.abs(np.diff(half_i, axis=1))[:-1, :]
     rows, cols = max(0, (h - 2 * PAD) // TILE), max(0, (w - 2 * PAD) // TILE)
     activity = _tile_sums(act[PAD // 2 :, PAD // 2 :], rows, cols, TILE // 2) / (TILE * TILE / 4)
-    blur, blur_dir, lag, stack = _sharpness(luma_i, activity, rows, cols, TILE)
-    halo = _halo(stack[:HALO_TILES]) if stack.size else 0.0
+    sharp = _sharpness(luma_i, activity, rows, cols, TILE)
+    halo = _halo(sharp.stack[:HALO_TILES]) if sharp.stack.size else 0.0
     coherence, radial = _orientation(half)
 
     noise, noise_median = _noise(luma_i, half, TILE, scale=2)
@@ -310,9 +323,12 @@ def measure_pixels(
         chroma=float(chroma.mean()),
         chroma_p95=float(np.percentile(chroma, 95)),
         vivid=vivid,
-        blur=blur,
-        blur_dir=blur_dir,
-        lag=lag,
+        blur=sharp.blur,
+        blur_median=sharp.blur_median,
+        blur_p90=sharp.blur_p90,
+        active_share=float(np.mean(activity > 2.0)) if activity.size else math.nan,
+        blur_dir=sharp.blur_dir,
+        lag=sharp.lag,
         coherence=coherence,
         radial=radial,
         noise=noise,
