@@ -1,9 +1,10 @@
-"""The signal engine on real photos: claimed distortions found, clean photos passed, DepictQA's answer shape."""
+"""The signal engine: its shipped model, its answers on photos it never trained on, and its contract."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
-import math
+import json
 import pickle
 import re
 from pathlib import Path
@@ -12,13 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iqa_cli.distortions import CATEGORIES, FUNCTIONS, distort
+from iqa_cli.categories import CATEGORIES
+from iqa_cli.distortions import FUNCTIONS, distort
 from iqa_cli.engines.base import RATING_WORDS, AssessRequest, EngineOptions, Prepared
 from iqa_cli.engines.signal import SignalEngine
-from iqa_cli.engines.signal.decide import RULES, brief_answer, decide
-from iqa_cli.engines.signal.measure import measure, measure_pixels
+from iqa_cli.engines.signal.decide import brief_answer, decide
+from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
+from iqa_cli.engines.signal.model import MODEL_FILE, Booster, ModelFileError, read_model, shipped_model
 from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
-from iqa_cli.images import FileFacts, LoadedImage
+from iqa_cli.images import LoadedImage
 from iqa_cli.load import load_image
 
 _spec = importlib.util.spec_from_file_location(
@@ -28,91 +31,126 @@ assert _spec is not None and _spec.loader is not None
 photo_set = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(photo_set)
 
-# What the engine claims (docs/signal-engine.md): each category, pooled over all its DQ-495K functions, is
-# identified in at least 9 of 10 cases at these severities on the distortion photos.
-CLAIMED: dict[str, tuple[int, ...]] = {
-    "blur": (3, 4, 5),
-    "noise": (3, 4, 5),
-    "compression": (3, 4, 5),
-    "saturate_strengthen": (3, 4, 5),
-    "pixelate": (3, 4, 5),
-    "quantization": (3, 4, 5),
-    "brighten": (4, 5),
-    "darken": (4, 5),
-    "contrast_strengthen": (4, 5),
-    "contrast_weaken": (4, 5),
-    "saturate_weaken": (4, 5),
-    "oversharpen": (4, 5),
-}
-CLAIMS = [(category, severity) for category, severities in CLAIMED.items() for severity in severities]
+# training/train_signal.py keeps these out of the training corpus: they are unseen photos here.
+HELD_OUT = ("coffee", "china")
 
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
-    names = tuple(dict.fromkeys(photo_set.CLEAN_PHOTOS + photo_set.SHALLOW_DOF_PHOTOS))
-    return photo_set.load_all(names)
+    return photo_set.load_all((*HELD_OUT, "chelsea", "chelsea_dof"))
 
 
-@pytest.fixture(scope="module")
-def identified(photos: dict[str, np.ndarray]) -> dict[tuple[str, int], list[bool]]:
-    """(category, severity) -> for each function and distortion photo, whether the category was named."""
-    results: dict[tuple[str, int], list[bool]] = {}
-    for category, severity in CLAIMS:
-        hits = []
-        for function in FUNCTIONS[category]:
-            for seed, name in enumerate(photo_set.DISTORTION_PHOTOS):
-                pixels = distort(photos[name], category, severity, rng=seed, function=function)
-                hits.append(category in decide(measure_pixels(pixels)).categories[:2])
-        results[category, severity] = hits
-    return results
+def features_via_file(pixels: np.ndarray, folder: Path, name: str = "x.png", **save) -> dict[str, float]:
+    """Save, load with the engine's plan and extract: exactly what an audit measures."""
+    path = folder / name
+    Image.fromarray(pixels).save(path, **save)
+    loaded = load_image(str(path), DECODE_PLAN)
+    assert isinstance(loaded, LoadedImage), loaded
+    return extract(loaded)
 
 
-@pytest.mark.parametrize(("category", "severity"), CLAIMS)
-def test_claimed_categories_identified(identified: dict[tuple[str, int], list[bool]], category: str, severity: int):
-    hits = identified[category, severity]
-    assert sum(hits) >= 0.9 * len(hits), f"{category} at severity {severity}: {sum(hits)}/{len(hits)} identified"
+def test_shipped_model_is_plain_json_and_loads_without_pickle():
+    raw = gzip.decompress(MODEL_FILE.read_bytes())
+    data = json.loads(raw)  # plain JSON: nothing in it can run code when read
+    assert data["format"] == "iqa-signal-trees/1"
+    assert b"pickle" not in raw and MODEL_FILE.stat().st_size < 5_000_000
+    model = shipped_model()
+    assert model.features == FEATURES and set(model.categories) == set(CATEGORIES)
+    # 150+ real photos in the corpus: most fit the trees, a fifth is kept apart to measure the shipped model.
+    assert model.info["quick"] is False and model.info["photos"] + model.info["test_photos"] >= 150
 
 
-def test_every_category_is_claimed_at_severity_4():
-    # The issue's aim: every category identified in at least 9 photos out of 10 at severity 4.
-    assert set(CLAIMED) == set(FUNCTIONS) and all(4 in s for s in CLAIMED.values())
+def test_numpy_trees_reproduce_lightgbm_outputs():
+    # The training script stores LightGBM's own predictions for a few validation rows.
+    data = json.loads(gzip.decompress(MODEL_FILE.read_bytes()))
+    model = shipped_model()
+    x = np.asarray(data["probe"]["x"], dtype=np.float64)
+    prediction = model.predict(x)
+    for j, category in enumerate(model.categories):
+        assert np.allclose(prediction.presence[:, j], data["probe"]["presence"][category], atol=1e-9), category
+    assert np.allclose(model.worst.predict(x), data["probe"]["worst"], atol=1e-9)
 
 
-def test_clean_photos_are_ok(photos: dict[str, np.ndarray]):
-    bad = {}
-    for name in photo_set.CLEAN_PHOTOS:
-        verdict = decide(measure_pixels(photos[name]))
-        if verdict.categories or verdict.rating not in ("excellent", "good"):
-            bad[name] = (verdict.categories, verdict.rating)
-    # The docs' aim: at least 12 of 13 clean photos ok (here 14 photos; at most one miss).
-    assert len(bad) <= 1, bad
+def test_tree_walk_on_a_hand_built_booster():
+    # Node 0: x0 <= 1 -> node 1 (leaf 0.5) else node 2: x1 <= 0 -> leaf -1 else leaf 2.
+    booster = Booster.from_json(
+        {
+            "sigmoid": False,
+            "depth": 3,
+            "base": 0.25,
+            "feature": [0, -1, 1, -1, -1],
+            "threshold": [1.0, 0, 0.0, 0, 0],
+            "left": [1, 1, 3, 3, 4],
+            "right": [2, 1, 4, 3, 4],
+            "value": [0, 0.5, 0, -1.0, 2.0],
+            "roots": [0, 0],
+        }
+    )
+    x = np.array([[1.0, 5.0], [1.5, 0.0], [3.0, 0.1]])
+    assert np.allclose(booster.raw(x), [0.25 + 1.0, 0.25 - 2.0, 0.25 + 4.0])
+    with pytest.raises(ModelFileError, match="out of range"):
+        Booster.from_json({"sigmoid": True, "depth": 1, "feature": [-1], "threshold": [0], "left": [3],
+                           "right": [0], "value": [0], "roots": [0]})  # fmt: skip
 
 
-@pytest.mark.parametrize("name", photo_set.SHALLOW_DOF_PHOTOS)
-def test_shallow_depth_of_field_is_not_blur(photos: dict[str, np.ndarray], name: str):
-    verdict = decide(measure_pixels(photos[name]))
-    assert "blur" not in verdict.categories
+def test_damaged_model_file_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "m.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(ModelFileError, match="cannot read"):
+        read_model(tmp_path / "m.json.gz")
+    (tmp_path / "m.json").write_text('{"format": "other"}')
+    with pytest.raises(ModelFileError, match="format"):
+        read_model(tmp_path / "m.json")
 
 
-def test_jpeg_quality_setting_is_compression_even_when_the_grid_is_gone(photos: dict[str, np.ndarray], tmp_path):
-    # A 1800 px JPEG is resized to 768 px before measuring: its 8x8 grid is gone, the quality setting is not.
-    big = np.asarray(Image.fromarray(photos["chelsea"]).resize((1800, 1197), Image.Resampling.BICUBIC))
-    verdicts = {}
-    for quality in (25, 92):
-        path = tmp_path / f"q{quality}.jpg"
-        Image.fromarray(big).save(path, quality=quality)
-        loaded = load_image(str(path), SignalEngine.create(EngineOptions()).decode_plan)
-        assert isinstance(loaded, LoadedImage) and loaded.facts.jpeg_quality == quality
-        m = measure(loaded)
-        assert math.isnan(m.blockiness) and m.jpeg_quality == quality
-        verdicts[quality] = decide(m)
-    assert "compression" in verdicts[25].categories
-    assert "compression" not in verdicts[92].categories
+def test_unseen_photos_clean_ok_and_severity_4_identified(photos: dict[str, np.ndarray], tmp_path: Path):
+    hits, total, names = 0, 0, []
+    for name in HELD_OUT:
+        clean = decide(features_via_file(photos[name], tmp_path))
+        assert clean.categories == [] and clean.rating in ("excellent", "good"), (name, clean.categories)
+        for n, category in enumerate(CATEGORIES):
+            functions = list(FUNCTIONS[category])
+            function = functions[n % len(functions)]
+            pixels = distort(photos[name], category, 4, rng=n, function=function)
+            verdict = decide(features_via_file(pixels, tmp_path))
+            total += 1
+            hits += category in verdict.categories
+            names.append(len(verdict.categories))
+    # A loose bar (docs/signal-validation.md gives the measured rates, about two thirds at severity 4):
+    # a majority of severity-4 distortions named, answers not shotgun.
+    assert hits >= 0.55 * total, f"{hits}/{total} identified"
+    assert np.mean(names) <= 1.6
 
 
-def test_monochrome_is_insufficient_saturation_for_review(photos: dict[str, np.ndarray]):
-    grey = np.repeat(np.asarray(Image.fromarray(photos["astronaut"]).convert("L"))[..., None], 3, axis=2)
-    verdict = decide(measure_pixels(grey))
+@pytest.mark.parametrize(("fill", "category"), [(3, "darken"), (252, "brighten")])
+def test_black_and_white_frames_are_badly_exposed(fill: int, category: str, tmp_path: Path):
+    flat = np.full((48, 64, 3), fill, np.uint8)
+    flat[..., 0] = min(255, fill + 2)  # a trace of colour: not the monochrome rule
+    verdict = decide(features_via_file(flat, tmp_path))
+    assert verdict.categories[0] == category and verdict.severities[0] == 5 and verdict.rating == "bad"
+
+
+def test_shallow_depth_of_field_is_not_blur(photos: dict[str, np.ndarray], tmp_path: Path):
+    assert "blur" not in decide(features_via_file(photos["chelsea_dof"], tmp_path)).categories
+
+
+def test_pixel_level_distortions_seen_at_any_size(photos: dict[str, np.ndarray], tmp_path: Path):
+    # Pixelation made on a 1600 px copy: the native crop still sees its repeated pixels.
+    big = np.asarray(Image.fromarray(photos["china"]).resize((1600, 1067), Image.Resampling.BICUBIC))
+    pixelated = distort(big, "pixelate", 4, function="pixelate")
+    assert "pixelate" in decide(features_via_file(pixelated, tmp_path)).categories
+
+
+def test_jpeg_quality_setting_is_compression(photos: dict[str, np.ndarray], tmp_path: Path):
+    big = np.asarray(Image.fromarray(photos["coffee"]).resize((1800, 1200), Image.Resampling.BICUBIC))
+    low = decide(features_via_file(big, tmp_path, "q10.jpg", quality=10))
+    high = decide(features_via_file(big, tmp_path, "q92.jpg", quality=92))
+    assert "compression" in low.categories
+    assert "compression" not in high.categories
+
+
+def test_monochrome_is_insufficient_saturation_for_review(photos: dict[str, np.ndarray], tmp_path: Path):
+    grey = np.repeat(np.asarray(Image.fromarray(photos["coffee"]).convert("L"))[..., None], 3, axis=2)
+    verdict = decide(features_via_file(grey, tmp_path))
     # DepictQA calls a grey image insufficiently saturated; an intended black-and-white photo is possible,
     # so the severity is capped (verdict degraded, not bad) and the confidence sends it to review.
     assert verdict.monochrome and "saturate_weaken" in verdict.categories
@@ -122,108 +160,68 @@ def test_monochrome_is_insufficient_saturation_for_review(photos: dict[str, np.n
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (20, 30, 3), (48, 2000, 3)])
 @pytest.mark.parametrize("fill", [0, 128, None])
-def test_small_flat_and_odd_images_are_measured(shape: tuple[int, int, int], fill: int | None):
+def test_small_flat_and_odd_images_are_measured(shape: tuple[int, int, int], fill: int | None, tmp_path: Path):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, shape, dtype=np.uint8) if fill is None else np.full(shape, fill, np.uint8)
-    verdict = decide(measure_pixels(pixels))
-    assert 0.0 <= verdict.score <= 1.0 and 0.5 <= verdict.confidence < 1.0
-    assert "compression" not in verdict.categories  # "no grain" needs a readable, textured photo
+    verdict = decide(features_via_file(pixels, tmp_path))
+    assert 0.0 <= verdict.score <= 1.0 and 0.0 <= verdict.confidence <= 1.0
+    assert verdict.rating in RATING_WORDS and len(verdict.categories) <= 2
 
 
-def _engine_answer(pixels: np.ndarray, detail: bool = False):
+def _engine_answer(pixels: np.ndarray, folder: Path, detail: bool = False):
     engine = SignalEngine.create(EngineOptions())
-    image = LoadedImage(FileFacts(path="x.png", width=pixels.shape[1], height=pixels.shape[0]), pixels)
+    Image.fromarray(pixels).save(folder / "e.png")
+    image = load_image(str(folder / "e.png"), engine.decode_plan)
     payload = pickle.loads(pickle.dumps(engine.preparer()))(image)  # the preparer must survive pickling
     prepared = Prepared(key=0, payload=payload, width=pixels.shape[1], height=pixels.shape[0])
     return engine.assess([prepared], AssessRequest(detail=detail))[0]
 
 
-def test_brief_answer_form(photos: dict[str, np.ndarray]):
+def test_brief_answer_form(photos: dict[str, np.ndarray], tmp_path: Path):
     assert brief_answer([]) == "None"
     assert brief_answer(["blur"]) == "Blur"
     assert brief_answer(["blur", "noise", "darken"]) == "Blur and noise"
     assert brief_answer(["saturate_weaken"]) == "Insufficient saturation"
-    clean = _engine_answer(photos["coffee"])
+    clean = _engine_answer(photos["coffee"], tmp_path)
     assert clean.answer == "None" and clean.distortions == [] and clean.rating in ("excellent", "good")
     assert clean.task == "distortion_identification" and clean.question.endswith("single word or phrase.")
-    blurred = _engine_answer(distort(photos["coffee"], "blur", 5, function="blur_gaussian"))
+    blurred = _engine_answer(distort(photos["coffee"], "blur", 5, function="blur_gaussian"), tmp_path)
     assert blurred.answer.startswith("Blur") and blurred.distortions[0] == "blur"
     assert blurred.rating in ("poor", "bad") and blurred.severities[0] >= 4
     assert set(blurred.distortions) <= set(CATEGORIES.values())
-    assert blurred.rating in RATING_WORDS and 0.0 <= blurred.score <= 1.0
+    assert 0.0 <= blurred.score <= 1.0 and 0.0 <= blurred.confidence <= 1.0
 
 
-def test_detail_paragraph_quotes_numbers(photos: dict[str, np.ndarray]):
-    answer = _engine_answer(distort(photos["chelsea"], "noise", 3, function="noise_gaussian_rgb"), detail=True)
-    assert answer.task == "distortion_identification" and answer.detail is not None
-    assert answer.detail_question and "explanation" in answer.detail_question
+def test_detail_paragraph_quotes_numbers_and_probabilities(photos: dict[str, np.ndarray], tmp_path: Path):
+    noisy = distort(photos["china"], "noise", 4, function="noise_gaussian_rgb")
+    answer = _engine_answer(noisy, tmp_path, detail=True)
+    assert answer.detail is not None and answer.detail_question and "explanation" in answer.detail_question
     assert "noise" in answer.detail and re.search(r"\d+\.\d", answer.detail)
-    assert _engine_answer(photos["chelsea"]).detail is None
+    assert re.search(r"model probability 0\.\d\d", answer.detail)
+    assert _engine_answer(photos["china"], tmp_path).detail is None
 
 
-def test_confidence_lower_near_a_boundary(photos: dict[str, np.ndarray]):
-    far = decide(measure_pixels(distort(photos["coffee"], "pixelate", 5)))
-    # Blend towards a blurred copy; bisect the weight until the blur measure sits just past its threshold.
-    blur_rule = next(rule for rule in RULES if rule.category == "blur")
-    threshold = blur_rule.clauses[0].tests[0].threshold
-    base = photos["coffee"].astype(np.float32)
-    blurred = distort(photos["coffee"], "blur", 3, function="blur_gaussian").astype(np.float32)
-
-    def blend(weight: float):
-        pixels = np.clip(base * (1 - weight) + blurred * weight + 0.5, 0, 255).astype(np.uint8)
-        return decide(measure_pixels(pixels))
-
-    low, high = 0.0, 1.0
-    for _ in range(12):
-        middle = (low + high) / 2
-        low, high = (low, middle) if blend(middle).values["blur"] > threshold else (middle, high)
-    near = blend(high)
-    assert near is not None
-    for verdict in (far, near):
-        assert 0.0 <= verdict.confidence <= 1.0
-    assert near.confidence < far.confidence
-    assert near.confidence < 0.8
+def test_score_falls_with_severity(photos: dict[str, np.ndarray], tmp_path: Path):
+    scores = [
+        decide(features_via_file(distort(photos["coffee"], "blur", s, function="blur_gaussian"), tmp_path)).score
+        for s in (1, 3, 5)
+    ]
+    assert scores[0] > scores[1] > scores[2], scores
 
 
-def test_deterministic(photos: dict[str, np.ndarray]):
-    pixels = distort(photos["rocket"], "noise", 3, rng=7)
-    assert np.array_equal(pixels, distort(photos["rocket"], "noise", 3, rng=7))
-    first, again = measure_pixels(pixels), measure_pixels(pixels.copy())
-    assert str(first) == str(again)  # NaN-safe equality of every field
+def test_deterministic(photos: dict[str, np.ndarray], tmp_path: Path):
+    pixels = distort(photos["china"], "noise", 3, rng=7)
+    first = features_via_file(pixels, tmp_path, "a.png")
+    again = features_via_file(pixels.copy(), tmp_path, "b.png")
+    assert json.dumps(first) == json.dumps(again)  # NaN-safe equality of every value
     assert decide(first) == decide(again)
 
 
 def test_engine_contract():
     engine = SignalEngine.create(EngineOptions())
     assert engine.name == "signal" and engine.version
-    assert engine.decode_plan.long_side == 768 and engine.decode_plan.draft
+    plan = engine.decode_plan
+    assert plan.long_side == 640 and plan.draft and plan.native_crop == 384
     settings = engine.settings()
-    assert settings["engine"] == "signal" and "blur" in settings["thresholds"]
-
-
-@pytest.mark.parametrize("category", list(FUNCTIONS))
-def test_distort_shape_dtype_and_determinism(photos: dict[str, np.ndarray], category: str):
-    pixels = photos["chelsea"][:96, :128]
-    for function in FUNCTIONS[category]:
-        out = distort(pixels, category, 3, rng=1, function=function)
-        assert out.shape == pixels.shape and out.dtype == np.uint8
-        assert np.array_equal(out, distort(pixels, category, 3, rng=1, function=function))
-
-
-def test_distort_severity_is_monotonic(photos: dict[str, np.ndarray]):
-    pixels = photos["coffee"]
-    # Mean absolute change from the original grows with severity.
-    for category, function in (("blur", "blur_gaussian"), ("noise", "noise_gaussian_rgb"), ("pixelate", None)):
-        changes = [
-            np.abs(distort(pixels, category, s, function=function).astype(int) - pixels).mean() for s in range(1, 6)
-        ]
-        assert changes == sorted(changes), (category, changes)
-
-
-def test_distort_rejects_bad_arguments(photos: dict[str, np.ndarray]):
-    with pytest.raises(ValueError, match="category"):
-        distort(photos["coffee"], "fog", 1)
-    with pytest.raises(ValueError, match="severity"):
-        distort(photos["coffee"], "blur", 6)
-    with pytest.raises(ValueError, match="not a blur function"):
-        distort(photos["coffee"], "blur", 1, function="noise_poisson")
+    assert settings["engine"] == "signal" and settings["model"].startswith("signal-")
+    assert set(settings["thresholds"]) == set(CATEGORIES)

@@ -10,15 +10,15 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from iqa_cli.engines.base import Comparison
-from iqa_cli.engines.signal.decide import brief_answer, decide
-from iqa_cli.engines.signal.measure import Measurements, measure
+from iqa_cli.engines.signal.decide import brief_answer, decide_many
+from iqa_cli.engines.signal.features import extract
 from iqa_cli.images import LoadedImage
 
 QUESTION = "Which image do you believe has better overall quality: Image A or Image B?"
 FR_QUESTION = QUESTION + " A high-quality Reference Image is provided."
 
 # Wang et al.'s reference SSIM downsamples so the short side is about 256 px before measuring: the
-# scale at which SSIM was validated against viewers, and 9x cheaper than the 768 px decode size.
+# scale at which SSIM was validated against viewers, and 6x cheaper than the 640 px analysis size.
 SSIM_SHORT_SIDE = 256
 # SSIM at one scale depends on the viewing distance: near, it punishes fine noise far more than a blur
 # that wipes out mid-scale detail. As in MS-SSIM, we average a near and a far view (the 256 px copy and
@@ -35,20 +35,20 @@ ASPECT_TOLERANCE = 0.02
 
 @dataclass(frozen=True)
 class ComparePayload:
-    """What compare needs of one image: the engine's measurements and a small luma copy for SSIM/PSNR.
+    """What compare needs of one image: the engine's features and a small luma copy for SSIM/PSNR.
 
     `width`/`height` are the image's own size (after EXIF orientation), used to check the framing
     against a reference; `luma` is uint8 [h, w] with the short side at most SSIM_SHORT_SIDE.
     """
 
-    measurements: Measurements
+    features: dict[str, float]
     luma: np.ndarray
     width: int
     height: int
 
 
 def prepare_compare(image: LoadedImage) -> ComparePayload:
-    """The compare preparer (runs in the decode workers): measurements plus the SSIM-scale luma."""
+    """The compare preparer (runs in the decode workers): features plus the SSIM-scale luma."""
     pixels = image.pixels
     height, width = pixels.shape[:2]
     ratio = min(1.0, SSIM_SHORT_SIDE / min(height, width))
@@ -57,7 +57,7 @@ def prepare_compare(image: LoadedImage) -> ComparePayload:
         small = small.resize((max(1, round(width * ratio)), max(1, round(height * ratio))), Image.Resampling.BICUBIC)
     luma = np.asarray(small.convert("L"), dtype=np.uint8).copy()
     return ComparePayload(
-        measurements=measure(image),
+        features=extract(image),
         luma=luma,
         width=image.facts.width or width,
         height=image.facts.height or height,
@@ -142,7 +142,7 @@ def compare_signal(
             question=FR_QUESTION,
             detail=reasoning if detail else None,
         )
-    va, vb = decide(a.measurements), decide(b.measurements)
+    va, vb = decide_many([a.features, b.features])
     margin = va.score - vb.score
     winner = "A" if margin >= 0 else "B"
     reasoning = (

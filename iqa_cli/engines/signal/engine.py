@@ -15,8 +15,10 @@ from iqa_cli.engines.base import (
     Prepared,
     Preparer,
 )
-from iqa_cli.engines.signal.decide import RULES, Verdict, brief_answer, category_names, decide
-from iqa_cli.engines.signal.measure import MAX_TILES, TILE, Measurements, measure
+from iqa_cli.engines.signal.decide import Verdict, brief_answer, category_names, decide_many
+from iqa_cli.engines.signal.features import ANALYSIS_SIDE, DECODE_PLAN, NATIVE_CROP, extract
+from iqa_cli.engines.signal.measure import MAX_TILES, TILE
+from iqa_cli.engines.signal.model import shipped_model
 from iqa_cli.images import DecodePlan
 
 # DepictQA-style questions for the two tasks this engine answers.
@@ -24,53 +26,45 @@ BRIEF_TASK = "distortion_identification"
 BRIEF_QUESTION = "What distortions are present in the image? Answer the question using a single word or phrase."
 DETAIL_QUESTION = "Evaluate the quality of the image and provide a comprehensive explanation."
 
-# Judged at a viewing scale: 768 px on the long side (512 px short side for 3:2), about twice what
-# DepictQA-Wild sees (224 px short side), and small enough to measure in ~7 ms on one core.
-DECODE_PLAN = DecodePlan(long_side=768, draft=True)
-
-# What an explanation quotes for each (category, feature of the clause that fired).
-_EVIDENCE: dict[tuple[str, str], str] = {
-    ("blur", "blur"): "the sharpest parts keep only {keep:.0%} of their detail after re-blurring (blur {v:.2f})",
-    ("blur", "blur_dir"): "detail lost along one direction everywhere (directional blur {v:.2f}), as in motion blur",
-    ("blur", "radial"): "detail lost along the lines from the centre (radial share {v:.2f}), as in zoom blur",
-    ("blur", "lag"): "neighbouring pixels scrambled (steps over 3 px only {v:.2f} times those over 1 px)",
-    ("noise", "noise_coarse"): "noise of about {v:.1f} grey levels even in the flattest areas",
-    ("noise", "noise"): "noise of about {v:.1f} grey levels even in the flattest areas",
-    ("compression", "blockiness"): "8x8 block edges {v:.2f} times stronger than other pixel steps",
-    ("compression", "jpeg_quality"): "the file was saved at JPEG quality {v:.0f}",
-    ("compression", "noise"): "no grain left at all in the flat areas ({v:.2f} grey levels) while detail remains",
-    ("compression", "denoised"): "soft, with flat areas smoother than blur alone leaves them ({v:.2f})",
-    ("brighten", "mean"): "a mean brightness of {v:.0f}/255",
-    ("brighten", "shadows"): "the darkest tones lifted to {v:.0f}/255",
-    ("darken", "mean"): "a mean brightness of {v:.0f}/255",
-    ("darken", "p99"): "the brightest tones only reach {v:.0f}/255, with shadows crushed to black",
-    ("contrast_strengthen", "both_clipped"): "{v:.0%} of the pixels clipped to black and as many to white",
-    ("contrast_strengthen", "std"): "a tonal spread of {v:.0f} grey levels (standard deviation)",
-    ("contrast_strengthen", "clipped"): "{v:.0%} of the pixels clipped to black or white",
-    ("contrast_weaken", "range"): "tones spanning only {v:.0f} of 255 levels",
-    ("contrast_weaken", "p99"): "the brightest tones only reach {v:.0f}/255",
-    ("saturate_strengthen", "chroma_ratio"): "colour {v:.2f} of the tonal spread, many pixels fully saturated",
-    ("saturate_weaken", "chroma_p95"): "little colour (95th-percentile chroma {v:.0f})",
-    ("saturate_weaken", "chroma_ratio"): "colour only {v:.3f} of the tonal spread",
-    ("oversharpen", "halo"): "bright and dark halos beside edges ({v:.2f} of the edge step) and amplified grain",
-    ("pixelate", "flat_pairs"): "{v:.0%} of neighbours on strong detail being identical (blocky pixels)",
-    ("quantization", "gaps"): "{v:.0%} of each colour channel's levels left empty (few distinct colours)",
+# The measured number an explanation quotes for each category: the measurement that shows it most directly.
+_EVIDENCE: dict[str, tuple[str, str]] = {
+    "blur": ("blur", "the sharpest parts keep only {keep:.0%} of their detail after re-blurring (blur {v:.2f})"),
+    "noise": ("native_noise", "noise of about {v:.1f} grey levels even in the flattest areas"),
+    "compression": ("native_blockiness", "8x8 block edges {v:.2f} times stronger than other pixel steps"),
+    "brighten": ("mean", "a mean brightness of {v:.0f}/255"),
+    "darken": ("mean", "a mean brightness of {v:.0f}/255"),
+    "contrast_strengthen": ("clipped", "{v:.0%} of the pixels clipped to black or white"),
+    "contrast_weaken": ("range", "tones spanning only {v:.0f} of 255 levels"),
+    "saturate_strengthen": ("vivid", "{v:.0%} of the lit pixels fully saturated"),
+    "saturate_weaken": ("chroma_p95", "little colour (95th-percentile chroma {v:.0f})"),
+    "oversharpen": ("native_halo", "bright and dark halos beside edges ({v:.2f} of the edge step)"),
+    "pixelate": ("native_flat_pairs", "{v:.0%} of neighbours on strong detail identical (blocky pixels)"),
+    "quantization": ("native_gaps", "{v:.0%} of each colour channel's levels left empty (few distinct colours)"),
 }
 _MONOCHROME = "no colour at all: a black-and-white photo, or one whose colour was removed (marked for review)"
 _SEVERITY_WORDS = ("", "slight", "noticeable", "moderate", "strong", "severe")
-_RULES = {rule.category: rule for rule in RULES}
 
 
 def _evidence(category: str, verdict: Verdict) -> str:
     if category == "saturate_weaken" and verdict.monochrome:
         return _MONOCHROME
-    feature = _RULES[category].strongest(verdict.values).tests[0].feature
-    value = verdict.values[feature]
-    return _EVIDENCE[category, feature].format(v=value, keep=1.0 - value)
+    values = verdict.values
+    if category == "compression" and math.isfinite(values.get("jpeg_quality", math.nan)):
+        text = f"the file was saved at JPEG quality {values['jpeg_quality']:.0f}"
+    else:
+        feature, template = _EVIDENCE[category]
+        value = values.get(feature, math.nan)
+        text = template.format(v=value, keep=1.0 - value) if math.isfinite(value) else "see the probabilities"
+    return f"{text}; model probability {verdict.probabilities[category]:.2f}"
+
+
+def _number(value: float, spec: str) -> str:
+    # Measures that do not apply (a flat or tiny image) are NaN: say so rather than print "nan".
+    return format(value, spec) if math.isfinite(value) else "unmeasurable"
 
 
 def explain(verdict: Verdict) -> str:
-    """The detail paragraph: the verdict and the measured numbers behind it."""
+    """The detail paragraph: the verdict, the measured numbers behind it and the model's probabilities."""
     values = verdict.values
     names = category_names()
     if verdict.categories:
@@ -81,25 +75,28 @@ def explain(verdict: Verdict) -> str:
         opening = "The image shows " + "; ".join(parts) + "."
     else:
         opening = (
-            f"No distortion stands out: the sharpest areas keep {1.0 - values['blur']:.0%} of their detail, "
-            f"noise is about {values['noise_coarse']:.1f} grey levels, mean brightness {values['mean']:.0f}/255 "
-            f"with tones spanning {values['range']:.0f} levels, and chroma {values['chroma']:.0f}."
+            f"No distortion stands out: the sharpest areas keep {_number(1.0 - values['blur'], '.0%')} of their "
+            f"detail, noise is about {_number(values['native_noise'], '.1f')} grey levels, mean brightness "
+            f"{values['mean']:.0f}/255 with tones spanning {values['range']:.0f} levels, and chroma "
+            f"{values['chroma']:.0f}."
         )
-    closest = min(verdict.margins, key=lambda c: abs(verdict.margins[c]))
-    closing = (
-        f" Overall quality is {verdict.rating} (score {verdict.score:.2f}); the closest call is "
-        f"{names[closest]}, {abs(verdict.margins[closest]):.1f} severity steps from its threshold "
-        f"(confidence {verdict.confidence:.2f})."
+    runner_up = max(
+        (c for c in verdict.probabilities if c not in verdict.categories),
+        key=lambda c: verdict.probabilities[c],
+        default=None,
     )
-    return opening + closing
+    closing = f" Overall quality is {verdict.rating} (score {verdict.score:.2f})"
+    if runner_up is not None:
+        closing += f"; the most likely other distortion is {names[runner_up]} ({verdict.probabilities[runner_up]:.2f})"
+    return opening + closing + f"; confidence {verdict.confidence:.2f}."
 
 
 class SignalEngine(Engine):
     """Answers DepictQA's distortion and rating questions from pixel measurements (no model to install)."""
 
     name = "signal"
-    version = "0.2.0"
-    description = "Built-in pixel measurements answering DepictQA's distortion and rating questions."
+    version = "1.0.0"
+    description = "Built-in pixel measurements and learned trees answering DepictQA's distortion and rating questions."
 
     @classmethod
     def create(cls, options: EngineOptions) -> SignalEngine:
@@ -108,23 +105,21 @@ class SignalEngine(Engine):
 
     @property
     def decode_plan(self) -> DecodePlan:
-        """768 px on the long side, JPEG draft decoding allowed."""
+        """The analysis size plus a native-resolution crop (features.py)."""
         return DECODE_PLAN
 
     def settings(self) -> dict[str, Any]:
-        """The version, analysis size and thresholds: what changes answers."""
+        """The version, analysis sizes and the model's identity: what changes answers."""
+        model = shipped_model()
         return {
             "engine": self.name,
             "version": self.version,
-            "long_side": DECODE_PLAN.long_side,
+            "long_side": ANALYSIS_SIDE,
+            "native_crop": NATIVE_CROP,
             "tile": TILE,
             "max_tiles": MAX_TILES,
-            "thresholds": {
-                rule.category: [
-                    {test.feature: f"{test.op}{test.threshold:g}" for test in clause.tests} for clause in rule.clauses
-                ]
-                for rule in RULES
-            },
+            "model": model.info.get("id", "unknown"),
+            "thresholds": {c: round(float(t), 4) for c, t in zip(model.categories, model.thresholds, strict=True)},
         }
 
     @property
@@ -133,8 +128,8 @@ class SignalEngine(Engine):
         return 64
 
     def preparer(self) -> Preparer:
-        """The module-level `measure` function: runs in the decode workers."""
-        return measure
+        """The module-level `extract` function: runs in the decode workers."""
+        return extract
 
     def compare_preparer(self) -> Preparer:
         """Measurements plus a small grey copy: full-reference comparisons need pixels."""
@@ -154,11 +149,11 @@ class SignalEngine(Engine):
         ]
 
     def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
-        """Decide each prepared image from its measurements."""
-        return [self._assess_one(item.payload, request) for item in batch]
+        """Decide the batch's feature rows with the model in one pass."""
+        verdicts = decide_many([item.payload for item in batch])
+        return [self._assessment(verdict, request) for verdict in verdicts]
 
-    def _assess_one(self, measurements: Measurements, request: AssessRequest) -> Assessment:
-        verdict = decide(measurements)
+    def _assessment(self, verdict: Verdict, request: AssessRequest) -> Assessment:
         confidence = verdict.confidence if math.isfinite(verdict.confidence) else 0.5
         return Assessment(
             task=BRIEF_TASK,
