@@ -1,0 +1,111 @@
+"""CPU cost of the signal engine per image: features + model, beside one 768 px measurement (a script, not a test).
+
+    python benchmarks/bench_signal.py [--repeat 5] [--side 1600] [--json FILE]
+
+The pair in one run, on the same decoded photos, so a shared machine's load affects both alike:
+- `measure_768`: one `measure_pixels` on the image at 768 px, which is what the engine cost before it
+  learned its decisions (the reference the issue sets);
+- `features`: `features.extract` (the 640 px image plus the 384 px native crop), in the decode workers;
+- `model`: `decide_many` over a batch of 64 feature rows, per image, in the main process.
+Decoding is not timed: it is the loader's cost, measured by bench_decode.py and bench_audit.py.
+Prints process CPU time per image (min / median / max over the repeats), the ratio, the machine and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from photo_set import CLEAN_PHOTOS, load_all
+
+from iqa_cli.engines.signal.decide import decide_many
+from iqa_cli.engines.signal.features import DECODE_PLAN, extract
+from iqa_cli.engines.signal.measure import measure_pixels
+from iqa_cli.images import DecodePlan, LoadedImage
+from iqa_cli.load import load_image
+
+
+def _cpu_per_image(function, items, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        started = time.process_time()
+        for item in items:
+            function(item)
+        out.append((time.process_time() - started) / len(items) * 1000)
+    return out
+
+
+def machine() -> str:
+    """The CPU model and core count, as lscpu gives them."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "Model name" in line), "")
+    except OSError:
+        model = platform.processor()
+    return f"{model or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return result.stdout.strip() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--side", type=int, default=1600, help="long side the photos are saved at (never up)")
+    parser.add_argument("--quick", action="store_true", help="two photos, one repeat: a smoke run")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    names = CLEAN_PHOTOS[:2] if args.quick else CLEAN_PHOTOS
+    repeat = 1 if args.quick else args.repeat
+    with tempfile.TemporaryDirectory() as folder:
+        engine_images, reference_images = [], []
+        for name, pixels in load_all(names).items():
+            image = Image.fromarray(pixels)
+            if max(image.size) > args.side:
+                image.thumbnail((args.side, args.side), Image.Resampling.BICUBIC)
+            path = Path(folder) / f"{name}.png"
+            image.save(path)
+            for plan, bucket in ((DECODE_PLAN, engine_images), (DecodePlan(long_side=768), reference_images)):
+                loaded = load_image(str(path), plan)
+                assert isinstance(loaded, LoadedImage), loaded
+                bucket.append(loaded)
+        rows = [extract(image) for image in engine_images]
+        batch = (rows * (64 // len(rows) + 1))[:64]
+        decide_many(batch)  # load the model once, outside the timing
+        figures = {
+            "measure_768": _cpu_per_image(
+                lambda im: measure_pixels(im.pixels, im.facts.width), reference_images, repeat
+            ),
+            "features": _cpu_per_image(extract, engine_images, repeat),
+            "model": [t / 64 for t in _cpu_per_image(decide_many, [batch], repeat)],
+        }
+    reference = float(np.median(figures["measure_768"]))
+    total = float(np.median(figures["features"])) + float(np.median(figures["model"]))
+    print(
+        f"commit {_commit()}; {machine()}; load average {os.getloadavg()[0]:.2f}; {len(engine_images)} photos "
+        f"at <= {args.side} px, {repeat} repeats; CPU ms per image (min / median / max)"
+    )
+    for key, values in figures.items():
+        print(f"  {key:<12} {min(values):7.2f} {np.median(values):7.2f} {max(values):7.2f}")
+    print(f"  features + model over measure_768: {total / reference:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "ratio": total / reference, "machine": machine()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

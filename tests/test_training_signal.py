@@ -1,0 +1,51 @@
+"""The signal engine's training script: its quick mode rebuilds a working model from bundled photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lightgbm", reason="the training script needs lightgbm (pip install '.[train]')")
+
+from iqa_cli.engines.signal.decide import decide_many
+from iqa_cli.engines.signal.features import FEATURES
+from iqa_cli.engines.signal.model import read_model
+from training import train_signal
+
+
+def test_quick_mode_trains_a_model_the_engine_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out, report = tmp_path / "model.json.gz", tmp_path / "report.json"
+    assert train_signal.main(["--quick", "--out", str(out), "--report", str(report), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "development photos" in printed and "never trained on" in printed and "ECE" in printed
+    model = read_model(out)
+    assert model.features == FEATURES and model.info["quick"] is True
+    figures = json.loads(report.read_text())
+    # Training and validation photos never overlap.
+    assert figures["test_photos"] and figures["photos"] == len(figures["test_photos"])
+    probe = json.loads(__import__("gzip").decompress(out.read_bytes()))["probe"]
+    x = np.asarray(probe["x"])
+    for j, category in enumerate(model.categories):
+        assert np.allclose(model.predict(x).presence[:, j], probe["presence"][category], atol=1e-9)
+    rows = [dict(zip(FEATURES, row, strict=True)) for row in x]
+    assert len(decide_many(rows, model)) == len(rows)
+
+
+def test_isotonic_fit_is_monotone_and_pools_violators():
+    x = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    y = np.array([0.0, 1.0, 0.0, 1.0, 1.0])
+    knots_x, knots_y = train_signal.isotonic(x, y)
+    assert knots_y == sorted(knots_y)
+    assert np.interp(0.25, knots_x, knots_y) == pytest.approx(0.5)  # 0.2 and 0.3 pooled
+    assert np.interp(0.45, knots_x, knots_y) == pytest.approx(1.0)
+
+
+def test_split_is_by_photo_and_covers_every_source():
+    photos = [f"src{s}/p{i}" for s in range(3) for i in range(10)]
+    valid = train_signal.split_photos(photos, seed=0)
+    assert all(any(p.startswith(f"src{s}/") for p in valid) for s in range(3))
+    assert 0.1 < len(valid) / len(photos) < 0.3
+    assert valid == train_signal.split_photos(photos, seed=0)

@@ -1,0 +1,1011 @@
+"""Train the signal engine's model from real photographs: corpus -> features -> trees -> calibration.
+
+    python training/train_signal.py            # fetch photos, build corpus and features, train, write the model
+    python training/train_signal.py --quick    # a handful of bundled photos, into a temporary model (tests)
+
+1. Photos: the Debian packages of docs/training-photos.md (training/photos.py fetches them) plus the
+   bundled sample photos. Never resized up.
+2. Corpus (deterministic from the seed): for every photo, the clean original at several sizes and camera
+   JPEG qualities (85-98); every category at every severity 1-5, each with one of the category's
+   functions (cycled, so every function appears); and pairs of distortions as DQ-495K's multi-distortion
+   split makes them. Each image is saved (PNG, or JPEG where a camera or web copy would be) and read back
+   through the real loader and `features.extract`, so training sees exactly what an audit sees.
+3. Split by photo (never the same photo on both sides): trees are fitted on the training photos, with the
+   number of trees chosen on the validation photos; decision thresholds and the confidence calibration are
+   fitted on the validation photos, and the tables printed are cross-fitted (thresholds and calibration
+   fitted on one half of the validation photos, measured on the other, both ways).
+4. The model is written as gzip-compressed JSON trees (iqa_cli/engines/signal/model.py reads it, no pickle).
+
+Features are cached per recipe in the cache folder (a Parquet file keyed by a hash of the feature code and
+the recipe), so a second run only retrains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from iqa_cli import distortions
+from iqa_cli.categories import CATEGORIES
+from iqa_cli.engines.signal import decide as decide_module
+from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
+from iqa_cli.engines.signal.model import FORMAT, SignalModel
+from iqa_cli.evaluate import auroc, confidence_buckets, expected_calibration_error, primary_right, spearman
+from iqa_cli.images import LoadedImage
+from iqa_cli.load import load_image
+
+CATEGORY_KEYS = tuple(CATEGORIES)
+MISSING = -999.0
+MIN_SIDE = 640  # the smallest working size a distorted copy is made at (or the photo's own, if smaller)
+MAX_SIDE = 1600  # the largest: the size of a web or screen copy
+CLEAN_JPEG_QUALITIES = (85, 98)
+TEST_SHARE = 0.2  # photos never trained on, measured with the shipped model
+S1_WEIGHT = 0.25  # severity-1 distortions are often invisible: they teach presence only a little
+FOLDS = 5
+CLEAN_EXTRA = 8  # clean copies per photo beyond the four fixed ones
+MAX_ROUNDS = 500
+# Photos with no colour at all (black-and-white prints, a moon) stay out: every copy of them would look like
+# DQ-495K's strongest desaturation while labelled otherwise; decide.py treats monochrome images apart.
+MONOCHROME_CHROMA_P95 = 4.0
+MAX_NAMED = 2
+# Bundled photos kept out of training: tests/test_signal_engine.py judges the engine on them.
+TEST_PHOTOS = ("coffee", "china")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One corpus image: which photo, at what size, distorted how, saved how."""
+
+    photo: str  # the photo's key (source/name): the unit of the train/validation split
+    path: str
+    long_side: int
+    distortions: tuple[tuple[str, str, int], ...]  # (category, function, severity), applied in order
+    save: str  # "png", "jpeg:Q", or "own-jpeg" (compression_jpeg saved as the JPEG it makes)
+    seed: int
+
+    def key(self) -> str:
+        """A stable identity for the feature cache."""
+        return hashlib.blake2b(json.dumps(asdict(self), sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _code_version() -> str:
+    # Features change when the measuring, feature, loader or distortion code changes.
+    import iqa_cli.engines.signal.features as f
+    import iqa_cli.engines.signal.measure as m
+    import iqa_cli.load as ld
+
+    digest = hashlib.blake2b(digest_size=8)
+    for module in (f, m, ld, distortions):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def _seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
+
+
+def _pairs(rng: np.random.Generator, count: int) -> list[tuple[tuple[str, str, int], ...]]:
+    """Two-distortion recipes; DQ-495K's own rule when distortions.py provides it."""
+    out = []
+    for _ in range(count):
+        if hasattr(distortions, "pick_pair"):
+            out.append(tuple(distortions.pick_pair(rng)))
+            continue
+        first, second = rng.choice(len(CATEGORY_KEYS), size=2, replace=False)
+        pair = []
+        for index in (first, second):
+            category = CATEGORY_KEYS[index]
+            functions = list(distortions.FUNCTIONS[category])
+            pair.append((category, functions[int(rng.integers(len(functions)))], int(rng.integers(1, 6))))
+        out.append(tuple(pair))
+    return out
+
+
+def plan_corpus(photos: Sequence[tuple[str, str, int]], *, seed: int, pairs: int, quick: bool) -> list[Recipe]:
+    """Every recipe for photos given as (key, path, own long side)."""
+    recipes = []
+    for key, path, own in photos:
+        rng = np.random.default_rng(_seed(seed, key))
+        top = min(own, MAX_SIDE)
+        low = min(MIN_SIDE, top)
+
+        def size(rng: np.random.Generator = rng, low: int = low, top: int = top) -> int:
+            return int(rng.integers(low, top + 1))
+
+        def saved(rng: np.random.Generator = rng) -> str:
+            return f"jpeg:{int(rng.integers(90, 98))}" if rng.random() < 0.3 else "png"
+
+        def camera(rng: np.random.Generator = rng) -> str:
+            return f"jpeg:{int(rng.integers(*CLEAN_JPEG_QUALITIES, endpoint=True))}"
+
+        clean = [(top, "png"), (size(), "png"), (top, camera()), (size(), camera())]
+        for n, (side, how) in enumerate(clean[: 2 if quick else len(clean)]):
+            recipes.append(Recipe(key, path, side, (), how, _seed(seed, key, "clean", n)))
+        severities = (2, 4) if quick else (1, 2, 3, 4, 5)
+        for category in CATEGORY_KEYS:
+            functions = list(distortions.FUNCTIONS[category])
+            offset = int(rng.integers(len(functions)))
+            for n, severity in enumerate(severities):
+                function = functions[(offset + n) % len(functions)]
+                how = saved()
+                if function == "compression_jpeg" and rng.random() < 0.5:
+                    how = "own-jpeg"
+                recipes.append(
+                    Recipe(key, path, size(), ((category, function, severity),), how, _seed(seed, key, category, n))
+                )
+        for n, pair in enumerate(_pairs(rng, 0 if quick else pairs)):
+            recipes.append(Recipe(key, path, size(), pair, saved(), _seed(seed, key, "pair", n)))
+        # More clean copies (their own draws, so the recipes above keep their identity): what clean photos
+        # look like at many sizes and qualities is what keeps them from being flagged.
+        extra = np.random.default_rng(_seed(seed, key, "clean-extra"))
+        for n in range(0 if quick else CLEAN_EXTRA):
+            side = int(extra.integers(low, top + 1))
+            how = f"jpeg:{int(extra.integers(*CLEAN_JPEG_QUALITIES, endpoint=True))}" if n % 3 else "png"
+            recipes.append(Recipe(key, path, side, (), how, _seed(seed, key, "clean-extra", n)))
+    return recipes
+
+
+@lru_cache(maxsize=2)
+def _photo_pixels(path: str) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def _at_size(pixels: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    if max(h, w) <= long_side:
+        return pixels
+    ratio = long_side / max(h, w)
+    size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
+
+
+@lru_cache(maxsize=8)
+def _own_jpeg_quality(severity: int) -> int:
+    # The quality compression_jpeg uses at this severity, read from the function itself: the JPEG it makes
+    # is saved as a file, as a web copy would be.
+    probe = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    for quality in range(1, 101):
+        buffer = io.BytesIO()
+        Image.fromarray(probe).save(buffer, format="JPEG", quality=quality)
+        if np.array_equal(
+            np.asarray(Image.open(buffer).convert("RGB")),
+            distortions.distort(probe, "compression", severity, function="compression_jpeg"),
+        ):
+            return quality
+    raise RuntimeError("cannot read compression_jpeg's quality")
+
+
+def render(recipe: Recipe) -> bytes:
+    """The recipe's image file, as bytes."""
+    pixels = _at_size(_photo_pixels(recipe.path), recipe.long_side)
+    rng = np.random.default_rng(recipe.seed)
+    for category, function, severity in recipe.distortions:
+        if recipe.save == "own-jpeg":
+            continue
+        pixels = distortions.distort(pixels, category, severity, rng=rng, function=function)
+    buffer = io.BytesIO()
+    image = Image.fromarray(pixels)
+    if recipe.save == "own-jpeg":
+        image.save(buffer, format="JPEG", quality=_own_jpeg_quality(recipe.distortions[0][2]))
+    elif recipe.save.startswith("jpeg:"):
+        image.save(buffer, format="JPEG", quality=int(recipe.save[5:]))
+    else:
+        image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def features_for(recipe: Recipe) -> dict[str, Any]:
+    """Render the recipe, read it back through the loader and measure it: one training row."""
+    started = time.process_time()
+    data = render(recipe)
+    with tempfile.NamedTemporaryFile(suffix=".png" if recipe.save == "png" else ".jpg", dir=_scratch()) as fh:
+        fh.write(data)
+        fh.flush()
+        loaded = load_image(fh.name, DECODE_PLAN)
+    if not isinstance(loaded, LoadedImage):
+        raise RuntimeError(f"{recipe}: {loaded.message}")
+    row: dict[str, Any] = {f"f_{k}": v for k, v in extract(loaded).items()}
+    row.update(
+        key=recipe.key(),
+        photo=recipe.photo,
+        long_side=recipe.long_side,
+        save=recipe.save,
+        categories=json.dumps([c for c, _, _ in recipe.distortions]),
+        functions=json.dumps([f for _, f, _ in recipe.distortions]),
+        severities=json.dumps([s for _, _, s in recipe.distortions]),
+        cpu_s=time.process_time() - started,
+    )
+    return row
+
+
+def _scratch() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def build_features(recipes: Sequence[Recipe], cache_file: Path | None, jobs: int) -> list[dict[str, Any]]:
+    """Feature rows for every recipe, reusing the cache where the code and recipe are unchanged."""
+    import pyarrow.parquet as pq
+
+    version = _code_version()
+    cached: dict[str, dict[str, Any]] = {}
+    if cache_file is not None and cache_file.exists():
+        table = pq.read_table(cache_file)
+        if table.schema.metadata and table.schema.metadata.get(b"code") == version.encode():
+            cached = {row["key"]: row for row in table.to_pylist()}
+    todo = [r for r in recipes if r.key() not in cached]
+    print(f"features: {len(recipes) - len(todo)} cached, {len(todo)} to compute with {jobs} processes", flush=True)
+    started = time.time()
+    fresh: list[dict[str, Any]] = []
+    if todo:
+        with get_context("spawn").Pool(jobs) as pool:
+            # Grouped by photo, so each worker decodes a photo once for all its recipes.
+            for n, row in enumerate(pool.imap(features_for, todo, chunksize=8), 1):
+                fresh.append(row)
+                if n % 500 == 0 or n == len(todo):
+                    rate = n / max(time.time() - started, 1e-9)
+                    print(f"  {n}/{len(todo)} ({rate:.1f}/s)", flush=True)
+                if cache_file is not None and n % 2000 == 0:
+                    _write_cache(cache_file, [*cached.values(), *fresh], version)
+    rows = {**cached, **{r["key"]: r for r in fresh}}
+    if cache_file is not None and fresh:
+        _write_cache(cache_file, list(rows.values()), version)
+    return [rows[r.key()] for r in recipes]
+
+
+def _write_cache(path: Path, rows: list[dict[str, Any]], version: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows).replace_schema_metadata({"code": version})
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+# --- the data as arrays ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Data:
+    """Feature matrix and labels of a set of corpus rows."""
+
+    x: np.ndarray  # n x features, NaN replaced by MISSING
+    present: np.ndarray  # n x categories: severity of each category (0 absent)
+    photo: np.ndarray
+    functions: list[list[str]]
+    rows: list[dict[str, Any]]
+
+    @property
+    def worst(self) -> np.ndarray:
+        return self.present.max(axis=1)
+
+    @property
+    def truth(self) -> list[set[str]]:
+        return [{CATEGORY_KEYS[j] for j in np.nonzero(p)[0]} for p in self.present]
+
+    def subset(self, mask: np.ndarray) -> Data:
+        index = np.nonzero(mask)[0]
+        return Data(
+            self.x[index],
+            self.present[index],
+            self.photo[index],
+            [self.functions[i] for i in index],
+            [self.rows[i] for i in index],
+        )
+
+
+def as_data(rows: list[dict[str, Any]]) -> Data:
+    x = np.array([[row[f"f_{name}"] for name in FEATURES] for row in rows], dtype=np.float64)
+    x[~np.isfinite(x)] = MISSING
+    present = np.zeros((len(rows), len(CATEGORY_KEYS)), dtype=np.int64)
+    for i, row in enumerate(rows):
+        for category, severity in zip(json.loads(row["categories"]), json.loads(row["severities"]), strict=True):
+            j = CATEGORY_KEYS.index(category)
+            present[i, j] = max(present[i, j], severity)
+    return Data(x, present, np.array([r["photo"] for r in rows]), [json.loads(r["functions"]) for r in rows], rows)
+
+
+def drop_monochrome(data: Data) -> tuple[Data, set[str]]:
+    """The data without photos whose clean copies have no colour (MONOCHROME_CHROMA_P95), and their keys."""
+    column = FEATURES.index("chroma_p95")
+    clean = data.worst == 0
+    monochrome = {
+        photo
+        for photo in set(data.photo)
+        if np.median(data.x[clean & (data.photo == photo), column]) < MONOCHROME_CHROMA_P95
+    }
+    return data.subset(np.array([p not in monochrome for p in data.photo])), monochrome
+
+
+def split_photos(photos: Sequence[str], seed: int) -> set[str]:
+    """The test photos: a fixed share, drawn per source package so every source is on both sides."""
+    by_source: dict[str, list[str]] = {}
+    for photo in sorted(set(photos)):
+        by_source.setdefault(photo.split("/")[0], []).append(photo)
+    chosen: set[str] = set()
+    for source, members in sorted(by_source.items()):
+        rng = np.random.default_rng(_seed(seed, "split", source))
+        order = [members[i] for i in rng.permutation(len(members))]
+        count = round(TEST_SHARE * len(order))
+        if len(order) >= 2:
+            count = min(max(count, 1), len(order) - 1)
+        chosen.update(order[:count])
+    return chosen
+
+
+# --- trees ----------------------------------------------------------------------------------------------
+
+
+def _params(objective: str, quick: bool, seed: int) -> dict[str, Any]:
+    return {
+        "objective": objective,
+        "learning_rate": 0.08,
+        "num_leaves": 15,
+        "max_depth": 6,
+        "min_data_in_leaf": 5 if quick else 20,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "verbose": -1,
+        "seed": seed,
+        "num_threads": 2,
+        "deterministic": True,
+        "force_row_wise": True,
+    }
+
+
+def fit_booster(objective: str, x, y, w, stop=None, *, quick: bool, seed: int, rounds: int | None = None):
+    """A LightGBM booster: the number of trees chosen on `stop` (x, y, w of held-out photos, early stopping),
+    or `rounds` trees when there is no `stop`."""
+    import lightgbm as lgb
+
+    train = lgb.Dataset(x, y, weight=w, free_raw_data=False)
+    if stop is None:
+        return lgb.train(_params(objective, quick, seed), train, num_boost_round=max(1, rounds or 1))
+    valid = lgb.Dataset(stop[0], stop[1], weight=stop[2], reference=train)
+    return lgb.train(
+        _params(objective, quick, seed),
+        train,
+        num_boost_round=40 if quick else MAX_ROUNDS,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(30, verbose=False)],
+    )
+
+
+def export_booster(booster, sigmoid: bool) -> dict[str, Any]:
+    """A LightGBM booster as model.py's flat tree arrays."""
+    dump = booster.dump_model(num_iteration=booster.best_iteration or None)
+    feature: list[int] = []
+    threshold: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    value: list[float] = []
+    roots: list[int] = []
+    depth = 0
+
+    def add(node: dict[str, Any], level: int) -> int:
+        nonlocal depth
+        depth = max(depth, level)
+        index = len(feature)
+        feature.append(-1)
+        threshold.append(0.0)
+        left.append(index)
+        right.append(index)
+        value.append(0.0)
+        if "leaf_value" in node or "split_feature" not in node:
+            value[index] = float(node.get("leaf_value", 0.0))
+            return index
+        if node.get("decision_type", "<=") != "<=":
+            raise ValueError(f"unsupported split {node.get('decision_type')}")
+        feature[index] = int(node["split_feature"])
+        threshold[index] = float(node["threshold"])
+        left[index] = add(node["left_child"], level + 1)
+        right[index] = add(node["right_child"], level + 1)
+        return index
+
+    for tree in dump["tree_info"]:
+        roots.append(add(tree["tree_structure"], 0))
+    return {
+        "base": 0.0,
+        "sigmoid": sigmoid,
+        "depth": depth + 1,
+        "feature": feature,
+        "threshold": threshold,
+        "left": left,
+        "right": right,
+        "value": [round(v, 7) for v in value],
+        "roots": roots,
+    }
+
+
+BOOSTERS = (*(f"presence/{c}" for c in CATEGORY_KEYS), *(f"severity/{c}" for c in CATEGORY_KEYS), "worst")
+
+
+def _task(name: str, d: Data) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """(objective, rows mask, target, weights) of one booster on a data set."""
+    kind, _, category = name.partition("/")
+    if kind == "worst":
+        return "regression", np.ones(len(d.x), bool), d.worst.astype(float), None, d.x
+    j = CATEGORY_KEYS.index(category)
+    if kind == "presence":
+        weight = np.where(d.present[:, j] == 1, S1_WEIGHT, 1.0)
+        return "binary", np.ones(len(d.x), bool), (d.present[:, j] > 0).astype(float), weight, d.x
+    mask = d.present[:, j] > 0
+    return "regression", mask, d.present[mask, j].astype(float), None, d.x[mask]
+
+
+def train_trees(train: Data, stop: Data | None, *, quick: bool, seed: int, rounds: dict[str, int] | None = None):
+    """Every booster (BOOSTERS), with its number of trees chosen on `stop`, or taken from `rounds`."""
+    boosters = {}
+    for name in BOOSTERS:
+        objective, _, y, w, x = _task(name, train)
+        held = None
+        if stop is not None:
+            _, _, ys, ws, xs = _task(name, stop)
+            held = (xs, ys, ws)
+        boosters[name] = fit_booster(
+            objective, x, y, w, held, quick=quick, seed=seed, rounds=None if rounds is None else rounds[name]
+        )
+    return boosters
+
+
+def trees_used(booster) -> int:
+    """The number of trees a booster predicts with (its best iteration when it was early-stopped)."""
+    return booster.best_iteration or booster.num_trees()
+
+
+def predict_all(boosters: dict[str, Any], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Presence probabilities, severities (1-5) and worst severity (0-5) for the rows of x."""
+
+    def run(name: str) -> np.ndarray:
+        return boosters[name].predict(x, num_iteration=trees_used(boosters[name]))
+
+    presence = np.stack([run(f"presence/{c}") for c in CATEGORY_KEYS], axis=1)
+    severity = np.clip(np.stack([run(f"severity/{c}") for c in CATEGORY_KEYS], axis=1), 1, 5)
+    return presence, severity, np.clip(run("worst"), 0, 5)
+
+
+def assign_folds(photos: Sequence[str], folds: int, seed: int) -> dict[str, int]:
+    """Each photo's fold, dealt round-robin within each source package so every fold has every source."""
+    by_source: dict[str, list[str]] = {}
+    for photo in sorted(set(photos)):
+        by_source.setdefault(photo.split("/")[0], []).append(photo)
+    out: dict[str, int] = {}
+    start = 0
+    for source, members in sorted(by_source.items()):
+        rng = np.random.default_rng(_seed(seed, "folds", source))
+        for n, i in enumerate(rng.permutation(len(members))):
+            out[members[i]] = (start + n) % folds
+        start += len(members)
+    return out
+
+
+def out_of_fold(data: Data, fold: np.ndarray, folds: int, *, quick: bool, seed: int):
+    """Predictions for every image from boosters that never saw its photo; the trees each booster needed.
+
+    For fold k: trained on the folds other than k and k+1, trees chosen on fold k+1, predicting fold k.
+    """
+    presence = np.zeros((len(data.x), len(CATEGORY_KEYS)))
+    severity = np.zeros_like(presence)
+    worst = np.zeros(len(data.x))
+    used: dict[str, list[int]] = {name: [] for name in BOOSTERS}
+    for k in range(folds):
+        stop_fold = (k + 1) % folds
+        started = time.time()
+        boosters = train_trees(
+            data.subset((fold != k) & (fold != stop_fold)), data.subset(fold == stop_fold), quick=quick, seed=seed
+        )
+        test = fold == k
+        presence[test], severity[test], worst[test] = predict_all(boosters, data.x[test])
+        for name, booster in boosters.items():
+            used[name].append(trees_used(booster))
+        print(f"  fold {k + 1}/{folds}: {int(test.sum())} images predicted ({time.time() - started:.0f} s)", flush=True)
+    return presence, severity, worst, used
+
+
+# --- decision thresholds and calibration ----------------------------------------------------------------
+
+
+def isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[list[float], list[float]]:
+    """Pool-adjacent-violators fit of y on x (non-decreasing); the fitted steps as (x, y) knots."""
+    if x.size == 0:
+        return [0.0, 1.0], [0.5, 0.5]
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order].astype(np.float64)
+    ws = np.ones_like(ys) if w is None else w[order].astype(np.float64)
+    blocks: list[list[float]] = []  # [sum w*y, sum w, x low, x high]
+    for xi, yi, wi in zip(xs, ys, ws, strict=True):
+        blocks.append([wi * yi, wi, xi, xi])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            top = blocks.pop()
+            blocks[-1][0] += top[0]
+            blocks[-1][1] += top[1]
+            blocks[-1][3] = top[3]
+    knots_x: list[float] = []
+    knots_y: list[float] = []
+    for total, weight, low, high in blocks:
+        level = total / weight
+        knots_x.extend([float(low), float(high)])
+        knots_y.extend([level, level])
+    return knots_x, knots_y
+
+
+@dataclass
+class Decision:
+    """What is fitted on validation photos: per-category thresholds and the two calibration maps."""
+
+    thresholds: np.ndarray
+    calibration: dict[str, tuple[list[float], list[float]]]
+
+
+def answers(presence: np.ndarray, thresholds: np.ndarray) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """Named categories (most probable first, at most MAX_NAMED), the raw answer probability, named-or-not."""
+    named, raw, any_named = [], np.empty(len(presence)), np.zeros(len(presence), bool)
+    for i, p in enumerate(presence):
+        chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= thresholds[j]][:MAX_NAMED]
+        named.append([CATEGORY_KEYS[j] for j in chosen])
+        any_named[i] = bool(chosen)
+        raw[i] = p[chosen[0]] if chosen else float(np.prod(1.0 - p))
+    return named, raw, any_named
+
+
+def fit_decision(presence: np.ndarray, data: Data, clean_target: float) -> Decision:
+    """Per-category thresholds that buy the most identification for the clean images they flag, then the
+    isotonic calibration of each answer type on these images.
+
+    Greedy, from every threshold at 0.99: each step lowers the one category's threshold to its next candidate
+    (the category's probabilities on its own distorted images, severity 2 and up) that names the most of those
+    per clean image newly flagged, until clean images flagged would pass `clean_target`. Never under 0.5.
+    """
+    clean = data.worst == 0
+    n_clean = max(1, int(clean.sum()))
+    thresholds = np.full(len(CATEGORY_KEYS), 0.99)
+    flagged = (presence[clean] >= thresholds).any(axis=1)
+    candidates = []
+    for j in range(len(CATEGORY_KEYS)):
+        positive = presence[data.present[:, j] >= 2, j]
+        grid = np.unique(np.quantile(positive, np.linspace(0, 1, 41))) if positive.size else np.array([])
+        candidates.append(np.sort(grid[(grid >= 0.5) & (grid < 0.99)])[::-1])
+    while True:
+        best, best_gain = None, 0.0
+        for j in range(len(CATEGORY_KEYS)):
+            lower = candidates[j][candidates[j] < thresholds[j]]
+            if not lower.size:
+                continue
+            t = lower[0]
+            gained = np.sum((presence[:, j] >= t) & (presence[:, j] < thresholds[j]) & (data.present[:, j] >= 2))
+            newly = flagged | (presence[clean, j] >= t)
+            if newly.sum() / n_clean > clean_target:
+                continue
+            gain = gained / (newly.sum() - flagged.sum() + 0.5)
+            if gain > best_gain:
+                best, best_gain = (j, t), gain
+        if best is None:
+            break
+        j, t = best
+        thresholds[j] = t
+        flagged |= presence[clean, j] >= t
+    best = thresholds
+    named, raw, any_named = answers(presence, best)
+    right = np.array([primary_right(t, n) for t, n in zip(data.truth, named, strict=True)], dtype=float)
+    calibration = {
+        "named": isotonic(raw[any_named], right[any_named]),
+        "none": isotonic(raw[~any_named], right[~any_named]),
+    }
+    return Decision(best, calibration)
+
+
+def apply_decision(presence: np.ndarray, decision: Decision) -> tuple[list[list[str]], np.ndarray]:
+    named, raw, any_named = answers(presence, decision.thresholds)
+    conf = np.where(
+        any_named,
+        np.interp(raw, *decision.calibration["named"]),
+        np.interp(raw, *decision.calibration["none"]),
+    )
+    return named, conf
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+
+
+def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """The validation figures the issue asks for, in the definitions of iqa_cli/evaluate.py."""
+    truth = data.truth
+    singles = (data.present > 0).sum(axis=1) == 1
+    clean = data.worst == 0
+    right = np.array([primary_right(t, n) for t, n in zip(truth, named, strict=True)])
+    ident: dict[str, list[float | None]] = {}
+    for j, category in enumerate(CATEGORY_KEYS):
+        row = []
+        for s in range(1, 6):
+            mask = singles & (data.present[:, j] == s)
+            row.append(float(np.mean([category in named[i] for i in np.nonzero(mask)[0]])) if mask.any() else None)
+        ident[category] = row
+    mean_by_sev = []
+    for s in range(5):
+        values = [ident[c][s] for c in CATEGORY_KEYS if ident[c][s] is not None]
+        mean_by_sev.append(float(np.mean(values)) if values else None)
+    s4 = singles & (data.worst == 4)
+    names_s4 = float(np.mean([len(named[i]) for i in np.nonzero(s4)[0]])) if s4.any() else None
+    spear: dict[str, float] = {}
+    for function in sorted({f for fs in data.functions for f in fs}):
+        mask = singles & np.array([fs == [function] for fs in data.functions])
+        if mask.sum() >= 5 and len(set(data.worst[mask])) > 1:
+            spear[function] = spearman(data.worst[mask].astype(float), -scores[mask])
+    pairs = (data.present > 0).sum(axis=1) == 2
+    return {
+        "images": len(truth),
+        "photos": len(set(data.photo)),
+        "clean_images": int(clean.sum()),
+        "clean_ok": float(np.mean([not named[i] for i in np.nonzero(clean)[0]])) if clean.any() else None,
+        "identification": ident,
+        "identification_mean": mean_by_sev,
+        "pairs_either": float(np.mean([bool(truth[i] & set(named[i])) for i in np.nonzero(pairs)[0]]))
+        if pairs.any()
+        else None,
+        "primary_s4": float(right[s4].mean()) if s4.any() else None,
+        "primary_all": float(right.mean()),
+        "names_per_image_s4": names_s4,
+        "buckets": confidence_buckets(conf.tolist(), right.tolist()),
+        "ece": expected_calibration_error(conf.tolist(), right.tolist()),
+        "auroc": auroc(conf.tolist(), right.tolist()),
+        "spearman": spear,
+        "spearman_min": min(spear.values()) if spear else None,
+    }
+
+
+def cross_fitted(presence: np.ndarray, data: Data, fold: np.ndarray, clean_target: float):
+    """Thresholds and calibration fitted on the other folds' images, applied to each fold's."""
+    named: list[list[str]] = [[] for _ in range(len(data.photo))]
+    conf = np.zeros(len(data.photo))
+    for k in np.unique(fold):
+        fit_mask = fold != k
+        decision = fit_decision(presence[fit_mask], data.subset(fit_mask), clean_target)
+        n, c = apply_decision(presence[~fit_mask], decision)
+        for i, names, value in zip(np.nonzero(~fit_mask)[0], n, c, strict=True):
+            named[i] = names
+            conf[i] = value
+    return named, conf
+
+
+def _scores(named: list[list[str]], severity_of: np.ndarray, worst: np.ndarray) -> np.ndarray:
+    out = np.empty(len(named))
+    for i, names in enumerate(named):
+        score = decide_module.score_for(float(worst[i]))
+        if names:
+            top = max(int(min(5, max(1, round(float(severity_of[i, CATEGORY_KEYS.index(c)]))))) for c in names)
+            score = max(
+                min(score, decide_module.NAMED_CEILING, decide_module.score_for(top - 0.5)),
+                decide_module.score_for(top + 0.5),
+            )
+        else:
+            score = max(score, decide_module.CLEAN_FLOOR)
+        out[i] = score
+    return out
+
+
+# --- the whole run --------------------------------------------------------------------------------------
+
+
+def gather_photos(args: argparse.Namespace, bundled: Path) -> list[tuple[str, str, int]]:
+    from training import photos as photo_source
+
+    found = [
+        photo
+        for photo in photo_source.bundled_photos(bundled)
+        if not any(name in photo.name for name in TEST_PHOTOS)
+    ]
+    if not args.quick:
+        found += photo_source.fetch_photos(args.cache) if args.fetch else photo_source.cached_photos(args.cache)
+    out = []
+    for photo in found:
+        with Image.open(photo.path) as image:
+            w, h = ImageOps.exif_transpose(image).size
+        out.append((f"{photo.source}/{photo.name}", str(photo.path), max(w, h)))
+    out.sort()
+    if args.quick:
+        out = out[: args.quick_photos]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="photo and feature cache (default: training/photos.py's)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="model file (default: the shipped one; --quick: a temp file)"
+    )
+    parser.add_argument("--report", type=Path, default=None, help="write the validation figures as JSON here")
+    parser.add_argument("--docs", type=Path, default=None, help="write signal-validation.md and the diagram here")
+    parser.add_argument("--quick", action="store_true", help="a few bundled photos, few recipes: a smoke run")
+    parser.add_argument("--quick-photos", type=int, default=6)
+    parser.add_argument("--no-fetch", dest="fetch", action="store_false", help="use only photos already cached")
+    parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    parser.add_argument("--pairs", type=int, default=10, help="two-distortion images per photo")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clean-target", type=float, default=0.07, help="clean images flagged on validation, at most")
+    args = parser.parse_args(argv)
+
+    from training import photos as photo_source
+
+    args.cache = args.cache or photo_source.default_cache()
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        # The bundled photos go beside the photo cache: a stable path keeps their cached features valid.
+        bundled = Path(scratch_dir) if args.quick else args.cache.parent / "bundled"
+        photo_list = gather_photos(args, bundled)
+        print(f"photos: {len(photo_list)} from {len({p.split('/')[0] for p, _, _ in photo_list})} sources", flush=True)
+        recipes = plan_corpus(photo_list, seed=args.seed, pairs=args.pairs, quick=args.quick)
+        cache_file = None if args.quick else args.cache.parent / "signal-features.parquet"
+        rows = build_features(recipes, cache_file, args.jobs)
+    data = as_data(rows)
+    cpu = np.array([r["cpu_s"] for r in rows])
+    data, monochrome = drop_monochrome(data)
+    if monochrome:
+        print(f"left out {len(monochrome)} monochrome photos: {', '.join(sorted(monochrome))}", flush=True)
+    test_photos = split_photos(data.photo, args.seed)
+    is_test = np.array([p in test_photos for p in data.photo])
+    dev, test = data.subset(~is_test), data.subset(is_test)
+    folds = 3 if args.quick else FOLDS
+    fold_of = assign_folds(dev.photo, folds, args.seed)
+    fold = np.array([fold_of[p] for p in dev.photo])
+    print(
+        f"{len(set(dev.photo))} development photos ({len(dev.photo)} images) in {folds} folds by photo; "
+        f"{len(set(test.photo))} test photos ({len(test.photo)} images) never trained on",
+        flush=True,
+    )
+
+    presence, severity, worst, used = out_of_fold(dev, fold, folds, quick=args.quick, seed=args.seed)
+    if not args.quick:  # kept for looking into the decision rule without retraining
+        np.savez(args.cache.parent / "signal-oof.npz", presence=presence, severity=severity, worst=worst, fold=fold)
+    named, conf = cross_fitted(presence, dev, fold, args.clean_target)
+    cv_report = tables(dev, named, conf, _scores(named, severity, worst))
+    final = fit_decision(presence, dev, args.clean_target)
+
+    # The shipped trees: fitted on every development photo, each booster with the median of the trees its
+    # folds needed; then measured once on the test photos, as the engine will answer.
+    rounds = {name: int(np.median(counts)) for name, counts in used.items()}
+    boosters = train_trees(dev, None, quick=args.quick, seed=args.seed, rounds=rounds)
+    test_presence, test_severity, test_worst = predict_all(boosters, test.x)
+    test_named, test_conf = apply_decision(test_presence, final)
+    report = tables(test, test_named, test_conf, _scores(test_named, test_severity, test_worst))
+    report["cross_validation"] = cv_report
+    model_json = {
+        "format": FORMAT,
+        "features": list(FEATURES),
+        "categories": list(CATEGORY_KEYS),
+        "missing": MISSING,
+        "presence": {c: export_booster(boosters[f"presence/{c}"], sigmoid=True) for c in CATEGORY_KEYS},
+        "severity": {c: export_booster(boosters[f"severity/{c}"], sigmoid=False) for c in CATEGORY_KEYS},
+        "worst": export_booster(boosters["worst"], sigmoid=False),
+        "thresholds": {c: float(t) for c, t in zip(CATEGORY_KEYS, final.thresholds, strict=True)},
+        "calibration": {k: {"x": v[0], "y": v[1]} for k, v in final.calibration.items()},
+        "max_named": MAX_NAMED,
+    }
+    # A self-check the tests replay: LightGBM's own outputs on a few rows.
+    probe_rows = test.x[:: max(1, len(test.x) // 8)][:8]
+    probe_presence, _, probe_worst = predict_all(boosters, probe_rows)
+    model_json["probe"] = {
+        "x": probe_rows.tolist(),
+        "presence": {c: probe_presence[:, j].tolist() for j, c in enumerate(CATEGORY_KEYS)},
+        "worst": probe_worst.tolist(),
+    }
+    identity = hashlib.blake2b(json.dumps(model_json, sort_keys=True).encode(), digest_size=6).hexdigest()
+    model_json["info"] = {
+        "id": f"signal-{identity}",
+        "photos": len(set(dev.photo)),
+        "images": len(dev.photo),
+        "test_photos": len(set(test.photo)),
+        "folds": folds,
+        "trees": int(sum(rounds.values())),
+        "seed": args.seed,
+        "quick": args.quick,
+    }
+    SignalModel.from_json(model_json)  # refuse to write a file the engine could not read
+    out = args.out or (
+        Path(tempfile.gettempdir()) / "signal_model.quick.json.gz"
+        if args.quick
+        else Path(decide_module.__file__).with_name("signal_model.json.gz")
+    )
+    out.write_bytes(gzip.compress(json.dumps(model_json, separators=(",", ":")).encode(), mtime=0))
+    report["feature_cpu_ms_median"] = float(np.median(cpu) * 1000)
+    report["model"] = model_json["info"]
+    report["model_bytes"] = out.stat().st_size
+    print("\ncross-validation (development photos, each predicted by trees that never saw it):")
+    print_report(cv_report)
+    print("\ntest (photos never trained on, the shipped model and its thresholds and calibration):")
+    print_report(report)
+    print(f"model: {out} ({out.stat().st_size / 1e6:.2f} MB, {model_json['info']['id']})")
+    report["monochrome_left_out"] = sorted(monochrome)
+    report["test_photos"] = sorted(test_photos)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    if args.docs:
+        write_docs(args.docs, report, " ".join(["python training/train_signal.py", *(argv or sys.argv[1:])]))
+    return 0
+
+
+def _machine() -> str:
+    import platform
+    import subprocess
+
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")), "")
+    except OSError:
+        model = ""
+    return f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (out.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty else "")
+
+
+def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
+    """docs/signal-validation.md (the tables) and docs/signal-reliability.png (the diagram), generated."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cv = report["cross_validation"]
+    lines = [
+        "# Signal engine: validation figures",
+        "",
+        "Generated by `training/train_signal.py`; do not edit. **Test**: photos never used to fit anything, answered",
+        "by the shipped model with its thresholds and calibration. **Cross-validation**: the development photos,",
+        "each predicted by trees that never saw it, with thresholds and calibration fitted on the other folds.",
+        "",
+        f"- command: `{command}`",
+        f"- commit: {_commit()}; machine: {_machine()}; load average at the end {os.getloadavg()[0]:.2f}",
+        f"- model `{report['model']['id']}`: {report['model']['photos']} photos, {report['model']['images']} images, "
+        f"{report['model_bytes'] / 1e6:.2f} MB",
+        f"- test: {report['photos']} photos, {report['images']} images, {report['clean_images']} clean; "
+        f"cross-validation: {cv['photos']} photos, {cv['images']} images, {cv['clean_images']} clean",
+        f"- monochrome photos left out of both: {', '.join(report.get('monochrome_left_out', [])) or 'none'}",
+        "",
+        "| figure | test | cross-validation |",
+        "|---|---|---|",
+    ]
+    summary = (
+        ("clean images called ok (nothing named)", lambda r: _fmt(r["clean_ok"], 3)),
+        ("severity 4 identified, mean over the 12 categories", lambda r: _fmt(r["identification_mean"][3], 3)),
+        ("severity 2 identified, mean over the 12 categories", lambda r: _fmt(r["identification_mean"][1], 3)),
+        ("distortion names per severity-4 image", lambda r: _fmt(r["names_per_image_s4"])),
+        ("primary answer right at severity 4", lambda r: _fmt(r["primary_s4"], 3)),
+        ("two-distortion images with either named", lambda r: _fmt(r["pairs_either"], 3)),
+        ("expected calibration error (10 bins)", lambda r: _fmt(r["ece"], 3)),
+        ("AUROC of confidence, right vs wrong", lambda r: _fmt(r["auroc"], 3)),
+        ("Spearman(severity, falling score), lowest over functions", lambda r: _fmt(r["spearman_min"])),
+    )
+    lines += [f"| {label} | {value(report)} | {value(cv)} |" for label, value in summary]
+    lines += [
+        "",
+        "Test photos only below.",
+        "",
+        "## Identification by category and severity (single distortions)",
+        "",
+        "| category | s1 | s2 | s3 | s4 | s5 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for category, row in report["identification"].items():
+        lines.append(f"| {category} | " + " | ".join(_fmt(v) for v in row) + " |")
+    lines.append("| **mean** | " + " | ".join(_fmt(v) for v in report["identification_mean"]) + " |")
+    lines += [
+        "",
+        "## Accuracy by confidence (primary answer right)",
+        "",
+        "| confidence | answers | accuracy | mean confidence |",
+        "|---|---|---|---|",
+    ]
+    for b in report["buckets"]:
+        lines.append(
+            f"| [{b['low']:.1f}, {b['high']:.1f}) | {b['count']} | {_fmt(b['accuracy'])} | "
+            f"{_fmt(b['mean_confidence'])} |"
+        )
+    lines += ["", "## Score against severity, per function (Spearman)", "", "| function | rho |", "|---|---|"]
+    for function, rho in sorted(report["spearman"].items()):
+        lines.append(f"| {function} | {_fmt(rho)} |")
+    lines += ["", "![reliability diagram](signal-reliability.png)", ""]
+    (folder / "signal-validation.md").write_text("\n".join(lines))
+    _reliability_png(folder / "signal-reliability.png", report)
+
+
+def _reliability_png(path: Path, report: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    buckets = [b for b in report["buckets"] if b["count"]]
+    left.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    left.plot([b["mean_confidence"] for b in buckets], [b["accuracy"] for b in buckets], marker="o")
+    for b in buckets:
+        left.annotate(
+            str(b["count"]),
+            (b["mean_confidence"], b["accuracy"]),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+        )
+    left.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="mean confidence in bucket",
+        ylabel="share of answers right",
+        title=f"Reliability (ECE {report['ece']:.3f})",
+    )
+    categories = list(report["identification"])
+    x = np.arange(len(categories))
+    for offset, severity in ((-0.2, 2), (0.2, 4)):
+        values = [report["identification"][c][severity - 1] or 0.0 for c in categories]
+        right.bar(x + offset, values, width=0.4, label=f"severity {severity}")
+    right.set_xticks(x, categories, rotation=60, ha="right", fontsize=8)
+    right.set(ylim=(0, 1), ylabel="identified", title="Identification by category")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """One set's tables, as plain text."""
+    print(f"{report['photos']} photos, {report['images']} images ({report['clean_images']} clean)")
+    print(f"clean called ok: {_fmt(report['clean_ok'], 3)}")
+    print("identification (single distortions)   s1    s2    s3    s4    s5")
+    for category, row in report["identification"].items():
+        print(f"  {category:<34} " + " ".join(f"{_fmt(v):>5}" for v in row))
+    print(f"  {'mean':<34} " + " ".join(f"{_fmt(v):>5}" for v in report["identification_mean"]))
+    print(f"pairs, either named: {_fmt(report['pairs_either'])}")
+    print(f"primary answer right: s4 {_fmt(report['primary_s4'])}, all {_fmt(report['primary_all'])}")
+    print(f"names per s4 image: {_fmt(report['names_per_image_s4'])}")
+    print("confidence bucket   n     accuracy  mean confidence")
+    for bucket in report["buckets"]:
+        print(
+            f"  [{bucket['low']:.1f}, {bucket['high']:.1f})  {bucket['count']:>5}  "
+            f"{_fmt(bucket['accuracy']):>8}  {_fmt(bucket['mean_confidence']):>8}"
+        )
+    print(
+        f"ECE {_fmt(report['ece'], 3)}, AUROC {_fmt(report['auroc'], 3)}, "
+        f"Spearman(severity, -score) min over functions {_fmt(report['spearman_min'])}"
+    )
+    if "feature_cpu_ms_median" in report:
+        print(f"feature CPU per image (render + load + measure), median: {report['feature_cpu_ms_median']:.0f} ms")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
