@@ -570,42 +570,24 @@ def answers(presence: np.ndarray, thresholds: np.ndarray) -> tuple[list[list[str
 
 
 def fit_decision(presence: np.ndarray, data: Data, clean_target: float) -> Decision:
-    """Per-category thresholds that buy the most identification for the clean images they flag, then the
-    isotonic calibration of each answer type on these images.
-
-    Greedy, from every threshold at 0.99: each step lowers the one category's threshold to its next candidate
-    (the category's probabilities on its own distorted images, severity 2 and up) that names the most of those
-    per clean image newly flagged, until clean images flagged would pass `clean_target`. Never under 0.5.
-    """
+    """Thresholds giving every category an equal share of the clean images it may flag: per category the
+    (1 - alpha) quantile of its probability on clean images (never under 0.5), alpha = `clean_target` / 12,
+    alpha then raised step by step while clean images flagged by any category stay within `clean_target`
+    (flags overlap); then the isotonic calibration of each answer type on these images."""
     clean = data.worst == 0
-    n_clean = max(1, int(clean.sum()))
-    thresholds = np.full(len(CATEGORY_KEYS), 0.99)
-    flagged = (presence[clean] >= thresholds).any(axis=1)
-    candidates = []
-    for j in range(len(CATEGORY_KEYS)):
-        positive = presence[data.present[:, j] >= 2, j]
-        grid = np.unique(np.quantile(positive, np.linspace(0, 1, 41))) if positive.size else np.array([])
-        candidates.append(np.sort(grid[(grid >= 0.5) & (grid < 0.99)])[::-1])
-    while True:
-        best, best_gain = None, 0.0
-        for j in range(len(CATEGORY_KEYS)):
-            lower = candidates[j][candidates[j] < thresholds[j]]
-            if not lower.size:
-                continue
-            t = lower[0]
-            gained = np.sum((presence[:, j] >= t) & (presence[:, j] < thresholds[j]) & (data.present[:, j] >= 2))
-            newly = flagged | (presence[clean, j] >= t)
-            if newly.sum() / n_clean > clean_target:
-                continue
-            gain = gained / (newly.sum() - flagged.sum() + 0.5)
-            if gain > best_gain:
-                best, best_gain = (j, t), gain
-        if best is None:
+    best = np.full(len(CATEGORY_KEYS), 0.99)
+    for share in np.arange(1.0, 4.01, 0.25):
+        alpha = min(1.0, share * clean_target / len(CATEGORY_KEYS))
+        thresholds = np.array(
+            [
+                max(0.5, float(np.quantile(presence[clean, j], 1 - alpha))) if clean.any() else 0.5
+                for j in range(len(CATEGORY_KEYS))
+            ]
+        )
+        _, _, any_named = answers(presence, thresholds)
+        if clean.any() and any_named[clean].mean() > clean_target:
             break
-        j, t = best
-        thresholds[j] = t
-        flagged |= presence[clean, j] >= t
-    best = thresholds
+        best = thresholds
     named, raw, any_named = answers(presence, best)
     right = np.array([primary_right(t, n) for t, n in zip(data.truth, named, strict=True)], dtype=float)
     calibration = {
@@ -711,9 +693,7 @@ def gather_photos(args: argparse.Namespace, bundled: Path) -> list[tuple[str, st
     from training import photos as photo_source
 
     found = [
-        photo
-        for photo in photo_source.bundled_photos(bundled)
-        if not any(name in photo.name for name in TEST_PHOTOS)
+        photo for photo in photo_source.bundled_photos(bundled) if not any(name in photo.name for name in TEST_PHOTOS)
     ]
     if not args.quick:
         found += photo_source.fetch_photos(args.cache) if args.fetch else photo_source.cached_photos(args.cache)
