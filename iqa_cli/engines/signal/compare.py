@@ -123,7 +123,7 @@ def _confidence(margin: float, scale: float) -> float:
 def compare_signal(
     a: ComparePayload, b: ComparePayload, reference: ComparePayload | None, *, detail: bool = False
 ) -> Comparison:
-    """Which of A and B is better: higher SSIM against `reference`, or without one the higher signal score.
+    """Which of A and B is better: higher SSIM against `reference`, or without one the higher signal quality.
 
     An exact tie answers "Image A" with confidence 0.5, which the both-orders combination turns into 0.5.
     """
@@ -143,11 +143,13 @@ def compare_signal(
             detail=reasoning if detail else None,
         )
     va, vb = decide_many([a.features, b.features])
-    margin = va.score - vb.score
+    # The regressor's quality, not the displayed score: that one is held on its answer's side, so a missed
+    # heavy blur (answer "None") would otherwise outrank a slight noise that was named.
+    margin = va.quality - vb.quality
     winner = "A" if margin >= 0 else "B"
     reasoning = (
-        f"Image A scores {va.score:.2f} ({va.rating}; distortions: {brief_answer(va.categories)}) and image B "
-        f"{vb.score:.2f} ({vb.rating}; distortions: {brief_answer(vb.categories)}), so image {winner} looks better."
+        f"Image A has quality {va.quality:.2f} ({va.rating}; distortions: {brief_answer(va.categories)}) and image B "
+        f"{vb.quality:.2f} ({vb.rating}; distortions: {brief_answer(vb.categories)}), so image {winner} looks better."
     )
     return Comparison(
         winner=winner,

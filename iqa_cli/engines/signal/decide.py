@@ -49,6 +49,7 @@ class Verdict:
     rating: str
     confidence: float
     probabilities: dict[str, float]  # every category's presence probability
+    quality: float  # the worst-severity regressor's score before it is kept on the answer's side (comparisons)
     values: dict[str, float]  # the features the model read
     monochrome: bool = False
 
@@ -93,7 +94,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
             at = categories.index("saturate_weaken")
             severities[at] = min(severities[at], MONOCHROME_MAX_SEVERITY)
             confidence = min(confidence, MONOCHROME_MAX_CONFIDENCE)
-        score = score_for(float(prediction.worst[n]))
+        quality = score = score_for(float(prediction.worst[n]))
         if categories:
             worst_named = max(severities)
             score = min(score, NAMED_CEILING, score_for(worst_named - 0.5))
@@ -108,6 +109,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
                 rating=rating_for_score(score),
                 confidence=round(confidence, 3),
                 probabilities={c: round(float(p[index[c]]), 4) for c in model.categories},
+                quality=round(quality, 3),
                 values=values,
                 monochrome=monochrome,
             )
