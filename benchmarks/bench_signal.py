@@ -47,6 +47,17 @@ def _cpu_per_image(function, items, repeat: int) -> list[float]:
     return out
 
 
+def _photos(args: argparse.Namespace, names: tuple[str, ...]):
+    if args.folder is None:
+        for name, pixels in load_all(names).items():
+            yield name, Image.fromarray(pixels)
+        return
+    files = [p for p in sorted(args.folder.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
+    sized = sorted(((Image.open(p).size, p) for p in files), key=lambda item: -max(item[0]))
+    for _, path in sized[: 2 if args.quick else args.limit]:
+        yield path.stem, Image.open(path).convert("RGB")
+
+
 def machine() -> str:
     """The CPU model and core count, as lscpu gives them."""
     try:
@@ -68,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=1600, help="long side the photos are saved at (never up)")
     parser.add_argument("--quick", action="store_true", help="two photos, one repeat: a smoke run")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--folder", type=Path, default=None, help="photos to use instead of the bundled ones (e.g. the training cache)"
+    )
+    parser.add_argument("--limit", type=int, default=24, help="with --folder: at most this many, largest first")
     args = parser.parse_args(argv)
     names = CLEAN_PHOTOS[:2] if args.quick else CLEAN_PHOTOS
     repeat = 1 if args.quick else args.repeat
     with tempfile.TemporaryDirectory() as folder:
         engine_images, reference_images = [], []
-        for name, pixels in load_all(names).items():
-            image = Image.fromarray(pixels)
+        for name, image in _photos(args, names):
             if max(image.size) > args.side:
                 image.thumbnail((args.side, args.side), Image.Resampling.BICUBIC)
             path = Path(folder) / f"{name}.png"
