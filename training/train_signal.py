@@ -48,6 +48,7 @@ from iqa_cli.engines.signal import decide as decide_module
 from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
 from iqa_cli.engines.signal.model import FORMAT, SignalModel
 from iqa_cli.evaluate import auroc, confidence_buckets, expected_calibration_error, primary_right, spearman
+from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.images import LoadedImage
 from iqa_cli.load import load_image
 
@@ -640,6 +641,7 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
         "photos": len(set(data.photo)),
         "clean_images": int(clean.sum()),
         "clean_ok": float(np.mean([not named[i] for i in np.nonzero(clean)[0]])) if clean.any() else None,
+        "clean_needs_review": float(np.mean(conf[clean] < DEFAULT_MIN_CONFIDENCE)) if clean.any() else None,
         "identification": ident,
         "identification_mean": mean_by_sev,
         "pairs_either": float(np.mean([bool(truth[i] & set(named[i])) for i in np.nonzero(pairs)[0]]))
@@ -871,6 +873,7 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
     ]
     summary = (
         ("clean images called ok (nothing named)", lambda r: _fmt(r["clean_ok"], 3)),
+        ("clean images marked needs_review (confidence < 0.6)", lambda r: _fmt(r["clean_needs_review"], 3)),
         ("severity 4 identified, mean over the 12 categories", lambda r: _fmt(r["identification_mean"][3], 3)),
         ("severity 2 identified, mean over the 12 categories", lambda r: _fmt(r["identification_mean"][1], 3)),
         ("distortion names per severity-4 image", lambda r: _fmt(r["names_per_image_s4"])),
@@ -964,7 +967,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def print_report(report: dict[str, Any]) -> None:
     """One set's tables, as plain text."""
     print(f"{report['photos']} photos, {report['images']} images ({report['clean_images']} clean)")
-    print(f"clean called ok: {_fmt(report['clean_ok'], 3)}")
+    print(f"clean called ok: {_fmt(report['clean_ok'], 3)}; marked for review: {_fmt(report['clean_needs_review'], 3)}")
     print("identification (single distortions)   s1    s2    s3    s4    s5")
     for category, row in report["identification"].items():
         print(f"  {category:<34} " + " ".join(f"{_fmt(v):>5}" for v in row))
