@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
 
 from photo_set import CLEAN_PHOTOS, load_all
 
@@ -35,6 +34,7 @@ from iqa_cli.engines.signal.features import DECODE_PLAN, extract
 from iqa_cli.engines.signal.measure import measure_pixels
 from iqa_cli.images import DecodePlan, LoadedImage
 from iqa_cli.load import load_image
+from training.provenance import commit, machine
 
 
 def _cpu_per_image(function, items, repeat: int) -> list[float]:
@@ -56,21 +56,6 @@ def _photos(args: argparse.Namespace, names: tuple[str, ...]):
     sized = sorted(((Image.open(p).size, p) for p in files), key=lambda item: -max(item[0]))
     for _, path in sized[: 2 if args.quick else args.limit]:
         yield path.stem, Image.open(path).convert("RGB")
-
-
-def machine() -> str:
-    """The CPU model and core count, as lscpu gives them."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "Model name" in line), "")
-    except OSError:
-        model = platform.processor()
-    return f"{model or platform.machine()}, {os.cpu_count()} cores"
-
-
-def _commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    return result.stdout.strip() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = float(np.median(figures["measure_768"]))
     total = float(np.median(figures["features"])) + float(np.median(figures["model"]))
     print(
-        f"commit {_commit()}; {machine()}; load average {os.getloadavg()[0]:.2f}; {len(engine_images)} photos "
+        f"commit {commit()}; {machine()}; load average {os.getloadavg()[0]:.2f}; {len(engine_images)} photos "
         f"at <= {args.side} px, {repeat} repeats; CPU ms per image (min / median / max)"
     )
     for key, values in figures.items():

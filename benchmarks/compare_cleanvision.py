@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # training/ is not an installed package
 
 from iqa_cli.categories import CATEGORIES  # noqa: E402
+from training.provenance import commit, machine  # noqa: E402
 
 MAX_SIDE = 1600
 SEVERITIES = (2, 4)
@@ -250,23 +251,6 @@ def _named(row: dict[str, Any]) -> bool:
 
 
 # --- the run --------------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    """The CPU model and core count, as lscpu gives them."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        text = ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "Model name" in line), "")
-    return f"{model or 'unknown CPU'}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True)  # fmt: skip
-    return (head.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def model_id() -> str:

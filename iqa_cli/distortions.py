@@ -316,8 +316,11 @@ def _roundtrip(img: np.ndarray, **save: object) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+JPEG_QUALITY = (25, 18, 12, 8, 5)  # compression_jpeg's quality setting at severities 1-5
+
+
 def compression_jpeg(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    return _roundtrip(img, format="JPEG", quality=[25, 18, 12, 8, 5][severity - 1])
+    return _roundtrip(img, format="JPEG", quality=JPEG_QUALITY[severity - 1])
 
 
 def compression_jpeg2000(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,10 +10,11 @@
    functions (cycled, so every function appears); and pairs of distortions as DQ-495K's multi-distortion
    split makes them. Each image is saved (PNG, or JPEG where a camera or web copy would be) and read back
    through the real loader and `features.extract`, so training sees exactly what an audit sees.
-3. Split by photo (never the same photo on both sides): trees are fitted on the training photos, with the
-   number of trees chosen on the validation photos; decision thresholds and the confidence calibration are
-   fitted on the validation photos, and the tables printed are cross-fitted (thresholds and calibration
-   fitted on one half of the validation photos, measured on the other, both ways).
+3. Split by photo (never the same photo on both sides):
+   a fifth of the photos is kept apart as test photos; the rest are dealt into folds, each fold predicted by
+   trees fitted on the others (number of trees chosen on one of them); thresholds and the confidence
+   calibration are fitted on these out-of-fold predictions; the shipped trees are fitted on all development
+   photos and measured once on the test photos through the engine's own decision (decide.py).
 4. The model is written as gzip-compressed JSON trees (iqa_cli/engines/signal/model.py reads it, no pickle).
 
 Features are cached per recipe in the cache folder (a Parquet file keyed by a hash of the feature code and
@@ -74,7 +75,7 @@ TEST_PHOTOS = ("coffee", "china")
 class Recipe:
     """One corpus image: which photo, at what size, distorted how, saved how."""
 
-    photo: str  # the photo's key (source/name): the unit of the train/validation split
+    photo: str  # the photo's key (source/name): the unit of the test split and of the folds
     path: str
     long_side: int
     distortions: tuple[tuple[str, str, int], ...]  # (category, function, severity), applied in order
@@ -178,22 +179,6 @@ def _at_size(pixels: np.ndarray, long_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
 
 
-@lru_cache(maxsize=8)
-def _own_jpeg_quality(severity: int) -> int:
-    # The quality compression_jpeg uses at this severity, read from the function itself: the JPEG it makes
-    # is saved as a file, as a web copy would be.
-    probe = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    for quality in range(1, 101):
-        buffer = io.BytesIO()
-        Image.fromarray(probe).save(buffer, format="JPEG", quality=quality)
-        if np.array_equal(
-            np.asarray(Image.open(buffer).convert("RGB")),
-            distortions.distort(probe, "compression", severity, function="compression_jpeg"),
-        ):
-            return quality
-    raise RuntimeError("cannot read compression_jpeg's quality")
-
-
 def render(recipe: Recipe) -> bytes:
     """The recipe's image file, as bytes."""
     pixels = _at_size(_photo_pixels(recipe.path), recipe.long_side)
@@ -205,7 +190,7 @@ def render(recipe: Recipe) -> bytes:
     buffer = io.BytesIO()
     image = Image.fromarray(pixels)
     if recipe.save == "own-jpeg":
-        image.save(buffer, format="JPEG", quality=_own_jpeg_quality(recipe.distortions[0][2]))
+        image.save(buffer, format="JPEG", quality=distortions.JPEG_QUALITY[recipe.distortions[0][2] - 1])
     elif recipe.save.startswith("jpeg:"):
         image.save(buffer, format="JPEG", quality=int(recipe.save[5:]))
     else:
@@ -553,20 +538,20 @@ def isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple
 
 @dataclass
 class Decision:
-    """What is fitted on validation photos: per-category thresholds and the two calibration maps."""
+    """What is fitted on out-of-fold predictions: per-category thresholds and the two calibration maps."""
 
     thresholds: np.ndarray
     calibration: dict[str, tuple[list[float], list[float]]]
 
 
 def answers(presence: np.ndarray, thresholds: np.ndarray) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
-    """Named categories (most probable first, at most MAX_NAMED), the raw answer probability, named-or-not."""
+    """Named categories, the raw answer probability and named-or-not, by the engine's own rules (decide.py)."""
     named, raw, any_named = [], np.empty(len(presence)), np.zeros(len(presence), bool)
     for i, p in enumerate(presence):
-        chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= thresholds[j]][:MAX_NAMED]
+        chosen = decide_module.name_categories(p, thresholds, MAX_NAMED)
         named.append([CATEGORY_KEYS[j] for j in chosen])
         any_named[i] = bool(chosen)
-        raw[i] = p[chosen[0]] if chosen else float(np.prod(1.0 - p))
+        raw[i] = decide_module.answer_probability(p, chosen)
     return named, raw, any_named
 
 
@@ -612,7 +597,7 @@ def apply_decision(presence: np.ndarray, decision: Decision) -> tuple[list[list[
 
 
 def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """The validation figures the issue asks for, in the definitions of iqa_cli/evaluate.py."""
+    """The figures the issue asks for on one set of images, in the definitions of iqa_cli/evaluate.py."""
     truth = data.truth
     singles = (data.present > 0).sum(axis=1) == 1
     clean = data.worst == 0
@@ -673,19 +658,16 @@ def cross_fitted(presence: np.ndarray, data: Data, fold: np.ndarray, clean_targe
 
 
 def _scores(named: list[list[str]], severity_of: np.ndarray, worst: np.ndarray) -> np.ndarray:
-    out = np.empty(len(named))
-    for i, names in enumerate(named):
-        score = decide_module.score_for(float(worst[i]))
-        if names:
-            top = max(int(min(5, max(1, round(float(severity_of[i, CATEGORY_KEYS.index(c)]))))) for c in names)
-            score = max(
-                min(score, decide_module.NAMED_CEILING, decide_module.score_for(top - 0.5)),
-                decide_module.score_for(top + 0.5),
+    """The scores the engine would show for these answers (decide.held_score)."""
+    return np.array(
+        [
+            decide_module.held_score(
+                decide_module.score_for(float(worst[i])),
+                [decide_module.severity_step(severity_of[i, CATEGORY_KEYS.index(c)]) for c in names],
             )
-        else:
-            score = max(score, decide_module.CLEAN_FLOOR)
-        out[i] = score
-    return out
+            for i, names in enumerate(named)
+        ]
+    )
 
 
 # --- the whole run --------------------------------------------------------------------------------------
@@ -718,7 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="model file (default: the shipped one; --quick: a temp file)"
     )
-    parser.add_argument("--report", type=Path, default=None, help="write the validation figures as JSON here")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="write the test and cross-validation figures as JSON here"
+    )
     parser.add_argument("--docs", type=Path, default=None, help="write signal-validation.md and the diagram here")
     parser.add_argument("--quick", action="store_true", help="a few bundled photos, few recipes: a smoke run")
     parser.add_argument("--quick-photos", type=int, default=6)
@@ -726,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--pairs", type=int, default=10, help="two-distortion images per photo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clean-target", type=float, default=0.07, help="clean images flagged on validation, at most")
+    parser.add_argument("--clean-target", type=float, default=0.07, help="share of clean images flagged, at most")
     args = parser.parse_args(argv)
 
     from training import photos as photo_source
@@ -765,13 +749,9 @@ def main(argv: list[str] | None = None) -> int:
     final = fit_decision(presence, dev, args.clean_target)
 
     # The shipped trees: fitted on every development photo, each booster with the median of the trees its
-    # folds needed; then measured once on the test photos, as the engine will answer.
+    # folds needed.
     rounds = {name: int(np.median(counts)) for name, counts in used.items()}
     boosters = train_trees(dev, None, quick=args.quick, seed=args.seed, rounds=rounds)
-    test_presence, test_severity, test_worst = predict_all(boosters, test.x)
-    test_named, test_conf = apply_decision(test_presence, final)
-    report = tables(test, test_named, test_conf, _scores(test_named, test_severity, test_worst))
-    report["cross_validation"] = cv_report
     model_json = {
         "format": FORMAT,
         "features": list(FEATURES),
@@ -803,7 +783,17 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "quick": args.quick,
     }
-    SignalModel.from_json(model_json)  # refuse to write a file the engine could not read
+    # Measured once on the test photos by the engine's own decision with the model as written (numpy trees,
+    # thresholds, calibration and the rules for monochrome and blank frames).
+    shipped = SignalModel.from_json(model_json)
+    verdicts = decide_module.decide_many([dict(zip(FEATURES, row, strict=True)) for row in test.x], shipped)
+    report = tables(
+        test,
+        [v.categories for v in verdicts],
+        np.array([v.confidence for v in verdicts]),
+        np.array([v.score for v in verdicts]),
+    )
+    report["cross_validation"] = cv_report
     out = args.out or (
         Path(tempfile.gettempdir()) / "signal_model.quick.json.gz"
         if args.quick
@@ -827,30 +817,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _machine() -> str:
-    import platform
-    import subprocess
-
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")), "")
-    except OSError:
-        model = ""
-    return f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def _commit() -> str:
-    import subprocess
-
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return (out.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty else "")
-
-
 def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
     """docs/signal-validation.md (the tables) and docs/signal-reliability.png (the diagram), generated."""
+    from training.provenance import commit, machine
+
     folder.mkdir(parents=True, exist_ok=True)
     cv = report["cross_validation"]
     lines = [
@@ -861,7 +831,7 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
         "each predicted by trees that never saw it, with thresholds and calibration fitted on the other folds.",
         "",
         f"- command: `{command}`",
-        f"- commit: {_commit()}; machine: {_machine()}; load average at the end {os.getloadavg()[0]:.2f}",
+        f"- commit: {commit()}; machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}",
         f"- model `{report['model']['id']}`: {report['model']['photos']} photos, {report['model']['images']} images, "
         f"{report['model_bytes'] / 1e6:.2f} MB",
         f"- test: {report['photos']} photos, {report['images']} images, {report['clean_images']} clean; "

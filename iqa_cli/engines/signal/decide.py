@@ -59,48 +59,82 @@ def score_for(worst: float) -> float:
     return float(np.interp(worst, np.arange(6), SEVERITY_SCORE))
 
 
+def name_categories(presence: np.ndarray, thresholds: np.ndarray, max_named: int) -> list[int]:
+    """Indices of the categories named: at or over their threshold, most probable first, at most `max_named`."""
+    return [i for i in np.argsort(-presence, kind="stable") if presence[i] >= thresholds[i]][:max_named]
+
+
+def answer_probability(presence: np.ndarray, named: list[int]) -> float:
+    """The uncalibrated probability that the answer's first part is right: its first named category is
+    present, or, for "None", that no category is."""
+    return float(presence[named[0]]) if named else float(np.prod(1.0 - presence))
+
+
+def severity_step(severity: float) -> int:
+    """A continuous severity as the 1-5 step reported."""
+    return int(min(5, max(1, round(float(severity)))))
+
+
+def held_score(quality: float, severities: list[int]) -> float:
+    """The score shown: `quality` kept on the answer's side (>= good with nothing named; with distortions
+    named, at most good and within half a step of the worst named severity)."""
+    if not severities:
+        return max(quality, CLEAN_FLOOR)
+    worst = max(severities)
+    return max(min(quality, NAMED_CEILING, score_for(worst - 0.5)), score_for(worst + 0.5))
+
+
+def _guarded(
+    values: dict[str, float],
+    categories: list[str],
+    severities: list[int],
+    confidence: float,
+    probabilities: dict[str, float],
+    limit: int,
+) -> tuple[list[str], list[int], float, bool]:
+    """The rules for what the trees never saw (module docstring): blank frames, then monochrome images."""
+    mean = values.get("mean", 128.0)
+    extreme = "darken" if mean < BLACK_FRAME_MEAN else "brighten" if mean > WHITE_FRAME_MEAN else None
+    if extreme is not None:
+        if extreme in categories:
+            severities = [s for c, s in zip(categories, severities, strict=True) if c != extreme]
+            categories = [c for c in categories if c != extreme]
+        categories, severities = [extreme, *categories][:limit], [5, *severities][:limit]
+        confidence = max(confidence, probabilities[extreme])
+    monochrome = values.get("chroma_p95", math.inf) <= MONOCHROME_CHROMA
+    if monochrome:
+        if "saturate_weaken" not in categories:
+            categories = [*categories[: limit - 1], "saturate_weaken"]
+            severities = [*severities[: limit - 1], MONOCHROME_MAX_SEVERITY]
+        at = categories.index("saturate_weaken")
+        severities[at] = min(severities[at], MONOCHROME_MAX_SEVERITY)
+        confidence = min(confidence, MONOCHROME_MAX_CONFIDENCE)
+    return categories, severities, confidence, monochrome
+
+
 def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) -> list[Verdict]:
     """Decide each feature row (features.extract) with the model (the shipped one by default)."""
     if not rows:
         return []
     model = model or shipped_model()
     prediction = model.predict(model.matrix(rows))
-    index = {c: i for i, c in enumerate(model.categories)}
     verdicts = []
     for n, values in enumerate(rows):
         p = prediction.presence[n]
-        named = [i for i in np.argsort(-p, kind="stable") if p[i] >= model.thresholds[i]][: model.max_named]
-        categories = [model.categories[i] for i in named]
-        severities = [int(min(5, max(1, round(float(prediction.severity[n, i]))))) for i in named]
-        if categories:
-            raw = float(p[named[0]])
-            confidence = float(model.calibration["named"](np.array([raw]))[0])
-        else:
-            raw = float(np.prod(1.0 - p))
-            confidence = float(model.calibration["none"](np.array([raw]))[0])
-        mean = values.get("mean", 128.0)
-        extreme = "darken" if mean < BLACK_FRAME_MEAN else "brighten" if mean > WHITE_FRAME_MEAN else None
-        if extreme is not None:
-            if extreme in categories:
-                severities.pop(categories.index(extreme))
-                categories.remove(extreme)
-            categories, severities = [extreme, *categories][: model.max_named], [5, *severities][: model.max_named]
-            confidence = max(confidence, float(p[index[extreme]]))
-        monochrome = values.get("chroma_p95", math.inf) <= MONOCHROME_CHROMA
-        if monochrome:
-            if "saturate_weaken" not in categories:
-                categories = [*categories[: model.max_named - 1], "saturate_weaken"]
-                severities = [*severities[: model.max_named - 1], MONOCHROME_MAX_SEVERITY]
-            at = categories.index("saturate_weaken")
-            severities[at] = min(severities[at], MONOCHROME_MAX_SEVERITY)
-            confidence = min(confidence, MONOCHROME_MAX_CONFIDENCE)
-        quality = score = score_for(float(prediction.worst[n]))
-        if categories:
-            worst_named = max(severities)
-            score = min(score, NAMED_CEILING, score_for(worst_named - 0.5))
-            score = max(score, score_for(worst_named + 0.5))
-        else:
-            score = max(score, CLEAN_FLOOR)
+        probabilities = {c: float(p[i]) for i, c in enumerate(model.categories)}
+        named = name_categories(p, model.thresholds, model.max_named)
+        kind = "named" if named else "none"
+        confidence = float(model.calibration[kind](np.array([answer_probability(p, named)]))[0])
+        categories, severities, confidence, monochrome = _guarded(
+            values,
+            [model.categories[i] for i in named],
+            [severity_step(prediction.severity[n, i]) for i in named],
+            confidence,
+            probabilities,
+            model.max_named,
+        )
+        quality = score_for(float(prediction.worst[n]))
+        score = held_score(quality, severities)
         verdicts.append(
             Verdict(
                 categories=categories,
@@ -108,7 +142,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
                 score=round(score, 3),
                 rating=rating_for_score(score),
                 confidence=round(confidence, 3),
-                probabilities={c: round(float(p[index[c]]), 4) for c in model.categories},
+                probabilities={c: round(v, 4) for c, v in probabilities.items()},
                 quality=round(quality, 3),
                 values=values,
                 monochrome=monochrome,
