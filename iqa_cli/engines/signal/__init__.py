@@ -1,4 +1,4 @@
-"""The built-in `signal` engine: DepictQA-shaped answers from pixel measurements, no model needed."""
+"""The built-in `signal` engine: DepictQA-shaped answers from pixel measurements and small learned trees."""
 
 from iqa_cli.engines.signal.engine import SignalEngine
 

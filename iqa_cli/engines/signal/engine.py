@@ -1,4 +1,4 @@
-"""The built-in `signal` engine: DepictQA's distortion and rating answers from pixel measurements, no model."""
+"""The built-in `signal` engine: DepictQA's distortion and rating answers from measurements and learned trees."""
 
 from __future__ import annotations
 
