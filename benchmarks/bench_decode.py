@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from iqa_cli.audit.load import _decode, load_image
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, fit_size
-from iqa_cli.load import _decode, load_image
 
 PLANS = {
     "long_side=1024 (signal engine)": DecodePlan(long_side=1024),

@@ -47,7 +47,7 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _import_heavy() -> None:
-    global torch, build, AssessRequest, Prepared, fixture, questions, DepictQAEngine, pad_left, PromptTokenizer
+    global torch, build, AssessRequest, Prepared, tiny_depictqa, questions, DepictQAEngine, pad_left, PromptTokenizer
     global pad_and_normalize, ImageSlot, task_type, ContinuousBatcher, cuda_token_budget
     import torch
 
@@ -55,13 +55,14 @@ def _import_heavy() -> None:
     from gpu_depictqa_smoke import build  # the random paper-shape model, built on the device
 
     from iqa_cli.engines.base import AssessRequest, Prepared
-    from iqa_cli.engines.depictqa import fixture, questions
+    from iqa_cli.engines.depictqa import questions
     from iqa_cli.engines.depictqa.engine import DepictQAEngine
     from iqa_cli.engines.depictqa.generate import pad_left
     from iqa_cli.engines.depictqa.loading import PromptTokenizer
     from iqa_cli.engines.depictqa.preprocess import pad_and_normalize
     from iqa_cli.engines.depictqa.prompts import ImageSlot, task_type
     from iqa_cli.engines.depictqa.scheduler import ContinuousBatcher, cuda_token_budget
+    from iqa_cli.testing import tiny_depictqa
 
 
 # Image counts per measurement: enough for a steady rate, small enough for one GPU call well under 10 minutes.
@@ -87,7 +88,7 @@ class Bench:
         self.model = build(self.tiny, False, self.device, self.dtype)
         self.llm = self.model.llm
         self.set_attention("sdpa")
-        layout = fixture.build_tiny_models(work / "fixture")
+        layout = tiny_depictqa.build_tiny_models(work / "fixture")
         self.tokenizer = PromptTokenizer.from_folder(layout.llm)
         minilm = layout.minilm if self.tiny else real_shape_minilm(layout.minilm, work / "minilm")
         self.engine = DepictQAEngine(
@@ -209,7 +210,7 @@ class Bench:
 
     def end_to_end(self, n: int, *, detail: bool) -> tuple[float, int]:
         """JPEGs on disk through `run_audit` (decode workers, engine, Parquet writer); (img/s, rows written)."""
-        from iqa_cli.audit import AuditSettings, run_audit
+        from iqa_cli.audit.run import AuditSettings, run_audit
         from iqa_cli.report.writers import ParquetWriter
 
         folder = jpeg_folder(self.work / "jpegs", n, (800, 1200) if self.tiny else (3000, 4000))

@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from iqa_cli.discover import discover
+from iqa_cli.audit.discover import discover
+from iqa_cli.audit.store import STORE_NAME, ResultStore, cache_key
 from iqa_cli.engines.base import Assessment
 from iqa_cli.images import FileFacts
+from iqa_cli.report.schema import EngineStamp, assessed_row
+from iqa_cli.report.summary import SummaryBuilder
 from iqa_cli.report.writers import CsvWriter, ParquetWriter
-from iqa_cli.schema import EngineStamp, assessed_row
-from iqa_cli.store import STORE_NAME, ResultStore, cache_key
-from iqa_cli.summary import SummaryBuilder
 
 STAMP = EngineStamp("signal", "1.0", {"long_side": 1024})
 PER_FOLDER = 1000

@@ -27,13 +27,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
 
-from photo_set import CLEAN_PHOTOS, load_all
 
+from iqa_cli.audit.load import load_image
 from iqa_cli.engines.signal.decide import decide_many
 from iqa_cli.engines.signal.features import DECODE_PLAN, extract
 from iqa_cli.engines.signal.measure import measure_pixels
 from iqa_cli.images import DecodePlan, LoadedImage
-from iqa_cli.load import load_image
+from iqa_cli.testing.photos import CLEAN_PHOTOS, load_all
 from training.provenance import commit, machine
 
 

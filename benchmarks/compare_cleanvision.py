@@ -87,8 +87,8 @@ def validation_photos(scratch: Path) -> list[tuple[str, str, int]]:
 
 def _chroma_p95(path: str, scratch: Path) -> float:
     """The signal features' chroma_p95 of the photo's clean copy, as write_clean saves it."""
+    from iqa_cli.audit.load import load_image
     from iqa_cli.engines.signal.features import DECODE_PLAN, extract
-    from iqa_cli.load import load_image
 
     copy = scratch / "chroma" / "photo.png"
     copy.parent.mkdir(parents=True, exist_ok=True)

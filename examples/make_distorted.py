@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from iqa_cli.distortions import distort
+from iqa_cli.evaluation.distortions import distort
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,5 +1,5 @@
 """`python -m iqa_cli` runs the command-line tool."""
 
-from iqa_cli.cli import main
+from iqa_cli.cli.app import main
 
 main()

@@ -10,12 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fake_engine import BrightnessEngine, SameSizeCheck
 from PIL import Image
 
-from iqa_cli.audit import AuditSettings, run_audit
+from iqa_cli.audit.run import AuditSettings, run_audit
+from iqa_cli.report.schema import SCHEMA
 from iqa_cli.report.writers import CsvWriter, JsonlWriter, ParquetWriter
-from iqa_cli.schema import SCHEMA
+from iqa_cli.testing.engines import BrightnessEngine, SameSizeCheck
 
 
 def _photo_tree(root: Path, count: int = 7) -> list[Path]:

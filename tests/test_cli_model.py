@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
-from iqa_cli.cli_model import Variant, model_app
+from iqa_cli.cli.model import Variant, model_app
 from iqa_cli.engines.depictqa import files
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ import skimage.data
 from PIL import Image
 from typer.testing import CliRunner
 
-from iqa_cli.cli import app
-from iqa_cli.distortions import distort
+from iqa_cli.cli.app import app
+from iqa_cli.evaluation.distortions import distort
 
 runner = CliRunner()
 
@@ -187,10 +187,11 @@ def test_depictqa_end_to_end_on_the_tiny_checkpoint(ladder: dict[str, str], tmp_
     pytest.importorskip("torch", reason="the depictqa engine needs torch (pip install 'iqa-cli[depictqa]')")
     pytest.importorskip("transformers", reason="the depictqa engine needs transformers")
     pytest.importorskip("sentencepiece", reason="the depictqa engine needs sentencepiece")
-    from iqa_cli.engines.depictqa import fixture, questions
+    from iqa_cli.engines.depictqa import questions
     from iqa_cli.engines.depictqa.engine import DepictQAEngine
+    from iqa_cli.testing import tiny_depictqa
 
-    fixture.build_tiny_models(tmp_path / "models")
+    tiny_depictqa.build_tiny_models(tmp_path / "models")
     asked: list[tuple[str, str]] = []
     ask = DepictQAEngine._ask
 

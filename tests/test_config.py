@@ -11,8 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from iqa_cli import cli, config
-from iqa_cli.cli_config import apply_config, config_app
+from iqa_cli import config
+from iqa_cli.cli.app import app as cli_app
+from iqa_cli.cli.config import apply_config, config_app
 from iqa_cli.errors import UsageError
 
 runner = CliRunner()
@@ -204,7 +205,7 @@ def test_config_show_reports_value_and_source(where: dict[str, Path]) -> None:
 def test_real_command_tree_has_every_audit_option(where: dict[str, Path]) -> None:
     import typer.main
 
-    group = typer.main.get_command(cli.app)
+    group = typer.main.get_command(cli_app)
     options = config.configurable_options(group.context_class(group, info_name="iqa"))
     keys = {opt.key for opt in options if opt.command == ("audit",)}
     assert {"min_confidence", "format", "workers", "engine", "out", "model", "fail_on", "json"} <= keys
@@ -217,7 +218,7 @@ def test_real_audit_uses_the_resolved_settings(
     """`iqa audit` itself, given the default_map the root callback builds (passed in until cli.py wires it)."""
     import typer.main
 
-    from iqa_cli.summary import Summary
+    from iqa_cli.report.summary import Summary
 
     captured: dict[str, Any] = {}
 
@@ -225,13 +226,13 @@ def test_real_audit_uses_the_resolved_settings(
         captured.update(settings=settings, engine=engine.name, writers=[w.format for w in writers])
         return Summary(engine.name, "0")
 
-    monkeypatch.setattr(cli, "run_audit", fake_run)
+    monkeypatch.setattr("iqa_cli.cli.app.run_audit", fake_run)
     where["user"].write_text('engine = "signal"\n')
     where["project"].write_text(f'min_confidence = 0.25\n[audit]\nformat = "jsonl"\nout = "{tmp_path / "r"}"\n')
     monkeypatch.setenv("IQA_WORKERS", "0")
-    group = typer.main.get_command(cli.app)
+    group = typer.main.get_command(cli_app)
     resolved = config.resolve(group.context_class(group, info_name="iqa"))
-    result = runner.invoke(cli.app, ["audit", "x.jpg", "--quiet"], default_map=resolved.default_map)
+    result = runner.invoke(cli_app, ["audit", "x.jpg", "--quiet"], default_map=resolved.default_map)
     assert result.exit_code == 0, result.output
     settings = captured["settings"]
     assert (settings.min_confidence, settings.workers) == (0.25, 0)
@@ -260,7 +261,7 @@ def test_the_real_app_reads_the_project_file_and_the_environment(tmp_path, monke
     from PIL import Image
     from typer.testing import CliRunner
 
-    from iqa_cli.cli import app
+    from iqa_cli.cli.app import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))

@@ -15,8 +15,8 @@ pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.depictqa import checkpoint  # noqa: E402
 from iqa_cli.engines.depictqa.checkpoint import expected_shapes, lora_key, read_checkpoint  # noqa: E402
-from iqa_cli.engines.depictqa.fixture import TINY  # noqa: E402
 from iqa_cli.errors import ModelFilesError  # noqa: E402
+from iqa_cli.testing.tiny_depictqa import TINY  # noqa: E402
 
 SIZES = {"num_layers": TINY.layers, "hidden": TINY.hidden, "vision_width": TINY.clip_width}
 

@@ -12,14 +12,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.base import AssessRequest, EngineOptions, Prepared
-from iqa_cli.engines.depictqa import fixture, questions
+from iqa_cli.engines.depictqa import questions
 from iqa_cli.engines.depictqa.engine import DepictQAEngine
 from iqa_cli.engines.depictqa.prompts import ImageSlot
 from iqa_cli.images import FileFacts, LoadedImage, fit_size
+from iqa_cli.testing import tiny_depictqa
 
 
 def _engine(root, variant):
-    fixture.build_tiny_models(root, variant=variant)
+    tiny_depictqa.build_tiny_models(root, variant=variant)
     options = EngineOptions(model_dir=str(root), device="cpu", dtype="float32", max_new_tokens=6)
     assert DepictQAEngine.availability(options) is None
     return DepictQAEngine.create(options)
@@ -158,7 +159,7 @@ def test_iqa_audit_with_the_model_end_to_end(tiny_root, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
 
-    from iqa_cli.cli import app
+    from iqa_cli.cli.app import app
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -14,8 +14,8 @@ spm = pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.depictqa import check as model_check  # noqa: E402
 from iqa_cli.engines.depictqa import files  # noqa: E402
-from iqa_cli.engines.depictqa.fixture import TINY, build_tiny_models, tokenizer_vocab_size  # noqa: E402
 from iqa_cli.errors import ModelFilesError, UsageError  # noqa: E402
+from iqa_cli.testing.tiny_depictqa import TINY, build_tiny_models, tokenizer_vocab_size  # noqa: E402
 
 
 @pytest.fixture

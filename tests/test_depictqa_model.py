@@ -19,7 +19,7 @@ pytest.importorskip("sentencepiece")
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
-from iqa_cli.engines.depictqa import checkpoint, fixture  # noqa: E402
+from iqa_cli.engines.depictqa import checkpoint  # noqa: E402
 from iqa_cli.engines.depictqa.generate import greedy_generate, pad_left  # noqa: E402
 from iqa_cli.engines.depictqa.loading import PromptTokenizer, load_depictqa  # noqa: E402
 from iqa_cli.engines.depictqa.model import LoRALinear  # noqa: E402
@@ -39,11 +39,12 @@ from iqa_cli.engines.depictqa.vision import (  # noqa: E402
 )
 from iqa_cli.errors import ModelFilesError  # noqa: E402
 from iqa_cli.images import fit_size  # noqa: E402
+from iqa_cli.testing import tiny_depictqa  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory):
-    return fixture.build_tiny_models(tmp_path_factory.mktemp("dq-models"))
+    return tiny_depictqa.build_tiny_models(tmp_path_factory.mktemp("dq-models"))
 
 
 @pytest.fixture(scope="module")

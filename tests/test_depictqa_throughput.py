@@ -16,19 +16,19 @@ pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.base import AssessRequest, Prepared  # noqa: E402
 from iqa_cli.engines.depictqa import engine as engine_module  # noqa: E402
-from iqa_cli.engines.depictqa import fixture  # noqa: E402
 from iqa_cli.engines.depictqa.engine import DepictQAEngine  # noqa: E402
 from iqa_cli.engines.depictqa.generate import greedy_generate, pad_left  # noqa: E402
 from iqa_cli.engines.depictqa.loading import load_depictqa  # noqa: E402
 from iqa_cli.engines.depictqa.preprocess import pad_and_normalize  # noqa: E402
 from iqa_cli.engines.depictqa.scheduler import ContinuousBatcher, kv_bytes_per_token  # noqa: E402
+from iqa_cli.testing import tiny_depictqa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    return load_depictqa(fixture.build_tiny_models(tmp_path_factory.mktemp("dq-throughput")))
+    return load_depictqa(tiny_depictqa.build_tiny_models(tmp_path_factory.mktemp("dq-throughput")))
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def engine(tmp_path_factory):
     from iqa_cli.engines.base import EngineOptions
 
     root = tmp_path_factory.mktemp("dq-throughput-engine")
-    fixture.build_tiny_models(root)
+    tiny_depictqa.build_tiny_models(root)
     return DepictQAEngine.create(EngineOptions(model_dir=str(root), device="cpu", dtype="float32", max_new_tokens=8))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iqa_cli.discover import IMAGE_EXTENSIONS, DiscoveryProblem, discover
+from iqa_cli.audit.discover import IMAGE_EXTENSIONS, DiscoveryProblem, discover
 
 
 def touch(root: Path, *names: str) -> None:

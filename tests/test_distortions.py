@@ -10,8 +10,8 @@ from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 from sklearn.datasets import load_sample_image
 
-from iqa_cli import distortions as D
-from iqa_cli.distortions import FUNCTIONS, PAIRABLE, PAIRS, distort, pick_pair
+from iqa_cli.evaluation import distortions as D
+from iqa_cli.evaluation.distortions import FUNCTIONS, PAIRABLE, PAIRS, distort, pick_pair
 
 ALL = [(cat, name) for cat, fs in FUNCTIONS.items() for name in fs]
 

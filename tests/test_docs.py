@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_cli.schema import COLUMNS
+from iqa_cli.report.schema import COLUMNS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

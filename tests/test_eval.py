@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fake_engine import ScriptedEngine
 from PIL import Image
 from typer.testing import CliRunner
 
-from iqa_cli.cli import app
-from iqa_cli.evaluate import (
+from iqa_cli.cli.app import app
+from iqa_cli.evaluation.metrics import (
     Answer,
     Label,
     LabelError,
@@ -32,6 +31,7 @@ from iqa_cli.evaluate import (
     score,
     spearman,
 )
+from iqa_cli.testing.engines import ScriptedEngine
 
 runner = CliRunner()
 
@@ -73,7 +73,7 @@ def labelled(tmp_path: Path) -> Path:
 
 
 def _scripted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("iqa_cli.cli_eval.create_engine", lambda name, options: (ScriptedEngine(SCRIPT), "scripted"))
+    monkeypatch.setattr("iqa_cli.cli.eval.create_engine", lambda name, options: (ScriptedEngine(SCRIPT), "scripted"))
 
 
 def _answers(folder: Path) -> list[Answer]:
@@ -231,7 +231,7 @@ def test_eval_results_match_scoring_the_answers_directly(
     labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _scripted(monkeypatch)
-    from iqa_cli.eval_run import assess_labels
+    from iqa_cli.evaluation.run import assess_labels
 
     answers, summary = assess_labels(read_labels(labelled), ScriptedEngine(SCRIPT), workers=0)
     assert summary.files == 9 and summary.errors == 2
@@ -273,7 +273,7 @@ def test_plot_without_matplotlib_is_one_line(labelled: Path, tmp_path: Path, mon
 
 def test_evaluate_imports_no_heavy_modules() -> None:
     heavy = "('scipy', 'torch', 'pandas', 'pyarrow', 'matplotlib')"
-    code = f"import sys, iqa_cli.evaluate; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, iqa_cli.evaluation.metrics; print(sorted(m for m in {heavy} if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
@@ -383,7 +383,7 @@ def _all_keys() -> list[str]:
 def test_make_set_all_functions_and_max_side(clean_photos: Path, tmp_path: Path) -> None:
     labels = make_set(clean_photos, tmp_path / "s", severities=(3,), functions="all", max_side=20)
     rows = read_labels(labels)
-    from iqa_cli.distortions import FUNCTIONS
+    from iqa_cli.evaluation.distortions import FUNCTIONS
 
     functions = sum(len(f) for f in FUNCTIONS.values())
     assert len(rows) == 2 * (1 + functions)

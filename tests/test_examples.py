@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from iqa_cli.distortions import distort
+from iqa_cli.evaluation.distortions import distort
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

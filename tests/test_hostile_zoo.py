@@ -14,14 +14,14 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from fake_engine import BrightnessEngine
 from hostile_zoo import EXPLICIT, NOTES, build_undecodable_name, build_zoo, png_header_only
 from PIL import Image
 
-import iqa_cli.audit
-from iqa_cli.audit import AuditSettings, run_audit
+import iqa_cli.audit.run
+from iqa_cli.audit.run import AuditSettings, run_audit
+from iqa_cli.report.summary import Summary
 from iqa_cli.report.writers import CsvWriter, JsonlWriter, ParquetWriter
-from iqa_cli.summary import Summary
+from iqa_cli.testing.engines import BrightnessEngine
 
 
 def audit(paths: list[Path], out: Path, workers: int) -> tuple[Summary, list[dict[str, Any]]]:
@@ -128,7 +128,7 @@ def test_files_deleted_or_changed_mid_run(tmp_path: Path, monkeypatch: pytest.Mo
     photos.mkdir()
     for name in ("a_vanishes.png", "b_shrinks.png", "c_grows.png", "d_fine.png"):
         Image.new("RGB", (32, 32), (200, 100, 50)).save(photos / name)
-    real_discover = iqa_cli.audit.discover
+    real_discover = iqa_cli.audit.run.discover
 
     def discover(*args: Any, **kwargs: Any) -> Iterator[Any]:
         # Between discovery and decoding (workers=0 decodes each file right after it is found).
@@ -142,7 +142,7 @@ def test_files_deleted_or_changed_mid_run(tmp_path: Path, monkeypatch: pytest.Mo
                 item.write_bytes(png_header_only(60_000, 60_000))
             yield item
 
-    monkeypatch.setattr(iqa_cli.audit, "discover", discover)
+    monkeypatch.setattr(iqa_cli.audit.run, "discover", discover)
     summary, rows = audit([photos], tmp_path / "out", workers=0)
     codes = {Path(r["path"]).name: r["error_code"] for r in rows}
     assert codes == {

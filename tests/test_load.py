@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 from PIL.TiffImagePlugin import IFDRational
 
-from iqa_cli.exif import parse_datetime, read_exif
+from iqa_cli.audit.exif import parse_datetime, read_exif
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
 from iqa_cli.images import DecodePlan, LoadedImage, LoadFailure, fit_size
-from iqa_cli.load import DEFAULT_MAX_PIXELS, load_image
 
 FULL = DecodePlan(draft=False)
 
@@ -127,7 +127,7 @@ def test_la_and_pa_and_premultiplied(tmp_path: Path) -> None:
     assert tuple(result.pixels[0, 0]) == (255, 255, 255)
     assert tuple(result.pixels[0, 1]) == (50, 50, 50)
     # Modes no file format stores but Pillow can hand us: convert them through the same function.
-    from iqa_cli.load import _to_rgb
+    from iqa_cli.audit.load import _to_rgb
 
     pa = Image.new("PA", (1, 1))
     pa.putpalette([9, 8, 7] * 256)
@@ -164,7 +164,7 @@ def test_sixteen_bit_grey_scales_not_clips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["I;16B", "I;16L", "I;16N"])
 def test_sixteen_bit_variants(mode: str) -> None:
-    from iqa_cli.load import _to_rgb
+    from iqa_cli.audit.load import _to_rgb
 
     image = Image.new(mode, (2, 1))
     image.putpixel((0, 0), 65535)
@@ -173,7 +173,7 @@ def test_sixteen_bit_variants(mode: str) -> None:
 
 
 def test_int32_and_float(tmp_path: Path) -> None:
-    from iqa_cli.load import _to_rgb
+    from iqa_cli.audit.load import _to_rgb
 
     sixteen_in_i = Image.fromarray(np.array([[0, 65535]], np.int32))
     assert np.asarray(_to_rgb(sixteen_in_i)[0])[0, :, 0].tolist() == [0, 255]
@@ -188,7 +188,7 @@ def test_int32_and_float(tmp_path: Path) -> None:
 
 
 def test_bilevel_grey_ycbcr_lab(tmp_path: Path) -> None:
-    from iqa_cli.load import _to_rgb
+    from iqa_cli.audit.load import _to_rgb
 
     bilevel = Image.new("1", (2, 1))
     bilevel.putpixel((1, 0), 1)
@@ -262,7 +262,7 @@ def test_text_and_html_named_jpg(tmp_path: Path, text: bytes) -> None:
 
 
 def test_heic_without_plugin_is_unsupported(tmp_path: Path) -> None:
-    from iqa_cli.load import HEIF_SUPPORTED
+    from iqa_cli.audit.load import HEIF_SUPPORTED
 
     if HEIF_SUPPORTED:
         pytest.skip("pillow-heif is installed")
@@ -319,7 +319,7 @@ def test_absurd_side_is_bad_dimensions(tmp_path: Path) -> None:
 def test_file_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.jpg"
     path.write_bytes(jpeg_bytes())
-    monkeypatch.setattr("iqa_cli.load.MAX_FILE_BYTES", 100)
+    monkeypatch.setattr("iqa_cli.audit.load.MAX_FILE_BYTES", 100)
     failed(path, "file_too_large")
 
 

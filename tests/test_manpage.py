@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from iqa_cli import manpage
+from iqa_cli.cli import manpage
 
 MAN = Path(__file__).resolve().parents[1] / "man"
 

@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from iqa_cli import plugins
-from iqa_cli.cli import app
+from iqa_cli.cli.app import app
 
 runner = CliRunner()
 

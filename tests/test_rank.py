@@ -1,4 +1,4 @@
-"""rank.py on hand-built answers: both orders, Bradley-Terry, pair schedule, aggregation; rank_run.py matching."""
+"""rank/model.py on hand-built answers: both orders, Bradley-Terry, pair schedule, aggregation; rank/run.py matching."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from iqa_cli.engines.base import AssessRequest, Comparison, Prepared
 from iqa_cli.errors import UsageError
-from iqa_cli.rank import (
+from iqa_cli.rank.model import (
     PAIR_LIMIT,
     PairResult,
     Ranking,
@@ -24,7 +24,7 @@ from iqa_cli.rank import (
     swiss_rounds,
     tournament,
 )
-from iqa_cli.rank_run import RankSettings, _judge, match_folders, split_reference
+from iqa_cli.rank.run import RankSettings, _judge, match_folders, split_reference
 
 
 def answer(winner: str, confidence: float) -> Comparison:

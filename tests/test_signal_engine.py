@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import pickle
 import re
@@ -13,23 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
+from iqa_cli.audit.load import load_image
 from iqa_cli.categories import CATEGORIES
-from iqa_cli.distortions import FUNCTIONS, distort
 from iqa_cli.engines.base import RATING_WORDS, AssessRequest, EngineOptions, Prepared
 from iqa_cli.engines.signal import SignalEngine
 from iqa_cli.engines.signal.decide import brief_answer, decide
 from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
 from iqa_cli.engines.signal.model import MODEL_FILE, Booster, ModelFileError, read_model, shipped_model
-from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
+from iqa_cli.evaluation.distortions import FUNCTIONS, distort
 from iqa_cli.images import LoadedImage
-from iqa_cli.load import load_image
-
-_spec = importlib.util.spec_from_file_location(
-    "photo_set", Path(__file__).resolve().parents[1] / "benchmarks" / "photo_set.py"
-)
-assert _spec is not None and _spec.loader is not None
-photo_set = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(photo_set)
+from iqa_cli.testing import photos as photo_set
 
 # training/train_signal.py keeps these out of the training corpus: they are unseen photos here.
 HELD_OUT = ("coffee", "china")

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from iqa_cli.audit.store import LOCK_NAME, STORE_NAME, ResultStore, StoreLocked, cache_key
 from iqa_cli.engines.base import Assessment
 from iqa_cli.errors import EXIT_FAILURE
 from iqa_cli.images import ExifInfo, FileFacts
-from iqa_cli.schema import COLUMN_NAMES, EngineStamp, assessed_row, error_row, safe_text
-from iqa_cli.store import LOCK_NAME, STORE_NAME, ResultStore, StoreLocked, cache_key
+from iqa_cli.report.schema import COLUMN_NAMES, EngineStamp, assessed_row, error_row, safe_text
 
 STAMP = EngineStamp("signal", "1.0", {"long_side": 512})
 KEY = cache_key(STAMP, detail=False)

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fake_engine import BrightnessEngine
 from PIL import Image
 from typer.testing import CliRunner
 
-import iqa_cli.pipeline
-from iqa_cli.audit import AuditSettings, run_audit
-from iqa_cli.cli import app
+import iqa_cli.audit.queue
+from iqa_cli.audit.run import AuditSettings, run_audit
+from iqa_cli.audit.store import ResultStore
+from iqa_cli.cli.app import app
 from iqa_cli.report.writers import CsvWriter, ParquetWriter
-from iqa_cli.store import ResultStore
+from iqa_cli.testing.engines import BrightnessEngine
 
 TESTS = Path(__file__).resolve().parent
 PAST = time.time() - 3600  # files older than the store's racy window are trusted when unchanged
@@ -54,13 +54,13 @@ def _run(root: Path, out: Path, **settings) -> tuple[object, pd.DataFrame]:
 
 def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     loaded: list[str] = []
-    real = iqa_cli.pipeline.load_image
+    real = iqa_cli.audit.queue.load_image
 
     def counting(path, *args, **kwargs):
         loaded.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(iqa_cli.pipeline, "load_image", counting)
+    monkeypatch.setattr(iqa_cli.audit.queue, "load_image", counting)
     return loaded
 
 
@@ -99,10 +99,10 @@ RUNNER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from fake_engine import BrightnessEngine
-    from iqa_cli.audit import AuditSettings, run_audit
+    from iqa_cli.testing.engines import BrightnessEngine
+    from iqa_cli.audit.run import AuditSettings, run_audit
     from iqa_cli.report.writers import ParquetWriter
-    from iqa_cli.store import ResultStore
+    from iqa_cli.audit.store import ResultStore
 
     root, out, delay = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
     out.mkdir(parents=True, exist_ok=True)

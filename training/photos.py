@@ -17,7 +17,6 @@ mode.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -589,18 +588,9 @@ def cached_photos(cache: Path | None = None) -> list[Photo]:
 # --- the project's own photos ------------------------------------------------------------------------------------
 
 
-def _load_photo_set():
-    spec = importlib.util.spec_from_file_location("iqa_benchmarks_photo_set", REPO / "benchmarks" / "photo_set.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("benchmarks/photo_set.py not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def bundled_photos(dest: Path) -> list[Photo]:
     """Write the project's bundled clean photos as PNG into dest (offline): the originals in examples/photos/
-    (source "bundled-examples", licences in examples/README.md) and benchmarks/photo_set.py's CLEAN_PHOTOS
+    (source "bundled-examples", licences in examples/README.md) and iqa_cli/testing/photos.py's CLEAN_PHOTOS
     (source "bundled-benchmarks": scikit-image, scikit-learn and matplotlib sample data). A photo whose data
     package is not installed is left out with a warning."""
     from PIL import Image
@@ -616,7 +606,7 @@ def bundled_photos(dest: Path) -> list[Photo]:
                 image.convert("RGB").save(out)
             photos.append(Photo(out, "bundled-examples", path.stem, str(readme) if readme.is_file() else None))
     try:
-        photo_set = _load_photo_set()
+        from iqa_cli.testing import photos as photo_set
     except ImportError as error:
         print(f"warning: benchmark photos left out: {error}", file=sys.stderr)
         return photos

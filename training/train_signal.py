@@ -43,15 +43,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from iqa_cli import distortions
+from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
+from iqa_cli.audit.load import load_image
 from iqa_cli.categories import CATEGORIES
 from iqa_cli.engines.signal import decide as decide_module
 from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
 from iqa_cli.engines.signal.model import FORMAT, SignalModel
-from iqa_cli.evaluate import auroc, confidence_buckets, expected_calibration_error, primary_right, spearman
-from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
+from iqa_cli.evaluation import distortions
+from iqa_cli.evaluation.metrics import auroc, confidence_buckets, expected_calibration_error, primary_right, spearman
 from iqa_cli.images import LoadedImage
-from iqa_cli.load import load_image
 
 CATEGORY_KEYS = tuple(CATEGORIES)
 MISSING = -999.0
@@ -89,9 +89,9 @@ class Recipe:
 
 def _code_version() -> str:
     # Features change when the measuring, feature, loader or distortion code changes.
+    import iqa_cli.audit.load as ld
     import iqa_cli.engines.signal.features as f
     import iqa_cli.engines.signal.measure as m
-    import iqa_cli.load as ld
 
     digest = hashlib.blake2b(digest_size=8)
     for module in (f, m, ld, distortions):
@@ -597,7 +597,7 @@ def apply_decision(presence: np.ndarray, decision: Decision) -> tuple[list[list[
 
 
 def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """The figures the issue asks for on one set of images, in the definitions of iqa_cli/evaluate.py."""
+    """The figures the issue asks for on one set of images, in the definitions of iqa_cli/evaluation/metrics.py."""
     truth = data.truth
     singles = (data.present > 0).sum(axis=1) == 1
     clean = data.worst == 0

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from iqa_cli.exif import read_exif
+from iqa_cli.audit.exif import read_exif
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure, fit_size
 
 DEFAULT_MAX_PIXELS = 200_000_000

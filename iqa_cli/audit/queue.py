@@ -17,10 +17,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
 from iqa_cli.checks import Check
 from iqa_cli.engines.base import Preparer
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure
-from iqa_cli.load import DEFAULT_MAX_PIXELS, load_image
 
 
 @dataclass

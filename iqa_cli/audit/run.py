@@ -8,17 +8,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iqa_cli.audit.discover import DiscoveryProblem, discover
+from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
+from iqa_cli.audit.queue import CheckFailed, Outcome, Prefetcher, WorkerSpec
+from iqa_cli.audit.store import ResultStore, cache_key
 from iqa_cli.checks import Check, Finding
-from iqa_cli.discover import DiscoveryProblem, discover
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
-from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.images import FileFacts
-from iqa_cli.load import DEFAULT_MAX_PIXELS
-from iqa_cli.pipeline import CheckFailed, Outcome, Prefetcher, WorkerSpec
+from iqa_cli.report.schema import EngineStamp, assessed_row, error_row
+from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import ReportWriter
-from iqa_cli.schema import EngineStamp, assessed_row, error_row
-from iqa_cli.store import ResultStore, cache_key
-from iqa_cli.summary import Summary, SummaryBuilder
 
 
 def default_workers() -> int:

@@ -52,7 +52,7 @@ from typing import Any
 import pyarrow as pa
 
 from iqa_cli.errors import IqaError
-from iqa_cli.schema import COLUMNS, EngineStamp, safe_text
+from iqa_cli.report.schema import COLUMNS, EngineStamp, safe_text
 
 STORE_NAME = "iqa-store.sqlite"
 LOCK_NAME = "iqa-store.lock"

@@ -25,23 +25,23 @@ from rich.progress import (
 from rich.table import Table
 
 from iqa_cli import __version__
-from iqa_cli.audit import AuditSettings, default_workers, run_audit
+from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
+from iqa_cli.audit.run import AuditSettings, default_workers, run_audit
+from iqa_cli.audit.store import ResultStore
 from iqa_cli.checks import Check
-from iqa_cli.cli_config import apply_config, config_app
-from iqa_cli.cli_errors import stderr_console, user_errors
-from iqa_cli.cli_eval import EVAL_EPILOG, eval_command
-from iqa_cli.cli_model import model_app
-from iqa_cli.cli_rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
+from iqa_cli.cli.config import apply_config, config_app
+from iqa_cli.cli.errors import stderr_console, user_errors
+from iqa_cli.cli.eval import EVAL_EPILOG, eval_command
+from iqa_cli.cli.model import model_app
+from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
 from iqa_cli.engines.base import EngineOptions
 from iqa_cli.engines.choose import AUTO, create_engine
 from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
-from iqa_cli.flag import DEFAULT_MIN_CONFIDENCE
-from iqa_cli.load import DEFAULT_MAX_PIXELS
 from iqa_cli.plugins import checks as plugin_checks
 from iqa_cli.plugins import engines, origin, writers
 from iqa_cli.report.reread import RowFilter, read_rows, summarise
-from iqa_cli.store import ResultStore
-from iqa_cli.summary import Summary, render
+from iqa_cli.report.summary import Summary, render
 
 app = typer.Typer(
     name="iqa",

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from iqa_cli import config
-from iqa_cli.cli_errors import user_errors
+from iqa_cli.cli.errors import user_errors
 from iqa_cli.errors import UsageError
 
 config_app = typer.Typer(

@@ -1,4 +1,4 @@
-"""`iqa eval`: a thin command over evaluate.py (metrics, labelled sets) and eval_run.py (the audit run, outputs)."""
+"""`iqa eval`: a thin command over evaluation/metrics.py (metrics, labelled sets) and evaluation/run.py (the run)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from iqa_cli.cli_errors import stderr_console, user_errors
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
+from iqa_cli.cli.errors import stderr_console, user_errors
 from iqa_cli.engines.base import EngineOptions
 from iqa_cli.engines.choose import AUTO, create_engine
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
-from iqa_cli.evaluate import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
-from iqa_cli.load import DEFAULT_MAX_PIXELS
+from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
 
 EVAL_EPILOG = """Examples:
 
@@ -118,7 +118,7 @@ def eval_command(
             return
         if labels is None:
             raise UsageError("give a labels CSV to evaluate, or --make-set CLEAN_DIR --set-out DIR to build one")
-        from iqa_cli.eval_run import assess_labels, parse_formats, plot_report, write_report
+        from iqa_cli.evaluation.run import assess_labels, parse_formats, plot_report, write_report
 
         chosen_formats = parse_formats(formats)
         label_rows = read_labels(labels)

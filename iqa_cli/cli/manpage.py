@@ -1,4 +1,5 @@
-"""Man pages, one per command, and shell-completion scripts generated from the Typer app (`iqa_cli.manpage man/`)."""
+"""Man pages, one per command, and shell-completion scripts generated from the Typer app
+(`python -m iqa_cli.cli.manpage man/`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from iqa_cli import __version__, config
 
 COMPLETION_SHELLS = ("bash", "zsh", "fish")
-REGENERATE = "python -m iqa_cli.manpage man/"
+REGENERATE = "python -m iqa_cli.cli.manpage man/"
 
 # Shown on every page without an "Exit codes:" paragraph of its own (see errors.py).
 EXIT_STATUS = [
@@ -36,7 +37,7 @@ def root_context() -> Any:
     """The root context of `iqa`'s Click command tree (imported late: the CLI imports this package's modules)."""
     import typer.main
 
-    from iqa_cli.cli import app
+    from iqa_cli.cli.app import app
 
     group = typer.main.get_command(app)
     return group.context_class(group, info_name="iqa", **group.context_settings)
@@ -53,7 +54,7 @@ def render_completions(app: Any = None) -> dict[str, str]:
     from typer.testing import CliRunner
 
     if app is None:
-        from iqa_cli.cli import app
+        from iqa_cli.cli.app import app
     runner = CliRunner()
     scripts = {}
     for shell in COMPLETION_SHELLS:
@@ -283,7 +284,7 @@ def _esc(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or with --check, compare) the man pages and completion scripts."""
-    parser = argparse.ArgumentParser(prog="python -m iqa_cli.manpage", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m iqa_cli.cli.manpage", description=__doc__)
     parser.add_argument("out", type=Path, help="folder for the pages, normally man/")
     parser.add_argument("--check", action="store_true", help="only report what differs; exit 1 if anything does")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from iqa_cli.cli_errors import user_errors
+from iqa_cli.cli.errors import user_errors
 from iqa_cli.engines.depictqa import check as model_check
 from iqa_cli.engines.depictqa import files
 from iqa_cli.errors import ModelFilesError

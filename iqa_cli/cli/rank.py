@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from iqa_cli.cli_errors import stderr_console, user_errors
+from iqa_cli.cli.errors import stderr_console, user_errors
 from iqa_cli.engines.base import Engine, EngineOptions
 from iqa_cli.engines.choose import AUTO
 from iqa_cli.errors import IqaError, UsageError
-from iqa_cli.rank import (
+from iqa_cli.rank.model import (
     METHODS_SCHEMA,
     PAIR_LIMIT,
     PAIRS_SCHEMA,
@@ -27,7 +27,7 @@ from iqa_cli.rank import (
     pair_rows,
     ranking_rows,
 )
-from iqa_cli.rank_run import (
+from iqa_cli.rank.run import (
     Matching,
     RankSettings,
     match_folders,
@@ -73,7 +73,7 @@ Folders are matched by file name (extension and case ignored). See docs/ranking.
 
 
 def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, seed: int) -> RankSettings:
-    from iqa_cli.audit import default_workers
+    from iqa_cli.audit.run import default_workers
 
     return RankSettings(
         detail=detail,

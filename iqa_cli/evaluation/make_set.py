@@ -47,7 +47,7 @@ def build_set(
         raise SetError(f"pairs must be 0 or more, not {pairs}")
     if max_side is not None and max_side < 1:
         raise SetError(f"max_side must be a positive number of pixels, not {max_side}")
-    from iqa_cli.distortions import FUNCTIONS, distort  # scipy: imported only when a set is built
+    from iqa_cli.evaluation.distortions import FUNCTIONS, distort  # scipy: imported only when a set is built
 
     severities = sorted(set(severities))
     out = Path(out_folder)
@@ -92,7 +92,7 @@ def build_set(
 
 def _clean_photos(folder: Path) -> Iterator[tuple[str, Path]]:
     """(unique file stem, path) of every image under `folder`, in discovery order."""
-    from iqa_cli.discover import DiscoveryProblem, discover
+    from iqa_cli.audit.discover import DiscoveryProblem, discover
 
     if not folder.is_dir():
         raise SetError(f"{folder} is not a folder: give the folder of clean photos")

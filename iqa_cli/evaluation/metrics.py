@@ -295,7 +295,7 @@ def make_set(
     each with a drawn function and severity). The labels carry the `function` column. The output
     depends only on the photos and `seed`.
     """
-    from iqa_cli.eval_set import build_set
+    from iqa_cli.evaluation.make_set import build_set
 
     return build_set(
         clean_folder, out_folder, severities=severities, functions=functions, seed=seed, pairs=pairs, max_side=max_side
@@ -363,8 +363,8 @@ def _no_nan(value: Any) -> Any:
 def _verdict(answer: Answer) -> str:
     if answer.verdict is not None:
         return answer.verdict
+    from iqa_cli.audit.flag import verdict_for
     from iqa_cli.engines.base import Assessment, rating_for_score
-    from iqa_cli.flag import verdict_for
 
     rating = rating_for_score(answer.score) if answer.score is not None else None
     return verdict_for(Assessment(task="", question="", answer="", distortions=list(answer.named), rating=rating))

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from iqa_cli.audit import AuditSettings, default_workers, run_audit
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
+from iqa_cli.audit.run import AuditSettings, default_workers, run_audit
 from iqa_cli.engines.base import Engine
 from iqa_cli.errors import UsageError
-from iqa_cli.evaluate import Answer, EvalReport, Label, answer_from_row, group_labels
-from iqa_cli.load import DEFAULT_MAX_PIXELS
-from iqa_cli.summary import Summary
+from iqa_cli.evaluation.metrics import Answer, EvalReport, Label, answer_from_row, group_labels
+from iqa_cli.report.summary import Summary
 
 FORMATS = ("parquet", "csv")
 WRITTEN_TABLES = ("identification", "confidence", "rows")  # each as eval-NAME.FORMAT; the rest are in the summary

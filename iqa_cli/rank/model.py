@@ -1,6 +1,6 @@
 """The ranking model: both-orders answers, the pair schedule, Bradley-Terry, per-method aggregation, report rows.
 
-Pure functions on answers; rank_run.py runs engines over files and folders. docs/ranking.md explains the model.
+Pure functions on answers; rank/run.py runs engines over files and folders. docs/ranking.md explains the model.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from iqa_cli.discover import DiscoveryProblem, discover
+from iqa_cli.audit.discover import DiscoveryProblem, discover
+from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
+from iqa_cli.audit.queue import Outcome, Prefetcher, WorkerSpec
 from iqa_cli.engines.base import AssessRequest, Comparison, Engine, Prepared
 from iqa_cli.errors import UsageError
-from iqa_cli.load import DEFAULT_MAX_PIXELS
-from iqa_cli.pipeline import Outcome, Prefetcher, WorkerSpec
-from iqa_cli.rank import PAIR_LIMIT, Judge, PairResult, Ranking, Standing, combine, standings, tournament
+from iqa_cli.rank.model import PAIR_LIMIT, Judge, PairResult, Ranking, Standing, combine, standings, tournament
 
 # --------------------------------------------------------------------------------- running engines
 

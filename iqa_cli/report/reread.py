@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iqa_cli.errors import UsageError
+from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA
+from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import LIST_SEPARATOR, CsvWriter, JsonlWriter, ParquetWriter
-from iqa_cli.schema import COLUMN_NAMES, SCHEMA
-from iqa_cli.summary import Summary, SummaryBuilder
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from iqa_cli.flag import VERDICTS
+from iqa_cli.audit.flag import VERDICTS
 
 LISTED = 10  # images named in each list of the summary
 

@@ -14,7 +14,7 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iqa_cli.schema import COLUMN_NAMES, SCHEMA
+from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA
 
 LIST_SEPARATOR = "; "
 
@@ -147,4 +147,3 @@ def _json_default(value: Any) -> Any:
 
 
 BUILTIN_WRITERS: tuple[type[ReportWriter], ...] = (ParquetWriter, CsvWriter, JsonlWriter)
-

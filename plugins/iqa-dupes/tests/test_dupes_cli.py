@@ -14,7 +14,7 @@ pytest.importorskip("iqa_dupes", reason="the iqa-dupes plugin is not installed: 
 
 from dupestools import photo
 from iqa_cli import plugins
-from iqa_cli.cli import app
+from iqa_cli.cli.app import app
 from typer.testing import CliRunner
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from iqa_cli.engines.base import Assessment
 from iqa_cli.images import FileFacts
-from iqa_cli.schema import EngineStamp, assessed_row, error_row
+from iqa_cli.report.schema import EngineStamp, assessed_row, error_row
 from PIL import Image
 
 STAMP = EngineStamp("test-engine", "1.0", {"size": 64})

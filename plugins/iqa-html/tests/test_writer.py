@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("iqa_html", reason="the iqa-html plugin is not installed: pip install -e plugins/iqa-html")
-from iqa_cli.audit import AuditSettings, run_audit
+from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared
 from iqa_cli.images import DecodePlan, LoadedImage
 from iqa_cli.plugins import writers

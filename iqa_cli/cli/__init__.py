@@ -1,0 +1,1 @@
+"""Thin Typer commands: each parses options and wires the parts together (`app.py` assembles them)."""
