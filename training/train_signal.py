@@ -559,23 +559,26 @@ def answers(presence: np.ndarray, thresholds: np.ndarray) -> tuple[list[list[str
 
 def fit_decision(presence: np.ndarray, data: Data, clean_target: float) -> Decision:
     """Thresholds giving every category an equal share of the clean images it may flag: per category the
-    (1 - alpha) quantile of its probability on clean images (never under 0.5), alpha = `clean_target` / 12,
-    alpha then raised step by step while clean images flagged by any category stay within `clean_target`
-    (flags overlap); then the isotonic calibration of each answer type on these images."""
+    (1 - alpha) quantile of its probability on clean images (never under 0.5), with the largest alpha on a
+    fine grid (`clean_target` / 120 up to `clean_target`) at which the clean images flagged by any category
+    stay within `clean_target` (flags overlap, so alpha may exceed `clean_target` / 12); then the isotonic
+    calibration of each answer type on these images."""
     clean = data.worst == 0
-    best = np.full(len(CATEGORY_KEYS), 0.99)
-    for share in np.arange(1.0, 4.01, 0.25):
-        alpha = min(1.0, share * clean_target / len(CATEGORY_KEYS))
-        thresholds = np.array(
-            [
-                max(0.5, float(np.quantile(presence[clean, j], 1 - alpha))) if clean.any() else 0.5
-                for j in range(len(CATEGORY_KEYS))
-            ]
+
+    def thresholds_at(alpha: float) -> np.ndarray:
+        if not clean.any():
+            return np.full(len(CATEGORY_KEYS), 0.5)
+        return np.array(
+            [max(0.5, float(np.quantile(presence[clean, j], 1 - alpha))) for j in range(len(CATEGORY_KEYS))]
         )
+
+    alphas = np.geomspace(clean_target / (10 * len(CATEGORY_KEYS)), clean_target, 48)
+    best = thresholds_at(alphas[0])
+    for alpha in alphas[1:]:
+        thresholds = thresholds_at(float(alpha))
         _, _, any_named = answers(presence, thresholds)
-        if clean.any() and any_named[clean].mean() > clean_target:
-            break
-        best = thresholds
+        if not clean.any() or any_named[clean].mean() <= clean_target:
+            best = thresholds
     named, raw, any_named = answers(presence, best)
     right = np.array([primary_right(t, n) for t, n in zip(data.truth, named, strict=True)], dtype=float)
     calibration = {

@@ -56,21 +56,74 @@ _DERIVED = (
     "native_vs_whole_blur",
     "sat_mean",
     "sat_p95",
+    "value_p01",
+    "value_p99",
+    "low_p01",
+    "dark_gaps",
+    "bright_gaps",
+    "dark_comb",
+    "bright_comb",
+    "comb_balance",
 )
 FEATURES: tuple[str, ...] = _WHOLE + tuple(f"native_{name}" for name in _NATIVE) + _DERIVED
 
 
-def _saturation(pixels: np.ndarray) -> tuple[float, float]:
-    # HSV saturation on every 4th pixel each way: the HSV distortions scale exactly this.
-    sub = pixels[::4, ::4].reshape(-1, 3).astype(np.float32)
+def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
+    """HSV saturation (mean, 95th percentile), which the HSV distortions scale, and the 1st/99th percentile of
+    the highest channel (HSV's V) and the 1st of the lowest: a shift of V leaves a floor or a ceiling on V that
+    luma does not show (a brightened pure blue keeps a dark luma). Every 4th pixel each way."""
+    sub = pixels[::4, ::4].reshape(-1, 3)
     high = sub.max(axis=1)
     low = sub.min(axis=1)
-    s = np.where(high > 8, (high - low) / np.maximum(high, 1.0), 0.0)
-    return float(s.mean()), float(np.percentile(s, 95))
+    high_f = high.astype(np.float32)
+    s = np.where(high > 8, (high_f - low) / np.maximum(high_f, 1.0), 0.0)
+    value_p01, value_p99 = np.percentile(high, (1, 99))
+    return {
+        "sat_mean": float(s.mean()),
+        "sat_p95": float(np.percentile(s, 95)),
+        "value_p01": float(value_p01),
+        "value_p99": float(value_p99),
+        "low_p01": float(np.percentile(low, 1)),
+    }
 
 
-def features_of(whole: Measurements, native: Measurements, pixels: np.ndarray, native_exact: bool) -> dict[str, float]:
-    """The named feature values from the two measurements (`native_exact`: the crop is at full resolution)."""
+def _tone_curve_traces(pixels: np.ndarray) -> tuple[float, float, float, float]:
+    """Traces a tone curve leaves in 8-bit histograms, in the darkest and brightest third of each channel's
+    1-99 percentile span, median over channels: empty levels where the curve is steeper than 1 (a gamma
+    under 1 spreads the shadows), and a comb (levels alternately hit by one and two inputs) where it is
+    flatter. A camera applies its curve before rounding to 8 bits and leaves neither; an 8-bit edit may."""
+    flat = pixels.reshape(-1, 3)
+    dark_gaps, bright_gaps, dark_comb, bright_comb = [], [], [], []
+    for c in range(3):
+        counts = np.bincount(flat[:, c], minlength=256).astype(np.float64)
+        cum = np.cumsum(counts)
+        lo, hi = int(np.searchsorted(cum, 0.01 * cum[-1])), int(np.searchsorted(cum, 0.99 * cum[-1]))
+        third = (hi - lo) // 3
+        if third < 4:
+            continue
+        for start, gaps, comb in ((lo, dark_gaps, dark_comb), (hi - third, bright_gaps, bright_comb)):
+            part = counts[start : start + third + 1]
+            gaps.append(float(np.mean(part == 0)))
+            # Each level against the mean of its neighbours, in units of the counting noise (Poisson: the
+            # difference has variance 1.5 x the count), so that a small crop is not rougher than a big one.
+            middle = part[1:-1]
+            around = (part[:-2] + part[2:]) / 2
+            comb.append(math.log10(1.0 + float(np.mean((middle - around) ** 2 / (1.5 * around + 1.0)))))
+    if not dark_gaps:
+        return (math.nan,) * 4
+    return (
+        float(np.median(dark_gaps)),
+        float(np.median(bright_gaps)),
+        float(np.median(dark_comb)),
+        float(np.median(bright_comb)),
+    )
+
+
+def features_of(
+    whole: Measurements, native: Measurements, pixels: np.ndarray, native_pixels: np.ndarray, native_exact: bool
+) -> dict[str, float]:
+    """The named feature values from the two measurements and their pixels (`native_exact`: the crop is at
+    full resolution)."""
     values = {name: float(getattr(whole, name)) for name in _WHOLE}
     for name in _NATIVE:
         values[f"native_{name}"] = float(getattr(native, name))
@@ -87,7 +140,11 @@ def features_of(whole: Measurements, native: Measurements, pixels: np.ndarray, n
     values["native_noise_ratio"] = native.noise / max(native.noise_median, 1e-6)
     values["native_vs_whole_noise"] = native.noise_coarse / max(whole.noise_coarse, 0.05)
     values["native_vs_whole_blur"] = native.blur - whole.blur
-    values["sat_mean"], values["sat_p95"] = _saturation(pixels)
+    values.update(_colour_extremes(pixels))
+    traces = _tone_curve_traces(native_pixels)
+    values["dark_gaps"], values["bright_gaps"], values["dark_comb"], values["bright_comb"] = traces
+    # Which end of the range the curve bent: a brightening gamma combs the shadows, a darkening one the lights.
+    values["comb_balance"] = traces[2] - traces[3]
     return values
 
 
@@ -97,4 +154,4 @@ def extract(image: LoadedImage) -> dict[str, float]:
     whole = measure_pixels(image.pixels, facts.width, facts.jpeg_quality)
     crop = image.native if image.native is not None else image.pixels
     native = measure_pixels(crop, crop.shape[1], facts.jpeg_quality)
-    return features_of(whole, native, image.pixels, native_exact=image.native_scale == 1.0)
+    return features_of(whole, native, image.pixels, crop, native_exact=image.native_scale == 1.0)
