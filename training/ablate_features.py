@@ -1,0 +1,69 @@
+"""Paired comparison of the signal model with and without some features, on the cached training features.
+
+    python training/ablate_features.py dark_comb,bright_comb,comb_balance
+
+Both variants are cross-validated on the same development photos, folds and seed as train_signal.py (which
+must have run once, to fill the feature cache), so a difference comes from the features alone. Prints the
+cross-fitted figures and, per category, the AUROC clean vs severity 4 and the severity-4 share found when
+1% of clean images may be flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
+
+from iqa_cli.evaluation.metrics import auroc
+from training import train_signal as T
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("features", help="comma-separated feature names to leave out")
+    parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
+    parser.add_argument("--clean-target", type=float, default=0.07)
+    args = parser.parse_args(argv)
+    left_out = set(args.features.split(","))
+    unknown = left_out - set(T.FEATURES)
+    if unknown:
+        parser.error(f"unknown features: {', '.join(sorted(unknown))}")
+    from training import photos as photo_source
+
+    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
+    if not cache.exists():
+        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    import pyarrow.parquet as pq
+
+    data, _ = T.drop_monochrome(T.as_data(pq.read_table(cache).to_pylist()))
+    test_photos = T.split_photos(data.photo, 0)
+    dev = data.subset(np.array([p not in test_photos for p in data.photo]))
+    fold_of = T.assign_folds(dev.photo, T.FOLDS, 0)
+    fold = np.array([fold_of[p] for p in dev.photo])
+    keep = [i for i, name in enumerate(T.FEATURES) if name not in left_out]
+    clean = dev.worst == 0
+    single = (dev.present > 0).sum(axis=1) == 1
+    for label, d in (("without", dataclasses.replace(dev, x=dev.x[:, keep])), ("with", dev)):
+        presence, severity, worst, _ = T.out_of_fold(d, fold, T.FOLDS, quick=False, seed=0)
+        named, conf = T.cross_fitted(presence, d, fold, args.clean_target)
+        report = T.tables(d, named, conf, T._scores(named, severity, worst))
+        print(
+            f"{label}: clean ok {report['clean_ok']:.3f}, primary s4 {report['primary_s4']:.3f}, "
+            f"ECE {report['ece']:.3f}, AUROC {report['auroc']:.3f}"
+        )
+        for j, category in enumerate(T.CATEGORY_KEYS):
+            s4 = single & (d.present[:, j] == 4)
+            scores = np.r_[presence[clean, j], presence[s4, j]].tolist()
+            truth = [False] * int(clean.sum()) + [True] * int(s4.sum())
+            found = (presence[s4, j] > np.quantile(presence[clean, j], 0.99)).mean()
+            print(f"  {category:22s} AUROC {auroc(scores, truth):.3f}  s4 found at 1% clean flagged {found:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
