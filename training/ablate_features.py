@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     keep = [i for i, name in enumerate(T.FEATURES) if name not in left_out]
     clean = dev.worst == 0
     single = (dev.present > 0).sum(axis=1) == 1
-    for label, d in (("without", dataclasses.replace(dev, x=dev.x[:, keep])), ("with", dev)):
+    for label, d in (
+        ("without", dataclasses.replace(dev, x=dev.x[:, keep], features=tuple(T.FEATURES[i] for i in keep))),
+        ("with", dev),
+    ):
         presence, severity, worst, _ = T.out_of_fold(d, fold, T.FOLDS, quick=False, seed=0)
         named, conf = T.cross_fitted(presence, d, fold, args.clean_target)
         report = T.tables(d, named, conf, T._scores(named, severity, worst))

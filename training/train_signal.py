@@ -281,6 +281,7 @@ class Data:
     photo: np.ndarray
     functions: list[list[str]]
     rows: list[dict[str, Any]]
+    features: tuple[str, ...] = FEATURES  # the columns of x
 
     @property
     def worst(self) -> np.ndarray:
@@ -298,6 +299,7 @@ class Data:
             self.photo[index],
             [self.functions[i] for i in index],
             [self.rows[i] for i in index],
+            self.features,
         )
 
 
@@ -362,17 +364,23 @@ def _params(objective: str, quick: bool, seed: int) -> dict[str, Any]:
     }
 
 
-def fit_booster(objective: str, x, y, w, stop=None, *, quick: bool, seed: int, rounds: int | None = None):
+def fit_booster(
+    objective: str, x, y, w, stop=None, *, quick: bool, seed: int, rounds: int | None = None, monotone=None
+):
     """A LightGBM booster: the number of trees chosen on `stop` (x, y, w of held-out photos, early stopping),
-    or `rounds` trees when there is no `stop`."""
+    or `rounds` trees when there is no `stop`; `monotone`: LightGBM's per-feature constraints (1 rising)."""
     import lightgbm as lgb
+
+    params = _params(objective, quick, seed)
+    if monotone is not None and any(monotone):
+        params["monotone_constraints"] = list(monotone)
 
     train = lgb.Dataset(x, y, weight=w, free_raw_data=False)
     if stop is None:
-        return lgb.train(_params(objective, quick, seed), train, num_boost_round=max(1, rounds or 1))
+        return lgb.train(params, train, num_boost_round=max(1, rounds or 1))
     valid = lgb.Dataset(stop[0], stop[1], weight=stop[2], reference=train)
     return lgb.train(
-        _params(objective, quick, seed),
+        params,
         train,
         num_boost_round=40 if quick else MAX_ROUNDS,
         valid_sets=[valid],
@@ -426,6 +434,13 @@ def export_booster(booster, sigmoid: bool) -> dict[str, Any]:
     }
 
 
+# Features a category's presence may only rise with: more measured noise is never evidence against noise.
+# Without this, the trees learn a few photos' quirks (a low-noise fruit texture read as noisy) that then set
+# the category's threshold on clean photos.
+RISING: dict[str, tuple[str, ...]] = {
+    "noise": ("noise", "native_noise", "noise_coarse", "native_noise_coarse"),
+}
+
 BOOSTERS = (*(f"presence/{c}" for c in CATEGORY_KEYS), *(f"severity/{c}" for c in CATEGORY_KEYS), "worst")
 
 
@@ -451,8 +466,17 @@ def train_trees(train: Data, stop: Data | None, *, quick: bool, seed: int, round
         if stop is not None:
             _, _, ys, ws, xs = _task(name, stop)
             held = (xs, ys, ws)
+        rising = RISING.get(name.partition("/")[2], ()) if name.startswith("presence/") else ()
         boosters[name] = fit_booster(
-            objective, x, y, w, held, quick=quick, seed=seed, rounds=None if rounds is None else rounds[name]
+            objective,
+            x,
+            y,
+            w,
+            held,
+            quick=quick,
+            seed=seed,
+            rounds=None if rounds is None else rounds[name],
+            monotone=[int(f in rising) for f in train.features],
         )
     return boosters
 
