@@ -1,4 +1,5 @@
-"""The plugin manager: built-ins plus packages that declare an `iqa` entry point; names must be unique."""
+"""The plugin manager: built-ins plus packages that declare an `iqa` entry point; names must be unique.
+Also which engine runs when none is named (`create_engine`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import pluggy
 
 from iqa_cli import builtins, hookspecs
 from iqa_cli.checks import Check
-from iqa_cli.engines.base import Engine
-from iqa_cli.errors import UsageError
+from iqa_cli.engines.base import Engine, EngineOptions
+from iqa_cli.errors import EngineUnavailable, UsageError
 from iqa_cli.report.writers import ReportWriter
 
 ENTRY_POINT_GROUP = "iqa"
+AUTO = "auto"
+# Tried in this order when no engine is named: the model gives the answers iqa exists for.
+PREFERENCE = ("depictqa", "signal")
 
 
 @functools.cache
@@ -65,6 +69,28 @@ def _by_name(classes: list[list[type]], attribute: str, kind: str) -> dict[str, 
 def engines() -> dict[str, type[Engine]]:
     """Every installed engine class by name."""
     return _by_name(plugin_manager().hook.iqa_engines(), "name", "engine")
+
+
+def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str]:
+    """The engine to use and a note for the summary saying how it was chosen."""
+    available = engines()
+    if name and name != AUTO:
+        if name not in available:
+            raise UsageError(f"unknown engine {name!r}; installed engines: {', '.join(sorted(available))}")
+        reason = available[name].availability(options)
+        if reason is not None:
+            raise EngineUnavailable(f"the {name} engine cannot run: {reason}")
+        return available[name].create(options), "chosen with --engine"
+    skipped = []
+    for candidate in PREFERENCE:
+        cls = available.get(candidate)
+        if cls is None:
+            continue
+        reason = cls.availability(options)
+        if reason is None:
+            return cls.create(options), f"auto-selected{'; ' + '; '.join(skipped) if skipped else ''}"
+        skipped.append(f"{candidate} not used: {reason.split('. ')[0]}")
+    raise EngineUnavailable("no engine can run here; " + "; ".join(skipped))
 
 
 def writers() -> dict[str, type[ReportWriter]]:

@@ -1,10 +1,10 @@
-"""The README stays true to the code: its opening commands and its schema table."""
+"""The README and the row type stay true to the schema: the opening commands, the schema table, ReportRow."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_cli.report.schema import COLUMNS
+from iqa_cli.report.schema import COLUMN_NAMES, COLUMNS, ReportRow
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -19,3 +19,7 @@ def test_readme_schema_lists_every_column_with_its_type() -> None:
     for name, dtype, meaning in COLUMNS:
         shown = str(dtype).replace("list<element: ", "list<")
         assert f"| `{name}` | {shown} | {meaning} |" in README, name
+
+
+def test_report_row_type_has_every_column_in_order() -> None:
+    assert list(ReportRow.__annotations__) == COLUMN_NAMES

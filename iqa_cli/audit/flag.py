@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from iqa_cli.engines.base import Assessment
 
-VERDICTS = ("ok", "degraded", "bad")
 DEFAULT_MIN_CONFIDENCE = 0.6  # the authors' accuracy-by-confidence table drops sharply under .6
 
 
@@ -20,7 +19,9 @@ def verdict_for(result: Assessment) -> str:
     return "ok"
 
 
-def needs_review(result: Assessment, min_confidence: float) -> bool:
-    """True when the engine is less sure of its answer (or of its detail paragraph) than the user asked for."""
-    confidences = [result.confidence, result.detail_confidence]
-    return any(c is not None and c < min_confidence for c in confidences)
+def needs_review(confidence: float | None, detail_confidence: float | None, min_confidence: float) -> bool:
+    """True when the engine is less sure of its answer (or of its detail paragraph) than the user asked for.
+
+    Takes the two numbers, not an assessment, so that rows replayed from the store are flagged by the same rule
+    (--min-confidence is not part of what the store remembers)."""
+    return any(c is not None and c < min_confidence for c in (confidence, detail_confidence))

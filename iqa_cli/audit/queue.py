@@ -39,8 +39,8 @@ class Outcome:
     replayed: dict[str, Any] | None = None  # a row remembered from an earlier run: nothing to load or assess
 
     @property
-    def ok(self) -> bool:
-        """Loaded and prepared: ready for the engine."""
+    def needs_engine(self) -> bool:
+        """Loaded and prepared, not replayed: the engine must assess it."""
         return self.error_code is None and self.replayed is None
 
 

@@ -6,7 +6,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
@@ -16,7 +15,7 @@ from iqa_cli.audit.store import ResultStore, cache_key
 from iqa_cli.checks import Check, Finding
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
 from iqa_cli.images import FileFacts
-from iqa_cli.report.schema import EngineStamp, assessed_row, error_row
+from iqa_cli.report.schema import EngineStamp, ReportRow, assessed_row, error_row
 from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import ReportWriter
 
@@ -47,7 +46,7 @@ class AuditSettings:
     rerun: bool = False
 
 
-RowCallback = Callable[[dict[str, Any]], None]
+RowCallback = Callable[[ReportRow], None]
 
 
 def run_audit(
@@ -102,7 +101,7 @@ def run_audit(
     try:
         for outcome in prefetcher.run(sources.items()):
             pending.append(outcome)
-            ready += outcome.ok
+            ready += outcome.needs_engine
             if ready >= batch_size:
                 emit(pending)
                 pending, ready = [], 0
@@ -164,9 +163,9 @@ class _BatchContext:
     checks: Sequence[Check]
     first_path_of: dict[str, str] = field(default_factory=dict)  # content hash -> first path with it
 
-    def rows(self, outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    def rows(self, outcomes: list[Outcome]) -> list[ReportRow]:
         """Run the engine on the loaded outcomes and turn every outcome into a row, in order."""
-        ready = [o for o in outcomes if o.ok]
+        ready = [o for o in outcomes if o.needs_engine]
         results: dict[int, Assessment | Exception] = {}
         engine_seconds = 0.0
         if ready:
@@ -179,8 +178,8 @@ class _BatchContext:
             if outcome.replayed is not None:
                 row = dict(outcome.replayed)
                 if row["status"] == "ok":  # --min-confidence is not part of the stored settings
-                    row["needs_review"] = _below(row, self.min_confidence)
-            elif not outcome.ok:
+                    row["needs_review"] = needs_review(row["confidence"], row["detail_confidence"], self.min_confidence)
+            elif not outcome.needs_engine:
                 code, message = outcome.error_code or "error", outcome.error or ""
                 row = error_row(outcome.facts, code, message, stamp=self.stamp)
             elif isinstance(result, Exception):
@@ -193,7 +192,7 @@ class _BatchContext:
                     self.stamp,
                     result,
                     verdict=verdict_for(result),
-                    needs_review=needs_review(result, self.min_confidence),
+                    needs_review=needs_review(result.confidence, result.detail_confidence, self.min_confidence),
                     elapsed_ms=(outcome.seconds + engine_seconds) * 1000.0,
                     findings=self._findings(outcome),
                 )
@@ -201,7 +200,7 @@ class _BatchContext:
             rows.append(row)
         return rows
 
-    def _duplicate_of(self, row: dict[str, Any]) -> str | None:
+    def _duplicate_of(self, row: ReportRow) -> str | None:
         """The first path of this run with the same bytes, when this is not it."""
         content = row.get("content_hash")
         if content is None:
@@ -221,10 +220,6 @@ class _BatchContext:
             except Exception as exc:  # a plugin's bug costs its own finding, not the image
                 found.append(str(Finding(check.name, "check_failed", f"{type(exc).__name__}: {exc}")))
         return found
-
-
-def _below(row: dict[str, Any], min_confidence: float) -> bool:
-    return any(row.get(c) is not None and row[c] < min_confidence for c in ("confidence", "detail_confidence"))
 
 
 def _assess_batch(engine: Engine, ready: list[Outcome], request: AssessRequest) -> dict[int, Assessment | Exception]:

@@ -47,12 +47,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 from iqa_cli.errors import IqaError
-from iqa_cli.report.schema import COLUMNS, EngineStamp, safe_text
+from iqa_cli.report.schema import COLUMNS, EngineStamp, ReportRow, safe_text
 
 STORE_NAME = "iqa-store.sqlite"
 LOCK_NAME = "iqa-store.lock"
@@ -171,7 +171,7 @@ class ResultStore:
         hit = self._db.execute(_LOOKUP, (content_key, cache_key)).fetchone()
         return _decode(hit[0], None) if hit else None
 
-    def replay(self, path: str, st: os.stat_result, cache_key: str) -> dict[str, Any] | None:
+    def replay(self, path: str, st: os.stat_result, cache_key: str) -> ReportRow | None:
         """`known` and `lookup` in one query: the complete row for an unchanged `path`, else None."""
         hit = self._db.execute(_REPLAY, (cache_key, os.fsencode(path), *_signature(st))).fetchone()
         return _decode(hit[0], path) if hit else None
@@ -261,13 +261,13 @@ def _encode(row: Mapping[str, Any]) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-def _decode(text: str, path: str | None) -> dict[str, Any]:
+def _decode(text: str, path: str | None) -> ReportRow:
     row: dict[str, Any] = {"path": None if path is None else safe_text(path)}  # as a fresh row writes it
     row.update(zip(_STORED, json.loads(text), strict=True))
     for name in _TIMESTAMPS:
         if row[name] is not None:
             row[name] = datetime.fromisoformat(row[name])
-    return row
+    return cast(ReportRow, row)
 
 
 def _acquire_lock(lock_path: Path) -> int:

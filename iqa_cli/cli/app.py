@@ -36,10 +36,9 @@ from iqa_cli.cli.eval import EVAL_EPILOG, eval_command
 from iqa_cli.cli.model import model_app
 from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
 from iqa_cli.engines.base import EngineOptions
-from iqa_cli.engines.choose import AUTO, create_engine
 from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
+from iqa_cli.plugins import AUTO, create_engine, engines, origin, writers
 from iqa_cli.plugins import checks as plugin_checks
-from iqa_cli.plugins import engines, origin, writers
 from iqa_cli.report.reread import RowFilter, read_rows, summarise
 from iqa_cli.report.summary import Summary, render
 

@@ -18,9 +18,9 @@ from rich.table import Table
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.cli.errors import stderr_console, user_errors
 from iqa_cli.engines.base import EngineOptions
-from iqa_cli.engines.choose import AUTO, create_engine
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
 from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
+from iqa_cli.plugins import AUTO, create_engine
 
 EVAL_EPILOG = """Examples:
 

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from iqa_cli.cli.errors import stderr_console, user_errors
 from iqa_cli.engines.base import Engine, EngineOptions
-from iqa_cli.engines.choose import AUTO
 from iqa_cli.errors import IqaError, UsageError
+from iqa_cli.plugins import AUTO
 from iqa_cli.rank.model import (
     METHODS_SCHEMA,
     PAIR_LIMIT,
@@ -85,7 +85,7 @@ def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, 
 
 
 def _engine(name: str, model: str | None, device: str | None, dtype: str | None, tokens: int | None) -> Engine:
-    from iqa_cli.engines.choose import create_engine
+    from iqa_cli.plugins import create_engine
 
     engine, _ = create_engine(name, EngineOptions(model_dir=model, device=device, dtype=dtype, max_new_tokens=tokens))
     return engine

@@ -81,14 +81,14 @@ def _rank_loaded(
     group: str, outcomes: list[Outcome], labels: list[str], ref: Outcome | None, engine: Engine, settings: RankSettings
 ) -> Ranking:
     """Rank the loaded candidates of one group; load failures become unranked rows with their error."""
-    usable = [k for k, o in enumerate(outcomes) if o.ok]
+    usable = [k for k, o in enumerate(outcomes) if o.needs_engine]
     items = [Prepared(k, outcomes[k].payload, outcomes[k].width, outcomes[k].height) for k in usable]
     ref_item = Prepared(-1, ref.payload, ref.width, ref.height) if ref is not None else None
     local = tournament(len(items), _judge(engine, items, ref_item, settings), pair_limit=settings.pair_limit)
     pairs = [PairResult(usable[r.a], usable[r.b], r.p_a, r.agree, r.forward, r.backward, r.error) for r in local]
     rows = standings([o.facts.path for o in outcomes], labels, pairs)
     for k, outcome in enumerate(outcomes):
-        if not outcome.ok:
+        if not outcome.needs_engine:
             rows[k].error_code, rows[k].error = outcome.error_code, outcome.error
         elif rows[k].rank is None:
             failures = [p.error for p in pairs if p.error and k in (p.a, p.b)]
@@ -112,7 +112,7 @@ def _load(engine: Engine, groups: Sequence[list[str]], settings: RankSettings) -
 
 def _reference_problem(outcome: Outcome) -> str | None:
     """Why a reference cannot be used, or None when it loaded."""
-    if outcome.ok:
+    if outcome.needs_engine:
         return None
     return f"the reference {outcome.facts.path} could not be read: {outcome.error_code}: {outcome.error}"
 

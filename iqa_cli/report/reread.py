@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iqa_cli.errors import UsageError
-from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA
+from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA, ReportRow
 from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import LIST_SEPARATOR, CsvWriter, JsonlWriter, ParquetWriter
 
@@ -27,7 +27,7 @@ class RowFilter:
     distortions: Sequence[str] = ()
     errors: bool = False
 
-    def keeps(self, row: dict[str, Any]) -> bool:
+    def keeps(self, row: ReportRow) -> bool:
         if self.errors and row["status"] != "error":
             return False
         if self.verdicts and row.get("verdict") not in self.verdicts:
@@ -38,7 +38,7 @@ class RowFilter:
         return not wanted or bool(wanted & {d.lower() for d in row.get("distortions") or []})
 
 
-def read_rows(out_dir: Path) -> Iterator[dict[str, Any]]:
+def read_rows(out_dir: Path) -> Iterator[ReportRow]:
     """The rows of the report in `out_dir`: Parquet when there, else JSONL, else CSV (lists re-split)."""
     parquet, jsonl, csv = (out_dir / f"report{w.suffix}" for w in (ParquetWriter, JsonlWriter, CsvWriter))
     if parquet.exists():
@@ -74,7 +74,7 @@ def _from_text(name: str, value: str) -> Any:
     return int(value) if pa.types.is_integer(kind) else float(value)
 
 
-def summarise(rows: Iterator[dict[str, Any]], keep: RowFilter) -> tuple[Summary, list[str]]:
+def summarise(rows: Iterator[ReportRow], keep: RowFilter) -> tuple[Summary, list[str]]:
     """The summary of the kept rows, and their paths in report order."""
     builder: SummaryBuilder | None = None
     paths: list[str] = []

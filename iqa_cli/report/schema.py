@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 import pyarrow as pa
 
@@ -63,8 +64,55 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("elapsed_ms", pa.float64(), "time spent on this image (decode + engine share), milliseconds"),
 ]
 
+# The values of the `verdict` column, best first.
+VERDICTS = ("ok", "degraded", "bad")
+
 SCHEMA = pa.schema([pa.field(name, dtype) for name, dtype, _ in COLUMNS])
 COLUMN_NAMES = [name for name, _, _ in COLUMNS]
+
+
+class ReportRow(TypedDict):
+    """One report row as the writers, the store, the summary and plugins receive it: the columns of COLUMNS,
+    in order (tests/test_docs.py holds the two together). Absent values are None."""
+
+    path: str
+    status: str
+    error_code: str | None
+    error: str | None
+    file_size: int | None
+    content_hash: str | None
+    width: int | None
+    height: int | None
+    format: str | None
+    jpeg_quality: int | None
+    camera_make: str | None
+    camera_model: str | None
+    captured_at: datetime | None
+    exposure_time: float | None
+    iso: int | None
+    f_number: float | None
+    focal_length: float | None
+    orientation: int | None
+    notes: list[str]
+    engine: str | None
+    engine_version: str | None
+    engine_settings: str | None
+    task: str | None
+    question: str | None
+    answer: str | None
+    detail_question: str | None
+    detail: str | None
+    distortions: list[str]
+    severities: list[int]
+    rating: str | None
+    score: float | None
+    confidence: float | None
+    detail_confidence: float | None
+    duplicate_of: str | None
+    findings: list[str]
+    verdict: str | None
+    needs_review: bool | None
+    elapsed_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -116,7 +164,7 @@ def assessed_row(
     needs_review: bool,
     elapsed_ms: float,
     findings: list[str] | None = None,
-) -> dict[str, Any]:
+) -> ReportRow:
     """A complete row for an image the engine assessed."""
     row = dict.fromkeys(COLUMN_NAMES)
     row.update(file_columns(facts))
@@ -141,14 +189,14 @@ def assessed_row(
         needs_review=needs_review,
         elapsed_ms=elapsed_ms,
     )
-    return row
+    return cast(ReportRow, row)
 
 
-def error_row(facts: FileFacts, code: str, message: str, *, stamp: EngineStamp | None = None) -> dict[str, Any]:
+def error_row(facts: FileFacts, code: str, message: str, *, stamp: EngineStamp | None = None) -> ReportRow:
     """A complete row for a file that could not be assessed."""
     row = dict.fromkeys(COLUMN_NAMES)
     row.update(file_columns(facts))
     row.update(status="error", error_code=code, error=safe_text(message), distortions=[], severities=[], findings=[])
     if stamp is not None:
         row.update(engine=stamp.name, engine_version=stamp.version, engine_settings=stamp.settings_json())
-    return row
+    return cast(ReportRow, row)

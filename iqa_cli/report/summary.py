@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from iqa_cli.audit.flag import VERDICTS
+from iqa_cli.report.schema import VERDICTS, ReportRow
 
 LISTED = 10  # images named in each list of the summary
 
@@ -81,7 +81,7 @@ class SummaryBuilder:
         self._seen = 0
         self._groups: dict[str, list[str]] = {}
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: ReportRow) -> None:
         s = self.summary
         s.files += 1
         self._seen += 1

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from iqa_cli.audit.flag import VERDICTS
+from iqa_cli.report.schema import VERDICTS
 from iqa_cli.report.writers import ReportWriter
 
 from iqa_html.page import render
