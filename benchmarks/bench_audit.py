@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from iqa_cli.audit.run import AuditSettings, default_workers, run_audit
+from iqa_cli.audit.queue import default_workers
+from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.engines.base import EngineOptions
 from iqa_cli.engines.signal.engine import SignalEngine
 from iqa_cli.report.writers import CsvWriter, ParquetWriter

@@ -189,7 +189,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
 def test_summary_prints_bracketed_text_literally(photos: Path, tmp_path: Path, monkeypatch) -> None:
     # Rich would swallow "[depictqa]" as a markup tag; the engine note must reach the user intact.
     monkeypatch.setattr(
-        "iqa_cli.cli.app.create_engine", _signal_with_note("install it with pip install 'iqa-cli[depictqa]'")
+        "iqa_cli.cli.options.create_engine", _signal_with_note("install it with pip install 'iqa-cli[depictqa]'")
     )
     code, out, _ = audit(str(photos / "clean.png"), "--out", str(tmp_path), "--workers", "0")
     assert code == 0 and "'iqa-cli[depictqa]'" in out

@@ -93,6 +93,21 @@ def test_rank_without_a_reference(ladder: dict[str, str], tmp_path: Path) -> Non
     assert not (tmp_path / "ranking.parquet").exists() and "no reference" in out
 
 
+def test_rank_writes_every_table_format_the_audit_does(ladder: dict[str, str], tmp_path: Path) -> None:
+    paths = [ladder["s2"], ladder["s3"], ladder["s1"], ladder["ref"]]
+    code, _, err = invoke("rank", *paths, *SIGNAL, "--out", str(tmp_path), "--format", "jsonl,parquet")
+    assert code == 0, err
+    lines = [json.loads(line) for line in (tmp_path / "ranking.jsonl").read_text().splitlines()]
+    parquet = pd.read_parquet(tmp_path / "ranking.parquet")
+    assert [Path(r["path"]).stem for r in lines] == ["s1", "s2", "s3"] == [Path(p).stem for p in parquet["path"]]
+    assert (tmp_path / "pairs.jsonl").is_file() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_rank_refuses_a_format_that_only_holds_audit_reports(ladder: dict[str, str], tmp_path: Path) -> None:
+    code, _, err = invoke("rank", ladder["s1"], ladder["s2"], "--no-ref", *SIGNAL, "--out", str(tmp_path), "-f", "xml")
+    assert code == 2 and "unknown report format xml" in err and "jsonl" in err
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """refs/ and two methods over four photos: one adds mild noise, one heavy blur; plus unmatched files."""

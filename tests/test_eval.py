@@ -73,7 +73,7 @@ def labelled(tmp_path: Path) -> Path:
 
 
 def _scripted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("iqa_cli.cli.eval.create_engine", lambda name, options: (ScriptedEngine(SCRIPT), "scripted"))
+    monkeypatch.setattr("iqa_cli.cli.options.create_engine", lambda name, options: (ScriptedEngine(SCRIPT), "scripted"))
 
 
 def _answers(folder: Path) -> list[Answer]:

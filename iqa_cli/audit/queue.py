@@ -8,6 +8,7 @@ submission order, so a run's report order is deterministic.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -21,6 +22,11 @@ from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
 from iqa_cli.checks import Check
 from iqa_cli.engines.base import Preparer
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure
+
+
+def default_workers() -> int:
+    """One decode worker per core the process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @dataclass

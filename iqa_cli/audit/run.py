@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.queue import CheckFailed, Outcome, Prefetcher, WorkerSpec
+from iqa_cli.audit.queue import CheckFailed, Outcome, Prefetcher, WorkerSpec, default_workers
 from iqa_cli.audit.store import ResultStore, cache_key
 from iqa_cli.checks import Check, Finding
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
@@ -18,11 +18,6 @@ from iqa_cli.images import FileFacts
 from iqa_cli.report.schema import EngineStamp, ReportRow, assessed_row, error_row
 from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import ReportWriter
-
-
-def default_workers() -> int:
-    """One decode worker per core the process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @dataclass

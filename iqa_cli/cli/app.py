@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,19 +27,32 @@ from rich.table import Table
 from iqa_cli import __version__
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.run import AuditSettings, default_workers, run_audit
+from iqa_cli.audit.queue import default_workers
+from iqa_cli.audit.run import AuditSettings, RowCallback, run_audit
 from iqa_cli.audit.store import ResultStore
 from iqa_cli.checks import Check
 from iqa_cli.cli.config import apply_config, config_app
 from iqa_cli.cli.errors import stderr_console, user_errors
 from iqa_cli.cli.eval import EVAL_EPILOG, eval_command
 from iqa_cli.cli.model import model_app
+from iqa_cli.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EngineBatchOpt,
+    EngineOpt,
+    MaxPixelsOpt,
+    ModelOpt,
+    TokensOpt,
+    WorkersOpt,
+    engine_from,
+    writer_classes,
+)
 from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
-from iqa_cli.engines.base import EngineOptions
 from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
-from iqa_cli.plugins import AUTO, create_engine, engines, origin, writers
+from iqa_cli.plugins import AUTO, engines, origin, writers
 from iqa_cli.plugins import checks as plugin_checks
 from iqa_cli.report.reread import RowFilter, read_rows, summarise
+from iqa_cli.report.schema import ReportRow
 from iqa_cli.report.summary import Summary, render
 
 app = typer.Typer(
@@ -107,10 +120,7 @@ def audit(
             help="Report formats, comma-separated: parquet, csv, jsonl, or a plugin's (see iqa plugins).",
         ),
     ] = "parquet,csv",
-    engine: Annotated[
-        str,
-        typer.Option("--engine", "-e", help="Engine: signal, depictqa, or auto (the model when installed)."),
-    ] = AUTO,
+    engine: EngineOpt = AUTO,
     min_confidence: Annotated[
         float,
         typer.Option("--min-confidence", min=0.0, max=1.0, help="Flag answers less confident than this for review."),
@@ -123,17 +133,10 @@ def audit(
         list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable).")
     ] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", "-j", min=0, help="Decoding processes (0: decode in-process). [default: cores]"),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Images per engine batch. [default: the engine's]")
-    ] = None,
+    workers: WorkersOpt = None,
+    batch_size: EngineBatchOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Stop after this many images.")] = None,
-    max_pixels: Annotated[
-        int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     rerun: Annotated[
         bool, typer.Option("--rerun", help="Assess every file again instead of reusing unchanged files' answers.")
     ] = False,
@@ -149,12 +152,10 @@ def audit(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something fails.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    model: Annotated[str | None, typer.Option("--model", help="Models folder for the depictqa engine.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Model device, e.g. cuda, cuda:1, cpu.")] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", help="Model dtype: float16, bfloat16, float32.")] = None,
-    max_new_tokens: Annotated[
-        int | None, typer.Option("--max-new-tokens", min=1, help="Longest model answer, in tokens.")
-    ] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    max_new_tokens: TokensOpt = None,
     draft_decode: Annotated[
         bool,
         typer.Option(
@@ -170,11 +171,8 @@ def audit(
             raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
         if from_file not in (None, "-") and not os.access(from_file, os.R_OK):
             raise UsageError(f"cannot read the list {from_file}: check the path, or use '-' for standard input")
-        chosen_writers = _writer_classes(formats)
+        chosen_writers = writer_classes(formats)
         chosen_checks = _checks(checks)
-        options = EngineOptions(
-            model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, draft_decode=draft_decode
-        )
         settings = AuditSettings(
             paths=_all_paths(paths or [], from_file),
             detail=detail,
@@ -190,10 +188,10 @@ def audit(
             rerun=rerun,
         )
         out.mkdir(parents=True, exist_ok=True)
-        with ResultStore.open(out) as store, _problem_log(log_file, quiet or json_out) as log_problem:
+        with ResultStore.open(out) as store, closing(_ProblemLog(log_file, quiet or json_out)) as problems:
             for note in store.notes:
-                log_problem({"path": str(out), "error_code": "store", "error": note})
-            chosen, engine_note = create_engine(engine, options)
+                problems.note(note)
+            chosen, engine_note = engine_from(engine, model, device, dtype, max_new_tokens, draft_decode)
             try:
                 report_writers = [cls(out) for cls in chosen_writers]
                 summary = _run_with_progress(
@@ -206,7 +204,7 @@ def audit(
                         engine_note=engine_note,
                         on_row=on_row,
                     ),
-                    log_problem,
+                    problems.row,
                     silent=quiet or json_out,
                 )
             finally:
@@ -250,46 +248,46 @@ def _checks(names: str) -> list[Check]:
     return [available[n]() for n in dict.fromkeys(wanted)]
 
 
-@contextmanager
-def _problem_log(log_file: Path | None, silent: bool) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A function that reports one problem row: on stderr unless silent, and as a line in --log-file."""
-    err = stderr_console()
-    log = open(log_file, "a", encoding="utf-8", errors="backslashreplace") if log_file else None  # noqa: SIM115
+class _ProblemLog:
+    """What went wrong in a run, one line each: on stderr unless silent, and appended to --log-file (for cron).
 
-    def report(row: dict[str, Any]) -> None:
-        if row.get("status") == "ok":
+    `row` takes every finished row and reports the skipped ones; `note` reports something about the run
+    itself (a damaged results store set aside), which is not a file that was skipped."""
+
+    def __init__(self, log_file: Path | None, silent: bool) -> None:
+        self._err = stderr_console()
+        self._silent = silent
+        self._log = open(log_file, "a", encoding="utf-8", errors="backslashreplace") if log_file else None  # noqa: SIM115
+
+    def row(self, row: ReportRow) -> None:
+        if row["status"] == "ok":
             return
-        if not silent:
-            err.print(
-                f"[yellow]skipped[/yellow] {escape(row['path'])}: {row['error_code']}: {escape(row['error'] or '')}",
-                highlight=False,
-            )
-        if log is not None:
+        error = row["error"] or ""
+        self._emit(
+            f"[yellow]skipped[/yellow] {escape(row['path'])}: {row['error_code']}: {escape(error)}",
+            f"{row['path']}: {row['error_code']}: {error}",
+        )
+
+    def note(self, text: str) -> None:
+        self._emit(f"[yellow]note[/yellow] {escape(text)}", f"note: {text}")
+
+    def _emit(self, shown: str, line: str) -> None:
+        if not self._silent:
+            self._err.print(shown, highlight=False)
+        if self._log is not None:
             when = datetime.now().isoformat(timespec="seconds")
             # One line per problem: newlines in names or messages are escaped, not written.
-            line = f"{when} {row['path']}: {row['error_code']}: {row['error'] or ''}"
-            log.write(line.replace("\n", "\\n").replace("\r", "\\r") + "\n")
-            log.flush()
+            self._log.write(f"{when} {line}".replace("\n", "\\n").replace("\r", "\\r") + "\n")
+            self._log.flush()
 
-    try:
-        yield report
-    finally:
-        if log is not None:
-            log.close()
-
-
-def _writer_classes(formats: str) -> list[type]:
-    available = writers()
-    names = [name.strip().lower() for name in formats.split(",") if name.strip()]
-    unknown = [name for name in names if name not in available]
-    if unknown or not names:
-        raise UsageError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {', '.join(available)}")
-    return [available[name] for name in dict.fromkeys(names)]
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
 
 
 def _run_with_progress(
-    run: Callable[[Callable[[dict[str, Any]], None]], Summary],
-    log_problem: Callable[[dict[str, Any]], None],
+    run: Callable[[RowCallback], Summary],
+    log_problem: RowCallback,
     *,
     silent: bool,
 ) -> Summary:
@@ -308,7 +306,7 @@ def _run_with_progress(
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("audit", total=None, rate="")
 
-        def advance(row: dict[str, Any]) -> None:
+        def advance(row: ReportRow) -> None:
             log_problem(row)
             progress.advance(task)
             elapsed = progress.tasks[0].elapsed or 0.0

@@ -17,10 +17,20 @@ from rich.table import Table
 
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.cli.errors import stderr_console, user_errors
-from iqa_cli.engines.base import EngineOptions
+from iqa_cli.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EngineBatchOpt,
+    EngineOpt,
+    MaxPixelsOpt,
+    ModelOpt,
+    TokensOpt,
+    WorkersOpt,
+    engine_from,
+)
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
 from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
-from iqa_cli.plugins import AUTO, create_engine
+from iqa_cli.plugins import AUTO
 
 EVAL_EPILOG = """Examples:
 
@@ -43,9 +53,7 @@ def eval_command(
         Path | None,
         typer.Argument(help="The labels CSV (file,category,severity[,function]).", show_default=False),
     ] = None,
-    engine: Annotated[
-        str, typer.Option("--engine", "-e", help="Engine: signal, depictqa, or auto (the model when installed).")
-    ] = AUTO,
+    engine: EngineOpt = AUTO,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the evaluation tables.")] = Path("iqa-eval"),
     formats: Annotated[
         str, typer.Option("--format", "-f", help="Table formats, comma-separated: parquet, csv.")
@@ -55,22 +63,13 @@ def eval_command(
         typer.Option("--plot", help="Also draw a reliability diagram and identification bars into this PNG."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", "-j", min=0, help="Decoding processes (0: decode in-process). [default: cores]"),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Images per engine batch. [default: the engine's]")
-    ] = None,
-    max_pixels: Annotated[
-        int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")
-    ] = DEFAULT_MAX_PIXELS,
-    model: Annotated[str | None, typer.Option("--model", help="Models folder for the depictqa engine.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Model device, e.g. cuda, cuda:1, cpu.")] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", help="Model dtype: float16, bfloat16, float32.")] = None,
-    max_new_tokens: Annotated[
-        int | None, typer.Option("--max-new-tokens", min=1, help="Longest model answer, in tokens.")
-    ] = None,
+    workers: WorkersOpt = None,
+    batch_size: EngineBatchOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    max_new_tokens: TokensOpt = None,
     draft_decode: Annotated[
         bool,
         typer.Option("--draft-decode", help="Model engine: decode large JPEGs at reduced scale first, as in audit."),
@@ -122,10 +121,7 @@ def eval_command(
 
         chosen_formats = parse_formats(formats)
         label_rows = read_labels(labels)
-        options = EngineOptions(
-            model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, draft_decode=draft_decode
-        )
-        chosen, engine_note = create_engine(engine, options)
+        chosen, engine_note = engine_from(engine, model, device, dtype, max_new_tokens, draft_decode)
         try:
             with _progress(len(group_labels(label_rows)), silent=json_out) as on_row:
                 answers, run = assess_labels(

@@ -11,15 +11,23 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from iqa_cli.audit.queue import default_workers
 from iqa_cli.cli.errors import stderr_console, user_errors
-from iqa_cli.engines.base import Engine, EngineOptions
+from iqa_cli.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EngineOpt,
+    ModelOpt,
+    TokensOpt,
+    WorkersOpt,
+    engine_from,
+    writer_classes,
+)
+from iqa_cli.engines.base import Engine
 from iqa_cli.errors import IqaError, UsageError
 from iqa_cli.plugins import AUTO
 from iqa_cli.rank.model import (
-    METHODS_SCHEMA,
     PAIR_LIMIT,
-    PAIRS_SCHEMA,
-    RANKING_SCHEMA,
     MethodSummary,
     Ranking,
     aggregate,
@@ -34,20 +42,9 @@ from iqa_cli.rank.run import (
     rank_files,
     rank_folders,
     split_reference,
-    write_table,
+    write_tables,
 )
 
-EngineOpt = Annotated[
-    str, typer.Option("--engine", "-e", help="Engine: signal, depictqa, or auto (the model when installed).")
-]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Models folder for the depictqa engine.")]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="Model device, e.g. cuda, cuda:1, cpu.")]
-DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="Model dtype: float16, bfloat16, float32.")]
-TokensOpt = Annotated[int | None, typer.Option("--max-new-tokens", min=1, help="Longest model answer, in tokens.")]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option("--workers", "-j", min=0, help="Decoding processes (0: decode in-process). [default: cores]"),
-]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Comparisons per engine batch.")]
 DetailOpt = Annotated[bool, typer.Option("--detail", help="Also ask for the reasoning behind each answer.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
@@ -73,8 +70,6 @@ Folders are matched by file name (extension and case ignored). See docs/ranking.
 
 
 def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, seed: int) -> RankSettings:
-    from iqa_cli.audit.run import default_workers
-
     return RankSettings(
         detail=detail,
         pair_limit=pair_limit,
@@ -85,10 +80,7 @@ def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, 
 
 
 def _engine(name: str, model: str | None, device: str | None, dtype: str | None, tokens: int | None) -> Engine:
-    from iqa_cli.plugins import create_engine
-
-    engine, _ = create_engine(name, EngineOptions(model_dir=model, device=device, dtype=dtype, max_new_tokens=tokens))
-    return engine
+    return engine_from(name, model, device, dtype, tokens)[0]
 
 
 def compare(
@@ -182,7 +174,9 @@ def rank(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for pairs, ranking (and methods) reports.")
     ] = None,
-    formats: Annotated[str, typer.Option("--format", "-f", help="Report formats: parquet, csv.")] = "parquet,csv",
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help="Table formats, comma-separated: parquet, csv, jsonl.")
+    ] = "parquet,csv",
     pair_limit: Annotated[
         int,
         typer.Option("--pair-limit", min=2, help="Compare every pair up to this many candidates, else Swiss rounds."),
@@ -201,9 +195,7 @@ def rank(
     """Rank images (or methods, one folder each) by quality from pairwise comparisons, best first."""
     err = stderr_console()
     with user_errors():
-        chosen_formats = [f.strip().lower() for f in formats.split(",") if f.strip()]
-        if unknown := [f for f in chosen_formats if f not in ("parquet", "csv")]:
-            raise UsageError(f"unknown report format {', '.join(unknown)} for rank; choose parquet, csv")
+        chosen_writers = writer_classes(formats, any_schema=True)
         folder_mode = ref_dir is not None or all(Path(p).is_dir() for p in paths)
         if folder_mode and (ref is not None or any(not Path(p).is_dir() for p in paths)):
             raise UsageError("folder mode takes only folders (one per method) and --ref-dir, not files or --ref")
@@ -226,7 +218,7 @@ def rank(
         finally:
             chosen.close()
         summaries = aggregate(matching.methods, rankings, seed=seed) if matching is not None else None
-        reports = _write(out, chosen_formats, rankings, summaries) if out is not None else []
+        reports = write_tables(out, chosen_writers, rankings, summaries) if out is not None else []
     _log_problems(err, rankings, matching)
     if json_out:
         typer.echo(json.dumps(_rank_json(chosen.name, rankings, summaries, matching, reports), indent=2, default=str))
@@ -238,15 +230,6 @@ def rank(
         _render_ranking(console, rankings[0], chosen.name)
     for path in reports:
         console.print(f"wrote {escape(str(path))}", highlight=False)
-
-
-def _write(out: Path, formats: list[str], rankings: list[Ranking], summaries: list[MethodSummary] | None) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = write_table([r for g in rankings for r in pair_rows(g)], PAIRS_SCHEMA, out, "pairs", formats)
-    written += write_table([r for g in rankings for r in ranking_rows(g)], RANKING_SCHEMA, out, "ranking", formats)
-    if summaries is not None:
-        written += write_table(method_rows(summaries), METHODS_SCHEMA, out, "methods", formats)
-    return written
 
 
 def _log_problems(err: Console, rankings: list[Ranking], matching: Matching | None) -> None:

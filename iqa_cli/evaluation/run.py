@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.run import AuditSettings, default_workers, run_audit
+from iqa_cli.audit.queue import default_workers
+from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.engines.base import Engine
 from iqa_cli.errors import UsageError
 from iqa_cli.evaluation.metrics import Answer, EvalReport, Label, answer_from_row, group_labels

@@ -6,18 +6,30 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import Outcome, Prefetcher, WorkerSpec
 from iqa_cli.engines.base import AssessRequest, Comparison, Engine, Prepared
 from iqa_cli.errors import UsageError
-from iqa_cli.rank.model import PAIR_LIMIT, Judge, PairResult, Ranking, Standing, combine, standings, tournament
+from iqa_cli.rank.model import (
+    METHODS_SCHEMA,
+    PAIR_LIMIT,
+    PAIRS_SCHEMA,
+    RANKING_SCHEMA,
+    Judge,
+    MethodSummary,
+    PairResult,
+    Ranking,
+    Standing,
+    combine,
+    method_rows,
+    pair_rows,
+    ranking_rows,
+    standings,
+    tournament,
+)
+from iqa_cli.report.writers import ReportWriter
 
 # --------------------------------------------------------------------------------- running engines
 
@@ -204,21 +216,25 @@ def rank_folders(matching: Matching, engine: Engine, settings: RankSettings) -> 
     return rankings
 
 
-def write_table(
-    rows: Sequence[dict[str, Any]], schema: pa.Schema, out_dir: Path, stem: str, formats: Sequence[str]
+def write_tables(
+    out_dir: Path,
+    writer_classes: Sequence[type[ReportWriter]],
+    rankings: Sequence[Ranking],
+    summaries: Sequence[MethodSummary] | None,
 ) -> list[Path]:
-    """Write `rows` as `stem`.parquet / .csv in `out_dir`; each file is written aside and renamed into place."""
-    table = pa.Table.from_pylist(list(rows), schema=schema)
+    """pairs, ranking (and, for folders, methods) tables in `out_dir`, one file per writer class; each file
+    appears only when complete, as the audit's reports do."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = [
+        ("pairs", PAIRS_SCHEMA, [row for ranking in rankings for row in pair_rows(ranking)]),
+        ("ranking", RANKING_SCHEMA, [row for ranking in rankings for row in ranking_rows(ranking)]),
+    ]
+    if summaries is not None:
+        tables.append(("methods", METHODS_SCHEMA, method_rows(summaries)))
     written = []
-    for fmt in formats:
-        path = out_dir / f"{stem}.{fmt}"
-        tmp = out_dir / f".{stem}.{fmt}.{os.getpid()}.tmp"
-        if fmt == "parquet":
-            pq.write_table(table, tmp, compression="zstd")
-        elif fmt == "csv":
-            pacsv.write_csv(table, tmp)
-        else:
-            raise UsageError(f"unknown report format {fmt!r} for rank; choose parquet, csv")
-        os.replace(tmp, path)
-        written.append(path)
+    for stem, schema, rows in tables:
+        for cls in writer_classes:
+            writer = cls(out_dir, stem, schema=schema)
+            writer.write(rows)
+            written.append(writer.close())
     return written

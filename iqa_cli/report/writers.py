@@ -6,7 +6,7 @@ import csv
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -14,7 +14,7 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA
+from iqa_cli.report.schema import SCHEMA
 
 LIST_SEPARATOR = "; "
 
@@ -22,20 +22,26 @@ LIST_SEPARATOR = "; "
 class ReportWriter(ABC):
     """Receives rows as they finish and leaves one complete file at `path` on close.
 
-    Rows go to a temporary file beside the target, renamed into place by `close`, so a reader never
-    sees a half-written report and an earlier report stays intact until the new one is complete.
+    Rows go to a temporary file beside the target, renamed into place by `close`, so a reader never sees a
+    half-written file and an earlier report stays until the new one is closed. The audit closes its writers
+    however the run ends, so an interrupted or failed run leaves the rows it finished.
+
+    `schema` is the table's columns: the audit report's by default; `iqa rank` writes its pairs, ranking and
+    methods tables through the same writers.
     """
 
     format: ClassVar[str]
     suffix: ClassVar[str]
+    writes_any_schema: ClassVar[bool] = False  # True: any `schema` works, not only the audit report's
 
-    def __init__(self, out_dir: Path, stem: str = "report") -> None:
+    def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
+        self.schema = schema
         self.path = out_dir / f"{stem}{self.suffix}"
         self._tmp = out_dir / f".{stem}{self.suffix}.{os.getpid()}.tmp"
         self.rows_written = 0
 
     @abstractmethod
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows (dicts keyed by schema column)."""
 
     @abstractmethod
@@ -48,16 +54,12 @@ class ReportWriter(ABC):
         os.replace(self._tmp, self.path)
         return self.path
 
-    def discard(self) -> None:
-        """Drop the temporary file (used when the run fails before producing anything worth keeping)."""
-        self._tmp.unlink(missing_ok=True)
-
 
 class _TextWriter(ReportWriter):
     """Shared file handling of the line-oriented writers."""
 
-    def __init__(self, out_dir: Path, stem: str = "report") -> None:
-        super().__init__(out_dir, stem)
+    def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
+        super().__init__(out_dir, stem, schema=schema)
         self._file: IO[str] = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
 
     def _finish(self) -> None:
@@ -65,41 +67,34 @@ class _TextWriter(ReportWriter):
         os.fsync(self._file.fileno())
         self._file.close()
 
-    def discard(self) -> None:
-        self._file.close()
-        super().discard()
-
 
 class ParquetWriter(ReportWriter):
     """Parquet with the real types (lists, timestamps); rows buffered into row groups."""
 
+    writes_any_schema = True
     format = "parquet"
     suffix = ".parquet"
     row_group_rows = 2048
 
-    def __init__(self, out_dir: Path, stem: str = "report") -> None:
-        super().__init__(out_dir, stem)
-        self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
-        self._pending: list[dict[str, Any]] = []
+    def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
+        super().__init__(out_dir, stem, schema=schema)
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._pending: list[Mapping[str, Any]] = []
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         self._pending.extend(rows)
         if len(self._pending) >= self.row_group_rows:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
-            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA))
+            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
             self.rows_written += len(self._pending)
             self._pending = []
 
     def _finish(self) -> None:
         self._flush()
         self._writer.close()
-
-    def discard(self) -> None:
-        self._writer.close()
-        super().discard()
 
 
 def _flat(value: Any) -> Any:
@@ -114,15 +109,16 @@ def _flat(value: Any) -> Any:
 class CsvWriter(_TextWriter):
     """CSV with the same columns, lists joined with "; " and timestamps in ISO 8601."""
 
+    writes_any_schema = True
     format = "csv"
     suffix = ".csv"
 
-    def __init__(self, out_dir: Path, stem: str = "report") -> None:
-        super().__init__(out_dir, stem)
-        self._csv = csv.DictWriter(self._file, fieldnames=COLUMN_NAMES)
+    def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
+        super().__init__(out_dir, stem, schema=schema)
+        self._csv = csv.DictWriter(self._file, fieldnames=schema.names)
         self._csv.writeheader()
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
             self._csv.writerow({name: _flat(value) for name, value in row.items()})
         self.rows_written += len(rows)
@@ -131,10 +127,11 @@ class CsvWriter(_TextWriter):
 class JsonlWriter(_TextWriter):
     """One JSON object per line, lists kept as arrays."""
 
+    writes_any_schema = True
     format = "jsonl"
     suffix = ".jsonl"
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
             self._file.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
         self.rows_written += len(rows)

@@ -162,11 +162,6 @@ def test_file_appears_only_on_close_and_replaces_the_old_one_atomically(
     assert (out / "report.html").read_text(encoding="utf-8").startswith("<!doctype html>")
     assert sorted(p.name for p in out.iterdir()) == ["report.html"]  # no temporary file left behind
 
-    discarded = HtmlWriter(out, stem="other")
-    discarded.write(_mixed_rows(photo))
-    discarded.discard()
-    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
-
 
 def test_galleries_are_bounded_and_only_their_images_are_decoded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
