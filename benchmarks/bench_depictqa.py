@@ -47,8 +47,8 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _import_heavy() -> None:
-    global torch, build, AssessRequest, Prepared, tiny_depictqa, questions, DepictQAEngine, pad_left, PromptTokenizer
-    global pad_and_normalize, ImageSlot, task_type, ContinuousBatcher, cuda_token_budget
+    global torch, build, AssessRequest, Prepared, tiny_depictqa, questions, Ask, DepictQAEngine, pad_left
+    global PromptTokenizer, pad_and_normalize, ImageSlot, task_type, ContinuousBatcher, cuda_token_budget
     import torch
 
     sys.path.insert(0, str(_HERE))
@@ -56,7 +56,7 @@ def _import_heavy() -> None:
 
     from iqa_cli.engines.base import AssessRequest, Prepared
     from iqa_cli.engines.depictqa import questions
-    from iqa_cli.engines.depictqa.engine import DepictQAEngine
+    from iqa_cli.engines.depictqa.engine import Ask, DepictQAEngine
     from iqa_cli.engines.depictqa.generate import pad_left
     from iqa_cli.engines.depictqa.loading import PromptTokenizer
     from iqa_cli.engines.depictqa.preprocess import pad_and_normalize
@@ -196,7 +196,7 @@ class Bench:
 
         def run(images: list[np.ndarray]) -> None:
             task = task_type(compare=False, reference=False)
-            asks = [(task, "", {ImageSlot.A: e}) for e in self.engine._encode(images)]
+            asks = [Ask(task, "", {ImageSlot.A: e}) for e in self.engine._encode(images)]
             self.engine._details(asks, questions.ASSESSMENT_REASONING, request, compare=False)
 
         run(items[:2])

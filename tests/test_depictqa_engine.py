@@ -13,7 +13,7 @@ pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.base import AssessRequest, EngineOptions, Prepared
 from iqa_cli.engines.depictqa import questions
-from iqa_cli.engines.depictqa.engine import DepictQAEngine
+from iqa_cli.engines.depictqa.engine import Ask, DepictQAEngine
 from iqa_cli.engines.depictqa.prompts import ImageSlot
 from iqa_cli.images import FileFacts, LoadedImage, fit_size
 from iqa_cli.testing import tiny_depictqa
@@ -71,6 +71,27 @@ def test_assess_brief(engine):
     assert engine.assess(batch, AssessRequest()) == results  # deterministic
 
 
+def test_batched_answers_match_the_reference_forward_pass(engine):
+    """The engine (embedding cache, continuous batching, token budget) against DepictQAModel.answer, one
+    image at a time: the same tokens, so the same answer, distortions and confidence inputs."""
+    import torch
+
+    from iqa_cli.engines.depictqa.prompts import task_type
+
+    batch = _prepared(engine, SIZES, seed=3)
+    results = engine.assess(batch, AssessRequest())
+    task = task_type(compare=False, reference=False)
+    question = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
+    limit = min(engine.max_new_tokens, engine.brief_max_new_tokens or engine.max_new_tokens)
+    for item, result in zip(batch, results, strict=True):
+        pixels = torch.from_numpy(np.asarray(item.payload, dtype=np.float32))
+        segments, _ = engine._prompt(Ask(task, question, {ImageSlot.A: pixels}))
+        one = engine.model.answer(segments, [pixels], max_new_tokens=limit, eos_id=engine.tokenizer.eos_token_id)
+        text = engine.tokenizer.decode(one.ids, skip_special_tokens=True)
+        assert result.answer == questions.clean_answer(text)
+        assert result.distortions == questions.parse_distortions(text)
+
+
 def test_assess_with_detail(engine):
     results = engine.assess(_prepared(engine, SIZES[:2]), AssessRequest(detail=True))
     assert all(isinstance(r.detail, str) for r in results)
@@ -117,16 +138,9 @@ def test_compare_prompt_holds_every_image(engine):
     a, b, ref = _prepared(engine, SIZES[:3], seed=6)
     embeds = engine._encode([a.payload, b.payload, ref.payload])
     with pytest.raises(ValueError, match="needs image"):
-        engine._ask([("quality_compare", "Which?", {ImageSlot.A: embeds[0], ImageSlot.B: embeds[1]})])
-    (one,) = engine._ask(
-        [
-            (
-                "quality_compare",
-                "Which?",
-                {ImageSlot.A: embeds[0], ImageSlot.B: embeds[1], ImageSlot.REFERENCE: embeds[2]},
-            )
-        ]
-    )
+        engine._ask([Ask("quality_compare", "Which?", {ImageSlot.A: embeds[0], ImageSlot.B: embeds[1]})], 6)
+    slots = {ImageSlot.A: embeds[0], ImageSlot.B: embeds[1], ImageSlot.REFERENCE: embeds[2]}
+    (one,) = engine._ask([Ask("quality_compare", "Which?", slots)], 6)
     assert 1 <= len(one.ids) <= 6 and len(one.probs) == len(one.ids)
 
 

@@ -190,13 +190,19 @@ def test_engine_brief_cap_and_forced_length(engine, monkeypatch):
     monkeypatch.setattr(engine, "brief_max_new_tokens", 3)
     monkeypatch.setattr(engine, "ignore_eos", True)
     embeds = engine._encode([item.payload for item in _items(3)])
+    from iqa_cli.engines.depictqa import questions
+    from iqa_cli.engines.depictqa.engine import Ask
     from iqa_cli.engines.depictqa.prompts import ImageSlot
 
-    asks = [("quality_single_A_noref", "What is it?", {ImageSlot.A: e}) for e in embeds]
-    monkeypatch.setattr(engine, "_brief", True)
-    assert [len(g.ids) for g in engine._ask(asks)] == [3, 3, 3]
-    monkeypatch.setattr(engine, "_brief", False)
-    assert [len(g.ids) for g in engine._ask(asks)] == [8, 8, 8]
+    asks = [Ask("quality_single_A_noref", "What is it?", {ImageSlot.A: e}) for e in embeds]
+    ask = engine._ask
+    limits: list[int] = []
+    monkeypatch.setattr(engine, "_ask", lambda a, n: limits.append(n) or ask(a, n))
+    engine._answer_with_confidence(asks, compare=False)  # brief questions: capped
+    engine._details(asks, questions.ASSESSMENT_REASONING, AssessRequest(detail=True), compare=False)
+    assert set(limits[:-1]) == {3} and limits[-1] == engine.max_new_tokens  # re-asks are brief too
+    assert [len(g.ids) for g in ask(asks, 3)] == [3, 3, 3]
+    assert [len(g.ids) for g in ask(asks, engine.max_new_tokens)] == [8, 8, 8]
 
 
 # ----------------------------------------------------------------------------------------------- benchmark

@@ -10,7 +10,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from iqa_cli.engines.base import Assessment, AssessRequest, Comparison, Engine, EngineOptions, Prepared, Preparer
 from iqa_cli.engines.depictqa import confidence as conf
@@ -31,8 +31,13 @@ DEFAULT_MAX_NEW_TOKENS = 400  # the authors' setting; brief answers stop after a
 _ENCODE_CHUNK = 64  # images per vision-tower forward: 64 x 768 tokens of ViT-L activations stay near 1 GB
 _REQUIRED = ("torch", "transformers", "sentencepiece", "safetensors")
 
-# One question to the model: (task type, question, the image embeddings [N, hidden] of each slot).
-Ask = tuple[str, str, dict[ImageSlot, "torch.Tensor"]]
+
+class Ask(NamedTuple):
+    """One question to the model."""
+
+    task: str  # the prompt layout (prompts.task_type)
+    question: str
+    images: dict[ImageSlot, torch.Tensor]  # the image embeddings [N, hidden] of each slot
 
 
 def _models_root(options: EngineOptions) -> Path:
@@ -86,7 +91,6 @@ class DepictQAEngine(Engine):
         self.brief_max_new_tokens = brief_max_new_tokens
         self.ignore_eos = ignore_eos
         self.last_stats: Any = None  # the scheduler's BatcherStats of the latest generation call
-        self._brief = False  # set while brief questions are asked: `brief_max_new_tokens` applies
         self.preprocess = config_for_variant(variant)
         self.special_ids = conf.SpecialIds.from_tokenizer(tokenizer)
         self._minilm_path = minilm
@@ -172,7 +176,7 @@ class DepictQAEngine(Engine):
         embeds = self._encode([item.payload for item in batch])
         task = task_type(compare=False, reference=False)
         question = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
-        asks = [(task, question, {ImageSlot.A: e}) for e in embeds]
+        asks = [Ask(task, question, {ImageSlot.A: e}) for e in embeds]
         texts, scores = self._answer_with_confidence(asks, compare=False)
         details, detail_scores, detail_questions = self._details(
             asks, questions.ASSESSMENT_REASONING, request, compare=False
@@ -210,19 +214,20 @@ class DepictQAEngine(Engine):
                 slots[ImageSlot.REFERENCE] = next(embeds)
             reference = ref is not None
             question = questions.default_question(questions.INSTANT_RATING, reference=reference)
-            asks.append((task_type(compare=True, reference=reference), question, slots))
-        texts, scores, winners = self._answer_with_confidence(asks, compare=True, winners=True)
+            asks.append(Ask(task_type(compare=True, reference=reference), question, slots))
+        texts, scores = self._answer_with_confidence(asks, compare=True)
+        winners = [questions.parse_winner(t) for t in texts]
         details, detail_scores, _ = self._details(asks, questions.COMPARISON_REASONING, request, compare=True)
         out = []
         rows = zip(asks, texts, scores, winners, details, detail_scores, strict=True)
-        for (_, question, _), text, score, winner, detail, detail_score in rows:
+        for ask, text, score, winner, detail, detail_score in rows:
             # The rating rule found no "Image A"/"Image B": keep the words, say A with no confidence.
             out.append(
                 Comparison(
                     winner=winner or "A",
                     answer=questions.clean_answer(text),
                     confidence=score if winner else 0.0,
-                    question=question,
+                    question=ask.question,
                     detail=detail,
                     detail_confidence=detail_score,
                 )
@@ -236,13 +241,16 @@ class DepictQAEngine(Engine):
         """With detail: the reasoning question on the same images, its answers, their confidences, the questions."""
         if not request.detail:
             return [None] * len(asks), [None] * len(asks), [None] * len(asks)
-        detail_asks = [(t, questions.default_question(task, reference=ImageSlot.REFERENCE in s), s) for t, _, s in asks]
-        generated = self._ask(detail_asks)
+        detail_asks = [
+            Ask(a.task, questions.default_question(task, reference=ImageSlot.REFERENCE in a.images), a.images)
+            for a in asks
+        ]
+        generated = self._ask(detail_asks, self.max_new_tokens)
         texts = self._texts(generated)
         scores: list[float | None] = [
             self._confidence(t, g, compare=compare) for t, g in zip(texts, generated, strict=True)
         ]
-        return [questions.clean_answer(t) for t in texts], scores, [q for _, q, _ in detail_asks]
+        return [questions.clean_answer(t) for t in texts], scores, [a.question for a in detail_asks]
 
     def _encode(self, payloads: Sequence[Any]) -> list[torch.Tensor]:
         """Prepared pixels (float32 [3, H, W] arrays) -> image embeddings [N_i, hidden] on the device.
@@ -284,7 +292,16 @@ class DepictQAEngine(Engine):
                 out.append(self._chunk_ids[chunk])
         return out
 
-    def _ask(self, asks: Sequence[Ask]) -> list[Generated]:
+    def _prompt(self, ask: Ask) -> tuple[list[list[int] | None], list[torch.Tensor]]:
+        """An ask as `embed_prompt` takes it: token segments with None at the image places, and the images."""
+        segments = self._segments(ask.task, ask.question)
+        slots = [s for s in segments if isinstance(s, ImageSlot)]
+        missing = [s.value for s in slots if s not in ask.images]
+        if missing:
+            raise ValueError(f"task {ask.task} needs image(s) {', '.join(missing)}")
+        return [None if isinstance(s, ImageSlot) else s for s in segments], [ask.images[s] for s in slots]
+
+    def _ask(self, asks: Sequence[Ask], max_new_tokens: int) -> list[Generated]:
         """Greedy answers to `asks` through one continuously batched generation (see `scheduler.py`)."""
         import torch
 
@@ -292,17 +309,9 @@ class DepictQAEngine(Engine):
 
         with torch.inference_mode():
             prompts = []
-            for task, question, images in asks:
-                segments = self._segments(task, question)
-                slots = [s for s in segments if isinstance(s, ImageSlot)]
-                missing = [s.value for s in slots if s not in images]
-                if missing:
-                    raise ValueError(f"task {task} needs image(s) {', '.join(missing)}")
-                prompts.append(
-                    self.model.embed_prompt(
-                        [None if isinstance(s, ImageSlot) else s for s in segments], [images[s] for s in slots]
-                    )
-                )
+            for ask in asks:
+                segments, images = self._prompt(ask)
+                prompts.append(self.model.embed_prompt(segments, images))
             llm = self.model.llm
             budget = self.token_budget
             if budget is None:  # CUDA: what fits now, after the weights, the prompts and other users
@@ -315,35 +324,28 @@ class DepictQAEngine(Engine):
                 prefill_tokens=self.prefill_tokens,
                 ignore_eos=self.ignore_eos,
             )
-            limit = self.max_new_tokens
-            if self._brief and self.brief_max_new_tokens is not None:
-                limit = min(limit, self.brief_max_new_tokens)
-            results = batcher.generate(prompts, limit)
+            results = batcher.generate(prompts, max_new_tokens)
             self.last_stats = batcher.stats
         return results
 
     def _texts(self, generated: Sequence[Generated]) -> list[str]:
         return [self.tokenizer.decode(g.ids, skip_special_tokens=True) for g in generated]
 
-    def _answer_with_confidence(self, asks: Sequence[Ask], *, compare: bool, winners: bool = False) -> Any:
-        """Answers, their confidences (and winners for comparisons), the re-ask rule applied in one batch."""
-        self._brief = True  # the brief-answer cap applies to these questions
-        try:
-            generated = self._ask(asks)
-            texts = self._texts(generated)
-            scored, scored_texts = list(generated), list(texts)
-            reask = [i for i, (a, t) in enumerate(zip(asks, texts, strict=True)) if conf.needs_reask(a[1], t)]
-            if reask:
-                again = self._ask([(asks[i][0], conf.reask_question(asks[i][1]), asks[i][2]) for i in reask])
-                for i, g, t in zip(reask, again, self._texts(again), strict=True):
-                    scored[i], scored_texts[i] = g, t
-        finally:
-            self._brief = False
+    def _answer_with_confidence(self, asks: Sequence[Ask], *, compare: bool) -> tuple[list[str], list[float]]:
+        """Brief answers and their confidences, the re-ask rule applied in one batch."""
+        limit = self.max_new_tokens
+        if self.brief_max_new_tokens is not None:
+            limit = min(limit, self.brief_max_new_tokens)
+        generated = self._ask(asks, limit)
+        texts = self._texts(generated)
+        scored, scored_texts = list(generated), list(texts)
+        reask = [i for i, (a, t) in enumerate(zip(asks, texts, strict=True)) if conf.needs_reask(a.question, t)]
+        if reask:
+            again = self._ask([asks[i]._replace(question=conf.reask_question(asks[i].question)) for i in reask], limit)
+            for i, g, t in zip(reask, again, self._texts(again), strict=True):
+                scored[i], scored_texts[i] = g, t
         scores = [self._confidence(t, g, compare=compare) for t, g in zip(scored_texts, scored, strict=True)]
-        if not winners:
-            return texts, scores
-        picked = [questions.parse_winner(t) for t in texts]
-        return texts, scores, picked
+        return texts, scores
 
     def _confidence(self, text: str, generated: Generated, *, compare: bool) -> float:
         tokens = conf.AnswerTokens(list(generated.ids), list(generated.probs))

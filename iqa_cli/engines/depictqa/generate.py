@@ -54,15 +54,27 @@ def pad_left(prompts: Sequence[torch.Tensor]) -> PaddedBatch:
     return PaddedBatch(embeds, mask, positions)
 
 
-def _new_cache() -> object:
+def new_cache() -> object:
+    """An empty KV cache of the installed transformers."""
     from transformers import DynamicCache
 
     return DynamicCache()
 
 
-def _cache_kwarg(decoder: nn.Module) -> str:
+def cache_kwarg(decoder: nn.Module) -> str:
     """The name under which this transformers version takes the KV cache (``cache`` from 5.2x on)."""
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def greedy_step(lm_head: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states [B, H] -> the greedy token [B] and its probability [B].
+
+    The probability is the float32 softmax at the chosen token, as the authors compute confidences; ties
+    go to the lowest id, as torch.argmax and Hugging Face's greedy search do.
+    """
+    logits = lm_head(hidden).float()  # [B, V]
+    token = logits.argmax(dim=-1)
+    return token, torch.softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
 
 
 @torch.inference_mode()
@@ -75,7 +87,7 @@ def greedy_generate(llm: nn.Module, batch: PaddedBatch, *, max_new_tokens: int, 
     """
     rows = batch.inputs_embeds.shape[0]
     device = batch.inputs_embeds.device
-    cache = {_cache_kwarg(llm.model): _new_cache()}
+    cache = {cache_kwarg(llm.model): new_cache()}
     mask = batch.attention_mask
     positions = batch.position_ids
     next_positions = positions[:, -1:] + 1  # [B, 1]
@@ -91,9 +103,7 @@ def greedy_generate(llm: nn.Module, batch: PaddedBatch, *, max_new_tokens: int, 
         **cache,
     )
     for _ in range(max_new_tokens):
-        logits = llm.lm_head(out.last_hidden_state[:, -1]).float()  # [B, V]
-        token = logits.argmax(dim=-1)  # [B]; ties go to the lowest id, as torch.argmax / HF greedy do
-        p = torch.softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
+        token, p = greedy_step(llm.lm_head, out.last_hidden_state[:, -1])
         token_list, p_list, done_list = token.tolist(), p.tolist(), done.tolist()
         for row in range(rows):
             if not done_list[row]:

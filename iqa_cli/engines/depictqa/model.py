@@ -1,7 +1,8 @@
 """The DepictQA-Wild network: CLIP vision tower, optional Abstractor, vision projection, LoRA-tuned LLaMA.
 
-This module only composes the parts and assembles prompt embeddings; reading files is `loading.py`'s
-job and decoding is `generate.py`'s.
+This module composes the parts and assembles prompt embeddings; reading files is `loading.py`'s job and
+the decoding loops are `generate.py`'s. `DepictQAModel.answer` is the whole pass for one prompt, written
+out as the reference the batched engine (`engine.py` + `scheduler.py`) is tested against.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iqa_cli.engines.depictqa.generate import Generated, greedy_generate, pad_left
 from iqa_cli.engines.depictqa.vision import CLIPVisionTower, VisionConfig
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -185,3 +187,25 @@ class DepictQAModel(nn.Module):
                 ids = torch.tensor(list(segment), dtype=torch.long, device=table.weight.device)
                 parts.append(table(ids))
         return torch.cat(parts, dim=0)
+
+    # ---------------------------------------------------------------------------------------- answer
+    @torch.inference_mode()
+    def answer(
+        self,
+        segments: Sequence[Sequence[int] | None],
+        images: Sequence[torch.Tensor],
+        *,
+        max_new_tokens: int,
+        eos_id: int,
+    ) -> Generated:
+        """One prompt's greedy answer, the whole forward pass top to bottom.
+
+        Before: `preprocess.pad_and_normalize` makes each image's pixels [3, H_i, W_i] (its own size, padded
+        to a multiple of 14, CLIP-normalised); `prompts.build_chunks` and the tokenizer make `segments`, the
+        token ids of each text chunk with None where an image goes (BOS first). After: the tokenizer decodes
+        `ids`, and `confidence.answer_confidence` turns `probs` into the answer's confidence.
+        """
+        embeds = self.encode_images(images)  # [N_i, hidden] per image: CLIP -> (Abstractor) -> projection
+        prompt = self.embed_prompt(segments, embeds)  # [T, hidden]: text embeddings with the images spliced in
+        batch = pad_left([prompt])  # [1, T, hidden], mask, positions
+        return greedy_generate(self.llm, batch, max_new_tokens=max_new_tokens, eos_id=eos_id)[0]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iqa_cli.engines.depictqa.generate import Generated, _cache_kwarg, _new_cache, pad_left
+from iqa_cli.engines.depictqa.generate import Generated, cache_kwarg, greedy_step, new_cache, pad_left
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -159,7 +159,7 @@ class ContinuousBatcher:
         self.refill_fraction = refill_fraction
         self.ignore_eos = ignore_eos
         self.stats = BatcherStats()
-        self._cache_kw = _cache_kwarg(llm.model)
+        self._cache_kw = cache_kwarg(llm.model)
         weight = llm.get_input_embeddings().weight
         self._device, self._dtype = weight.device, weight.dtype
         # Results are read one step late on CUDA, so the host never waits for the step it just launched.
@@ -279,7 +279,7 @@ class ContinuousBatcher:
         batch = pad_left(prompts)
         lengths = [p.shape[0] for p in prompts]
         padded = len(set(lengths)) > 1
-        cache = _new_cache()
+        cache = new_cache()
         out = self.llm.model(
             inputs_embeds=batch.inputs_embeds,
             # Equal lengths: no mask, so SDPA may take its flash / causal fast path.
@@ -339,9 +339,7 @@ class ContinuousBatcher:
         p is the float32 softmax at the chosen token, as the authors compute confidences. Token ids are exact in
         float32 (vocabularies are far below 2^24), so one copy brings both to the host.
         """
-        logits = self.llm.lm_head(hidden).float()  # [B, V]
-        token = logits.argmax(dim=-1)  # ties go to the lowest id, as torch.argmax / HF greedy do
-        p = torch.softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
+        token, p = greedy_step(self.llm.lm_head, hidden)
         return token, torch.stack([token.float(), p])
 
     def _absorb(self, in_transit: deque[_Transit], *, keep: int) -> None:
