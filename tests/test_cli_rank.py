@@ -210,9 +210,9 @@ def test_depictqa_end_to_end_on_the_tiny_checkpoint(ladder: dict[str, str], tmp_
     asked: list[tuple[str, str]] = []
     ask = DepictQAEngine._ask
 
-    def spy(self, asks):  # record the task type and question of every prompt the model sees
+    def spy(self, asks, max_new_tokens):  # record the task type and question of every prompt the model sees
         asked.extend((task, question) for task, question, _ in asks)
-        return ask(self, asks)
+        return ask(self, asks, max_new_tokens)
 
     monkeypatch.setattr(DepictQAEngine, "_ask", spy)
     model = ("--engine", "depictqa", "--model", str(tmp_path / "models"), "--device", "cpu", "--dtype", "float32",
