@@ -58,10 +58,10 @@ def _import_heavy() -> None:
     from iqa_cli.engines.depictqa import questions
     from iqa_cli.engines.depictqa.engine import Ask, DepictQAEngine
     from iqa_cli.engines.depictqa.generate import pad_left
-    from iqa_cli.engines.depictqa.loading import PromptTokenizer
     from iqa_cli.engines.depictqa.preprocess import pad_and_normalize
     from iqa_cli.engines.depictqa.prompts import ImageSlot, task_type
     from iqa_cli.engines.depictqa.scheduler import ContinuousBatcher, cuda_token_budget
+    from iqa_cli.engines.depictqa.tokenizer import PromptTokenizer
     from iqa_cli.testing import tiny_depictqa
 
 

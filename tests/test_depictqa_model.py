@@ -20,8 +20,13 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 from iqa_cli.engines.depictqa import checkpoint  # noqa: E402
+from iqa_cli.engines.depictqa.clip_weights import (  # noqa: E402
+    convert_openai_clip,
+    load_vision_tower,
+    read_openai_archive,
+)
 from iqa_cli.engines.depictqa.generate import greedy_generate, pad_left  # noqa: E402
-from iqa_cli.engines.depictqa.loading import PromptTokenizer, load_depictqa  # noqa: E402
+from iqa_cli.engines.depictqa.loading import load_depictqa  # noqa: E402
 from iqa_cli.engines.depictqa.model import LoRALinear  # noqa: E402
 from iqa_cli.engines.depictqa.preprocess import (  # noqa: E402
     ABSTRACTOR,
@@ -30,13 +35,9 @@ from iqa_cli.engines.depictqa.preprocess import (  # noqa: E402
     pad_and_normalize,
 )
 from iqa_cli.engines.depictqa.prompts import ImageSlot, build_chunks  # noqa: E402
-from iqa_cli.engines.depictqa.vision import (  # noqa: E402
-    convert_openai_clip,
-    interpolate_position_embedding,
-    load_vision_tower,
-    read_openai_archive,
-    read_torchscript_state,
-)
+from iqa_cli.engines.depictqa.tokenizer import PromptTokenizer  # noqa: E402
+from iqa_cli.engines.depictqa.torchscript import read_torchscript_state  # noqa: E402
+from iqa_cli.engines.depictqa.vision import interpolate_position_embedding  # noqa: E402
 from iqa_cli.errors import ModelFilesError  # noqa: E402
 from iqa_cli.images import fit_size  # noqa: E402
 from iqa_cli.testing import tiny_depictqa  # noqa: E402

@@ -207,6 +207,7 @@ def test_modules_import_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
         "import iqa_cli.engines.depictqa.prompts, iqa_cli.engines.depictqa.questions\n"
-        "import iqa_cli.engines.depictqa.confidence\n"
+        "import iqa_cli.engines.depictqa.confidence, iqa_cli.engines.depictqa.tokenizer\n"
+        "import iqa_cli.engines.depictqa.preprocess, iqa_cli.engines.depictqa.engine\n"  # the decode workers' side
     )
     subprocess.run([sys.executable, "-c", code], check=True)

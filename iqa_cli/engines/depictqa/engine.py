@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import torch
 
     from iqa_cli.engines.depictqa.generate import Generated
-    from iqa_cli.engines.depictqa.loading import PromptTokenizer
     from iqa_cli.engines.depictqa.model import DepictQAModel
+    from iqa_cli.engines.depictqa.tokenizer import PromptTokenizer
 
 DEFAULT_MAX_NEW_TOKENS = 400  # the authors' setting; brief answers stop after a few tokens anyway
 _ENCODE_CHUNK = 64  # images per vision-tower forward: 64 x 768 tokens of ViT-L activations stay near 1 GB
@@ -357,8 +357,10 @@ class DepictQAEngine(Engine):
     def _minilm(self) -> conf.Embedder | None:
         """all-MiniLM-L6-v2 for long answers' confidence, loaded on first need; None when not installed."""
         if self._embedder is None and not self._embedder_failed:
+            from iqa_cli.engines.depictqa.loading import load_minilm
+
             try:
-                self._embedder = conf.load_minilm(self._minilm_path, device=self.device)
+                self._embedder = load_minilm(self._minilm_path, device=self.device)
             except IqaError:
                 self._embedder_failed = True  # such answers get confidence 0 and are flagged for review
         return self._embedder

