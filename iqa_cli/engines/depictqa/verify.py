@@ -31,7 +31,7 @@ from iqa_cli.errors import ModelFilesError
 
 
 @dataclass(frozen=True)
-class Finding:
+class ReportLine:
     """One line of a check: `level` is "ok", "warning" or "error"; `part` names the folder it is about."""
 
     part: str
@@ -45,7 +45,7 @@ class CheckReport:
 
     root: Path
     variants: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[ReportLine] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -53,13 +53,13 @@ class CheckReport:
         return bool(self.variants) and not self.errors
 
     @property
-    def errors(self) -> list[Finding]:
+    def errors(self) -> list[ReportLine]:
         """The findings that stop DepictQA from running."""
         return [f for f in self.findings if f.level == "error"]
 
     def add(self, part: str, level: str, message: str) -> None:
         """Record one finding."""
-        self.findings.append(Finding(part, level, message))
+        self.findings.append(ReportLine(part, level, message))
 
 
 def check(root: Path) -> CheckReport:
