@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +12,26 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+# Each script with the line that must carry its figure: a run that prints no number has measured nothing.
 @pytest.mark.parametrize(
-    "script",
+    ("script", "figure"),
     [
-        ["bench_audit.py", "--quick", "--images", "8"],
-        ["bench_decode.py", "--quick"],
-        ["bench_reaudit.py", "--quick"],
+        (
+            ["bench_audit.py", "--quick", "--images", "8"],
+            r"audit: \d+\.\d+ s, \d+\.\d+ images/s \(assessed 8, errors 0",
+        ),
+        (
+            ["bench_decode.py", "--quick"],
+            r"\| short 224 / long 672 \(DepictQA\) \| \d+ x \d+ \| \d+ \| \d+ \| \d+\.\dx \|",
+        ),
+        (
+            ["bench_reaudit.py", "--quick"],
+            r"re-audit, store only +\d+\.\d+ s +\d+ files/s +\(2000 replayed, 0 decoded\)",
+        ),
     ],
 )
-def test_benchmark_runs(script: list[str]) -> None:
+def test_benchmark_prints_its_figure(script: list[str], figure: str) -> None:
     done = subprocess.run([sys.executable, str(BENCHMARKS / script[0]), *script[1:]], capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip(), "a benchmark prints its figures"
+    assert re.search(figure, done.stdout), done.stdout

@@ -42,6 +42,7 @@ def test_check_uses_the_environment_default(tiny_root: Path, monkeypatch: pytest
     monkeypatch.setenv("IQA_MODELS_DIR", str(tiny_root))
     result = runner.invoke(model_app, ["check"])
     assert result.exit_code == 0, result.output
+    assert str(tiny_root) in " ".join(result.output.split())  # the report names the folder it checked
 
 
 def test_check_fails_with_the_problem_and_the_fix(tiny_root: Path, tmp_path: Path) -> None:

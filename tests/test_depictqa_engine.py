@@ -121,6 +121,7 @@ def test_small_token_budget_splits_into_sub_batches(engine):
     finally:
         engine.token_budget = budget
     assert [g.answer for g in got] == [e.answer for e in expected]
+    assert engine.last_stats.max_rows == 1  # the split happened: never two rows in one step
 
 
 def test_compare_with_and_without_reference(engine):

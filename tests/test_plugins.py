@@ -256,3 +256,26 @@ def test_two_distributions_with_one_entry_point_name_is_an_error(testplugin: Pat
     code, _, err = invoke("plugins")
     assert code == 2
     assert "'constant'" in err and "iqa_testplugin" in err and "iqa_otherplugin" in err
+
+
+# One test per hook (tests/test_meta.py holds every hook in hookspecs.py to having one).
+
+
+def test_hook_iqa_engines(testplugin: Path) -> None:
+    found = plugins.engines()
+    assert found["constant"].__module__ == "iqa_testplugin"
+    assert {"signal", "depictqa"} <= set(found) and plugins.origin(found["signal"]) == "built in"
+
+
+def test_hook_iqa_writers(testplugin: Path, tmp_path: Path) -> None:
+    found = plugins.writers()
+    assert {"parquet", "csv", "jsonl", "tsv"} <= set(found)
+    writer = found["tsv"](tmp_path)
+    writer.write([{"path": "a.png", "engine": "constant", "findings": []}])
+    assert writer.close().read_text(encoding="utf-8").splitlines()[1] == "a.png\tconstant\t"
+
+
+def test_hook_iqa_checks(testplugin: Path) -> None:
+    found = plugins.checks()
+    assert found["size-check"].__module__ == "iqa_testplugin"
+    assert plugins.origin(found["size-check"]) == "iqa_testplugin 1.0"

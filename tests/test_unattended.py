@@ -88,11 +88,13 @@ def test_rerun_over_unchanged_folder_decodes_nothing(tmp_path: Path, monkeypatch
     assert len(loaded) == 10
 
 
-def test_min_confidence_applies_to_remembered_rows(tmp_path: Path) -> None:
+def test_min_confidence_applies_to_remembered_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _photos(tmp_path / "photos", 4)
     _, strict = _run(tmp_path / "photos", tmp_path / "out", min_confidence=0.95)
+    loaded = _count_loads(monkeypatch)
     _, lenient = _run(tmp_path / "photos", tmp_path / "out", min_confidence=0.1)
     assert strict["needs_review"].all() and not lenient["needs_review"].any()
+    assert loaded == []  # the second run replayed every row from the store: the threshold applied to them
 
 
 RUNNER = textwrap.dedent(
