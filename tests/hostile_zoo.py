@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from iqa_cli.testing.images import png_header_only
 
 EXPLICIT = ("fifo.jpg",)
 """Zoo paths to pass explicitly beside the zoo folder: a FIFO inside a folder is skipped silently."""
@@ -23,16 +24,6 @@ NOTES = {
 
 UNDECODABLE_NAME = os.fsdecode(b"bad-\xff\xfe-name.png")
 """A name that is not UTF-8 (as Python sees it: lone surrogates); see `build_undecodable_name`."""
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A valid PNG signature and IHDR claiming any size, with one tiny IDAT: 60 bytes, huge if decoded."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0")) + _chunk(b"IEND", b"")
 
 
 def _noise(height: int, width: int, seed: int) -> np.ndarray:

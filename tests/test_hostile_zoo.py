@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from hostile_zoo import EXPLICIT, NOTES, build_undecodable_name, build_zoo, png_header_only
+from hostile_zoo import EXPLICIT, NOTES, build_undecodable_name, build_zoo
 from PIL import Image
 
 import iqa_cli.audit.run
@@ -22,6 +22,7 @@ from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.report.summary import Summary
 from iqa_cli.report.writers import CsvWriter, JsonlWriter, ParquetWriter
 from iqa_cli.testing.engines import BrightnessEngine
+from iqa_cli.testing.images import png_header_only
 
 
 def audit(paths: list[Path], out: Path, workers: int) -> tuple[Summary, list[dict[str, Any]]]:

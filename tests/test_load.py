@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from PIL.TiffImagePlugin import IFDRational
 from iqa_cli.audit.exif import ExifInfo, parse_datetime, read_exif
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
 from iqa_cli.images import DecodePlan, LoadedImage, LoadFailure, fit_size
+from iqa_cli.testing.images import png_header_only
 
 FULL = DecodePlan(draft=False)
 
@@ -269,16 +268,6 @@ def test_heic_without_plugin_is_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "phone.heic"
     path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64)
     assert "pillow-heif" in failed(path, "unsupported").message
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR claiming a size, with one tiny IDAT: cheap to write, huge if decoded."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from iqa_cli.audit.store import LOCK_NAME, STORE_NAME, ResultStore, StoreLocked, cache_key
-from iqa_cli.engines.base import Assessment
 from iqa_cli.errors import EXIT_FAILURE
 from iqa_cli.images import ExifInfo, FileFacts
-from iqa_cli.report.schema import COLUMN_NAMES, EngineStamp, assessed_row, error_row, safe_text
+from iqa_cli.report.schema import COLUMN_NAMES, EngineStamp, ReportRow, error_row, safe_text
+from iqa_cli.testing import rows as testing_rows
 
 STAMP = EngineStamp("signal", "1.0", {"long_side": 512})
 KEY = cache_key(STAMP, detail=False)
@@ -32,28 +32,25 @@ def old_file(path: Path, data: bytes = b"image bytes") -> os.stat_result:
     return os.stat(path)
 
 
-def ok_row(path: Path, content_hash: str = "ab" * 16) -> dict[str, Any]:
-    facts = FileFacts(
-        path=str(path),
+def ok_row(path: Path, content_hash: str = "ab" * 16) -> ReportRow:
+    """A JPEG's row with EXIF, notes and a named distortion: every kind of column the store keeps."""
+    return testing_rows.ok_row(
+        str(path),
+        stamp=STAMP,
         file_size=11,
         content_hash=content_hash,
-        width=64,
-        height=48,
-        format="JPEG",
+        image_format="JPEG",
         exif=ExifInfo(camera_make="Canon", captured_at=datetime(2021, 7, 4, 12, 30, 59), iso=400),
         notes=["converted from CMYK"],
-    )
-    result = Assessment(
-        task="distortion_identification",
         question="What distortions are present?",
         answer="Blur",
         distortions=["blur"],
-        severities=[3],
         rating="fair",
         score=0.5,
         confidence=0.75,
+        verdict="degraded",
+        elapsed_ms=12.5,
     )
-    return assessed_row(facts, STAMP, result, verdict="degraded", needs_review=False, elapsed_ms=12.5)
 
 
 def test_unchanged_file_is_recognised_without_reading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

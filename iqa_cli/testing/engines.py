@@ -99,13 +99,19 @@ def file_name(image: LoadedImage) -> str:
 
 
 class ScriptedEngine(Engine):
-    """Answers from a script: file name -> (DQ-495K names, confidence, score); unscripted files name nothing."""
+    """Answers from a script: file name -> (DQ-495K names, confidence, score); other files get `default`
+    (nothing named, confidence 0.5, score 0.8 unless given)."""
 
     name = "scripted"
     version = "1"
 
-    def __init__(self, script: dict[str, tuple[list[str], float, float]]) -> None:
+    def __init__(
+        self,
+        script: dict[str, tuple[list[str], float, float]],
+        default: tuple[list[str], float, float] = ([], 0.5, 0.8),
+    ) -> None:
         self.script = script
+        self.default = default
 
     @classmethod
     def create(cls, options: EngineOptions) -> ScriptedEngine:
@@ -124,7 +130,7 @@ class ScriptedEngine(Engine):
     def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
         out = []
         for item in batch:
-            names, confidence, score = self.script.get(item.payload, ([], 0.5, 0.8))
+            names, confidence, score = self.script.get(item.payload, self.default)
             out.append(
                 Assessment(
                     task="distortion_identification",

@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from iqa_cli.engines.base import Assessment
 from iqa_cli.images import FileFacts
-from iqa_cli.report.schema import EngineStamp, assessed_row, error_row
+from iqa_cli.report.schema import error_row
+from iqa_cli.testing.rows import STAMP, ok_row  # noqa: F401 (the pages' tests import it from here)
 from PIL import Image
 
-STAMP = EngineStamp("test-engine", "1.0", {"size": 64})
 EVIL_NAME = "<img src=x onerror=alert(1)>.png"  # no "/" so every POSIX filesystem allows it
 EVIL_ANSWER = "<script>document.title='pwned'</script> Blur & <b>noise</b>"
-
-
-def ok_row(
-    path: str,
-    *,
-    verdict: str = "ok",
-    score: float | None = 0.9,
-    confidence: float = 0.9,
-    needs_review: bool = False,
-    answer: str = "None",
-    distortions: Sequence[str] = (),
-    rating: str | None = "good",
-) -> dict[str, Any]:
-    """A complete assessed row, built by iqa's own schema code."""
-    result = Assessment(
-        task="distortion_identification",
-        question="What distortions?",
-        answer=answer,
-        distortions=list(distortions),
-        severities=[3] * len(distortions),
-        rating=rating,
-        score=score,
-        confidence=confidence,
-    )
-    facts = FileFacts(path=path, file_size=1000, width=64, height=48, format="PNG")
-    return assessed_row(facts, STAMP, result, verdict=verdict, needs_review=needs_review, elapsed_ms=5.0)
 
 
 def failed_row(path: str, code: str = "truncated", message: str = "the image data ends early") -> dict[str, Any]:

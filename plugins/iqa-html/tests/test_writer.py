@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +11,8 @@ import pytest
 
 pytest.importorskip("iqa_html", reason="the iqa-html plugin is not installed: pip install -e plugins/iqa-html")
 from iqa_cli.audit.run import AuditSettings, run_audit
-from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared
-from iqa_cli.images import DecodePlan, LoadedImage
 from iqa_cli.plugins import writers
+from iqa_cli.testing.engines import ScriptedEngine
 from pagetools import EVIL_ANSWER, EVIL_NAME, Node, failed_row, ok_row, parse_page, save_image
 from PIL import Image
 
@@ -289,48 +288,6 @@ def test_sorting_hooks_are_on_every_column(tmp_path: Path, photo: Callable[..., 
     assert scores == ["0.9", "0.1", "0.45", "0.2", ""]
 
 
-class _NameEngine(Engine):
-    """Judges images by their file name: `bad-*` bad and unsure, anything else fine."""
-
-    name = "by-name"
-    version = "1"
-
-    @classmethod
-    def create(cls, options: EngineOptions) -> _NameEngine:
-        return cls()
-
-    @property
-    def decode_plan(self) -> DecodePlan:
-        return DecodePlan(long_side=32)
-
-    def settings(self) -> dict[str, Any]:
-        return {}
-
-    def preparer(self) -> Callable[[LoadedImage], Any]:
-        return _file_name
-
-    def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
-        out = []
-        for item in batch:
-            bad = item.payload.startswith("bad-")
-            out.append(
-                Assessment(
-                    task="distortion_identification",
-                    question="?",
-                    answer="Blur" if bad else "None",
-                    distortions=["blur"] if bad else [],
-                    rating="bad" if bad else "good",
-                    score=0.1 if bad else 0.9,
-                    confidence=0.3 if bad else 0.9,
-                )
-            )
-        return out
-
-
-def _file_name(image: LoadedImage) -> str:
-    return Path(image.facts.path).name
-
-
 def test_through_a_real_audit_run(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     for name in ("a.png", "bad-b.jpg", "c.png"):
@@ -338,10 +295,11 @@ def test_through_a_real_audit_run(tmp_path: Path) -> None:
     (photos / "notes.jpg").write_text("not an image")
     out = tmp_path / "out"
     out.mkdir()
-    summary = run_audit(AuditSettings(paths=[str(photos)], workers=0), _NameEngine(), [HtmlWriter(out)])
+    engine = ScriptedEngine({"bad-b.jpg": (["blur"], 0.3, 0.1)}, default=([], 0.9, 0.9))  # bad and unsure
+    summary = run_audit(AuditSettings(paths=[str(photos)], workers=0), engine, [HtmlWriter(out)])
     assert summary.reports == [str(out / "report.html")]
     page = parse_page((out / "report.html").read_text(encoding="utf-8"))
     assert (_stat(page, "files"), _stat(page, "bad"), _stat(page, "errors")) == (4, 1, 1)
     assert [Path(p).name for p in _gallery_paths(page, "worst")] == ["bad-b.jpg"]
     assert page.by_id("worst").find_all("img")[0].attrs["src"].startswith("data:image/jpeg;base64,")
-    assert "by-name 1" in page.find_all("header")[0].text
+    assert "scripted 1" in page.find_all("header")[0].text
