@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from iqa_cli.cli.app import app
 from iqa_cli.evaluation.distortions import distort
+from iqa_cli.testing.cli import invoke_iqa
 
 runner = CliRunner()
 
@@ -36,8 +37,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def audit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["audit", *args], env={"COLUMNS": "200"})
-    return result.exit_code, result.stdout, result.stderr
+    return invoke_iqa("audit", *args)
 
 
 def test_help_explains_every_option() -> None:

@@ -13,8 +13,8 @@ import skimage.data
 from PIL import Image
 from typer.testing import CliRunner
 
-from iqa_cli.cli.app import app
 from iqa_cli.evaluation.distortions import distort
+from iqa_cli.testing.cli import invoke_iqa
 
 runner = CliRunner()
 
@@ -22,10 +22,7 @@ SIGNAL = ("--engine", "signal", "--workers", "0")
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke_iqa(*args, reraise=True)
 
 
 def save(pixels: np.ndarray, path: Path) -> str:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from iqa_cli import plugins
 from iqa_cli.cli.app import app
+from iqa_cli.testing.cli import invoke_iqa
 
 runner = CliRunner()
 
@@ -177,8 +178,7 @@ def photos(tmp_path: Path) -> Path:
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    return result.exit_code, result.stdout, result.stderr
+    return invoke_iqa(*args)
 
 
 def line_with(output: str, word: str) -> str:
