@@ -156,11 +156,6 @@ def decide(values: dict[str, float], model: SignalModel | None = None) -> Verdic
     return decide_many([values], model)[0]
 
 
-def category_names() -> dict[str, str]:
-    """CATEGORIES: key -> the DQ-495K name DepictQA answers with."""
-    return CATEGORIES
-
-
 def brief_answer(categories: list[str]) -> str:
     """DepictQA's brief form: "None", "Blur", "Blur and noise" (at most two, first named first)."""
     if not categories:

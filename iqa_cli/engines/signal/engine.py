@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from iqa_cli.categories import CATEGORIES
 from iqa_cli.engines.base import (
     Assessment,
     AssessRequest,
@@ -15,7 +16,7 @@ from iqa_cli.engines.base import (
     Prepared,
     Preparer,
 )
-from iqa_cli.engines.signal.decide import Verdict, brief_answer, category_names, decide_many
+from iqa_cli.engines.signal.decide import Verdict, brief_answer, decide_many
 from iqa_cli.engines.signal.features import ANALYSIS_SIDE, DECODE_PLAN, NATIVE_CROP, extract
 from iqa_cli.engines.signal.measure import MAX_TILES, TILE
 from iqa_cli.engines.signal.model import shipped_model
@@ -66,7 +67,7 @@ def _number(value: float, spec: str) -> str:
 def explain(verdict: Verdict) -> str:
     """The detail paragraph: the verdict, the measured numbers behind it and the model's probabilities."""
     values = verdict.values
-    names = category_names()
+    names = CATEGORIES
     if verdict.categories:
         parts = [
             f"{_SEVERITY_WORDS[s]} {names[c]} ({_evidence(c, verdict)})"
@@ -159,7 +160,7 @@ class SignalEngine(Engine):
             task=BRIEF_TASK,
             question=BRIEF_QUESTION,
             answer=brief_answer(verdict.categories),
-            distortions=[category_names()[c] for c in verdict.categories],
+            distortions=[CATEGORIES[c] for c in verdict.categories],
             severities=verdict.severities,
             rating=verdict.rating,
             score=verdict.score,
