@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_FLAGGED = 3
@@ -27,3 +26,12 @@ class EngineUnavailable(UsageError):
 
 class ModelFilesError(IqaError):
     """Model files are missing, partial or of the wrong shape; the message names what is wrong."""
+
+
+def first_line(value: object, limit: int = 300) -> str:
+    """The first non-empty line of an exception or message, trimmed to `limit` characters: what fits in
+    a one-line error that says what went wrong."""
+    for line in str(value).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(value).__name__

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iqa_cli.errors import ModelFilesError
+from iqa_cli.errors import ModelFilesError, first_line
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # The authors wrap Vicuna with peft 0.3.0 (`get_peft_model`, adapter "default") inside their `DepictQA`
 # module under the attribute `llm`, and save only the parameters that require grad; that gives these names.
 LORA_PREFIX = "llm.base_model.model.model.layers"
+# Facts about the released checkpoints (model.py builds its modules from them).
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Every released config trains LoRA with r=16 and alpha=16; the checkpoint does not store alpha, so the
 # scale (alpha / r) is a fact about the release, kept here rather than guessed from the tensors.
@@ -24,6 +25,7 @@ LORA_SCALE = 1.0
 ABSTRACTOR_PREFIX = "abstractor."
 ABSTRACTOR_LAYERS = 4
 ABSTRACTOR_QUERIES = 64
+ABSTRACTOR_HEADS = 8
 # Most names to show per kind of problem, so one line stays readable for a 7B-sized mismatch.
 _SHOWN = 6
 
@@ -169,7 +171,7 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
         # A damaged file fails in many ways (zip reader RuntimeError, EOFError, KeyError on garbage bytes).
         raise ModelFilesError(
             f"{path} is not a readable PyTorch checkpoint; it may be truncated or corrupted "
-            f"({type(exc).__name__}: {_first_line(exc)}). {redownload}"
+            f"({type(exc).__name__}: {first_line(exc, 200)}). {redownload}"
         ) from exc
 
     if not isinstance(loaded, Mapping):
@@ -239,11 +241,3 @@ def _weights_only_reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     specific = [line for line in lines if line.lower().startswith(("unsupported", "trying to load"))]
     return (specific or lines or [type(exc).__name__])[0][:200]
-
-
-def _first_line(value: object) -> str:
-    """The first non-empty line of an exception or message, trimmed."""
-    for line in str(value).splitlines():
-        if line.strip():
-            return line.strip()[:200]
-    return type(value).__name__

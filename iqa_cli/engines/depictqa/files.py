@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from iqa_cli.errors import ModelFilesError, UsageError
+from iqa_cli.errors import ModelFilesError, UsageError, first_line
 
 VARIANTS: dict[str, str] = {
     "dq495k": "zhiyuanyou/DepictQA2-DQ495K",
@@ -259,11 +259,3 @@ def _valid_variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise UsageError(f"Unknown DepictQA variant {variant!r}; choose one of: {', '.join(VARIANTS)}.")
     return variant
-
-
-def first_line(value: object) -> str:
-    """The first non-empty line of an exception or message, trimmed."""
-    for line in str(value).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(value).__name__

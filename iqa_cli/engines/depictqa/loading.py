@@ -84,7 +84,7 @@ def _abstractor_config(weights: checkpoint.TrainedWeights, vision_width: int) ->
     queries = weights.abstractor["query_embeds"].shape[0]
     layers = len({k.split(".")[2] for k in weights.abstractor if k.startswith("abstractor.layers.")})
     feedforward = weights.abstractor["abstractor.layers.0.linear1.weight"].shape[0]
-    return AbstractorConfig(width=vision_width, heads=8, feedforward=feedforward, layers=layers, queries=queries)
+    return AbstractorConfig(width=vision_width, feedforward=feedforward, layers=layers, queries=queries)
 
 
 def _copy_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iqa_cli.engines.depictqa.checkpoint import ABSTRACTOR_HEADS, ABSTRACTOR_LAYERS, ABSTRACTOR_QUERIES, LORA_TARGETS
 from iqa_cli.engines.depictqa.generate import Generated, greedy_generate, pad_left
 from iqa_cli.engines.depictqa.vision import CLIPVisionTower, VisionConfig
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 @dataclass(frozen=True)
@@ -25,10 +24,10 @@ class AbstractorConfig:
     """The Abstractor variant's query transformer (the authors' settings; the width is CLIP's)."""
 
     width: int = 1024
-    heads: int = 8
+    heads: int = ABSTRACTOR_HEADS
     feedforward: int = 2048
-    layers: int = 4
-    queries: int = 64  # image tokens per image, whatever its resolution
+    layers: int = ABSTRACTOR_LAYERS
+    queries: int = ABSTRACTOR_QUERIES  # image tokens per image, whatever its resolution
 
 
 @dataclass(frozen=True)

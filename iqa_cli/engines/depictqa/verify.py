@@ -23,11 +23,10 @@ from iqa_cli.engines.depictqa.files import (
     VARIANTS,
     VICUNA_CONTEXT,
     VICUNA_REPO,
-    first_line,
     installed_variants,
     variant_dir_name,
 )
-from iqa_cli.errors import ModelFilesError
+from iqa_cli.errors import ModelFilesError, first_line
 
 
 @dataclass(frozen=True)
