@@ -226,7 +226,7 @@ def test_real_audit_uses_the_resolved_settings(
         captured.update(settings=settings, engine=engine.name, writers=[w.format for w in writers])
         return Summary(engine.name, "0")
 
-    monkeypatch.setattr("iqa_cli.cli.app.run_audit", fake_run)
+    monkeypatch.setattr("iqa_cli.audit.run.run_audit", fake_run)
     where["user"].write_text('engine = "signal"\n')
     where["project"].write_text(f'min_confidence = 0.25\n[audit]\nformat = "jsonl"\nout = "{tmp_path / "r"}"\n')
     monkeypatch.setenv("IQA_WORKERS", "0")

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
@@ -107,6 +108,35 @@ def run_audit(
         prefetcher.close()
         reports = [str(writer.close()) for writer in writers]
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
+
+
+def audit_folder(
+    settings: AuditSettings,
+    make_engine: Callable[[], tuple[Engine, str]],
+    out: Path,
+    writer_classes: Sequence[type[ReportWriter]],
+    *,
+    checks: Sequence[Check] = (),
+    on_note: Callable[[str], None] | None = None,
+    on_row: RowCallback | None = None,
+) -> Summary:
+    """`iqa audit` into the output folder `out`: its results store opened (and locked) first, so a second run
+    on the same folder is refused before a model loads; then the engine from `make_engine` (engine, note),
+    one writer per class, the run, and the engine closed whatever happens. `on_note` hears the store's notes
+    (a damaged store set aside)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore.open(out) as store:
+        for note in store.notes:
+            if on_note is not None:
+                on_note(note)
+        engine, engine_note = make_engine()
+        try:
+            writers = [cls(out) for cls in writer_classes]
+            return run_audit(
+                settings, engine, writers, store=store, checks=checks, engine_note=engine_note, on_row=on_row
+            )
+        finally:
+            engine.close()
 
 
 class _Sources:

@@ -28,8 +28,7 @@ from iqa_cli import __version__
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import default_workers
-from iqa_cli.audit.run import AuditSettings, RowCallback, run_audit
-from iqa_cli.audit.store import ResultStore
+from iqa_cli.audit.run import AuditSettings, RowCallback, audit_folder
 from iqa_cli.checks import Check
 from iqa_cli.cli.config import apply_config, config_app
 from iqa_cli.cli.errors import stderr_console, user_errors
@@ -187,28 +186,20 @@ def audit(
             max_pixels=max_pixels,
             rerun=rerun,
         )
-        out.mkdir(parents=True, exist_ok=True)
-        with ResultStore.open(out) as store, closing(_ProblemLog(log_file, quiet or json_out)) as problems:
-            for note in store.notes:
-                problems.note(note)
-            chosen, engine_note = engine_from(engine, model, device, dtype, max_new_tokens, draft_decode)
-            try:
-                report_writers = [cls(out) for cls in chosen_writers]
-                summary = _run_with_progress(
-                    lambda on_row: run_audit(
-                        settings,
-                        chosen,
-                        report_writers,
-                        store=store,
-                        checks=chosen_checks,
-                        engine_note=engine_note,
-                        on_row=on_row,
-                    ),
-                    problems.row,
-                    silent=quiet or json_out,
-                )
-            finally:
-                chosen.close()
+        with closing(_ProblemLog(log_file, quiet or json_out)) as problems:
+            summary = _run_with_progress(
+                lambda on_row: audit_folder(
+                    settings,
+                    lambda: engine_from(engine, model, device, dtype, max_new_tokens, draft_decode),
+                    out,
+                    chosen_writers,
+                    checks=chosen_checks,
+                    on_note=problems.note,
+                    on_row=on_row,
+                ),
+                problems.row,
+                silent=quiet or json_out,
+            )
     if json_out:
         typer.echo(summary.to_json())
     elif not quiet:
