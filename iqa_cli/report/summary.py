@@ -5,8 +5,9 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -66,6 +67,41 @@ class Summary:
 
 
 _VERDICT_RANK = {"bad": 0, "degraded": 1, "ok": 2}
+T = TypeVar("T")
+
+
+def badness(verdict: str | None, score: float | None, distortions: Sequence[str] | None) -> tuple[int, float, int]:
+    """How bad an assessed image is, larger is worse: its verdict, then its score (a missing score counts as
+    middling), then the number of distortions named. The summary and report plugins rank images by it."""
+    return (-_VERDICT_RANK.get(verdict or "ok", 2), -(score if score is not None else 0.5), len(distortions or ()))
+
+
+class TopK(Generic[T]):
+    """The `limit` items with the largest keys seen so far, in bounded memory; among equal keys the
+    earliest added is kept and ranked first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._heap: list[tuple[Any, int, T]] = []
+        self._added = 0
+
+    def add(self, key: Any, item: T) -> None:
+        self._added += 1
+        entry = (key, -self._added, item)  # the count is unique, so items themselves are never compared
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, entry)
+        elif self.limit > 0 and entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
+
+    def ranked(self) -> list[T]:
+        """The kept items, largest key (and earliest among equals) first."""
+        return [item for _, _, item in sorted(self._heap, key=lambda e: e[:2], reverse=True)]
+
+    def __iter__(self) -> Iterator[T]:
+        return (item for _, _, item in self._heap)
+
+    def __len__(self) -> int:
+        return len(self._heap)
 
 
 class SummaryBuilder:
@@ -76,15 +112,13 @@ class SummaryBuilder:
         self._distortions: Counter[str] = Counter()
         self._codes: Counter[str] = Counter()
         self._findings: Counter[str] = Counter()
-        self._worst: list[tuple[Any, int, ImageLine]] = []
-        self._review: list[tuple[Any, int, ImageLine]] = []
-        self._seen = 0
+        self._worst: TopK[ImageLine] = TopK(LISTED)
+        self._review: TopK[ImageLine] = TopK(LISTED)
         self._groups: dict[str, list[str]] = {}
 
     def add(self, row: ReportRow) -> None:
         s = self.summary
         s.files += 1
-        self._seen += 1
         if row.get("duplicate_of"):
             s.duplicates += 1
             group = self._groups.get(row["duplicate_of"])
@@ -113,16 +147,10 @@ class SummaryBuilder:
         self._distortions.update(row["distortions"] or [])
         # "check/code: message" -> count per check/code
         self._findings.update(finding.split(":", 1)[0] for finding in row.get("findings") or [])
-        # Worst first: verdict, then score (missing scores sort as middling), then more distortions.
-        badness = (
-            -_VERDICT_RANK[row["verdict"]],
-            -(row["score"] if row["score"] is not None else 0.5),
-            len(row["distortions"] or []),
-        )
-        _keep_top(self._worst, badness, self._seen, line)
+        self._worst.add(badness(row["verdict"], row["score"], row["distortions"]), line)
         if row["needs_review"]:
             s.needs_review += 1
-            _keep_top(self._review, -(row["confidence"] or 0.0), self._seen, line)
+            self._review.add(-(row["confidence"] or 0.0), line)
 
     def finish(self, seconds: float, *, interrupted: bool = False, reports: list[str] | None = None) -> Summary:
         s = self.summary
@@ -133,18 +161,9 @@ class SummaryBuilder:
         s.error_codes = dict(self._codes.most_common())
         s.findings = dict(self._findings.most_common())
         s.duplicate_groups = list(self._groups.values())
-        s.worst = [line for _, _, line in sorted(self._worst, reverse=True) if line.verdict != "ok"]
-        s.review = [line for _, _, line in sorted(self._review, reverse=True)]
+        s.worst = [line for line in self._worst.ranked() if line.verdict != "ok"]
+        s.review = self._review.ranked()
         return s
-
-
-def _keep_top(heap: list[tuple[Any, int, ImageLine]], key: Any, order: int, line: ImageLine) -> None:
-    """Keep the LISTED largest keys; ties keep the earliest image (negated order)."""
-    item = (key, -order, line)
-    if len(heap) < LISTED:
-        heapq.heappush(heap, item)
-    elif item[:2] > heap[0][:2]:
-        heapq.heapreplace(heap, item)
 
 
 def render(summary: Summary, console: Console) -> None:

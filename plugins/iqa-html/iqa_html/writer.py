@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from iqa_cli.report.schema import VERDICTS
+from iqa_cli.report.summary import TopK, badness
 from iqa_cli.report.writers import ReportWriter
 
 from iqa_html.page import render
@@ -22,8 +22,6 @@ GALLERY_SIZE = 12  # images in each gallery (worst, needs review)
 # browser opens in a second or two (~2 MB); every row is in the Parquet/CSV/JSONL reports.
 TABLE_LIMIT = 5000
 ERRORS_LISTED = 200  # error rows listed by name; the counts by code always cover all of them
-
-_VERDICT_RANK = {"bad": 0, "degraded": 1, "ok": 2}
 
 
 @dataclass(slots=True)
@@ -68,9 +66,6 @@ class ReportData:
     errors_listed: int = ERRORS_LISTED
 
 
-_Heap = list[tuple[Any, int, Entry]]
-
-
 class HtmlWriter(ReportWriter):
     """One self-contained HTML page: inline thumbnails, CSS and script, no network access.
 
@@ -96,9 +91,9 @@ class HtmlWriter(ReportWriter):
         super().__init__(out_dir, stem)
         self._data = ReportData(gallery_size=gallery_size, table_limit=table_limit, errors_listed=errors_listed)
         self._thumb_size = thumb_size
-        self._worst: _Heap = []
-        self._review: _Heap = []
-        self._table: _Heap = []
+        self._worst: TopK[Entry] = TopK(gallery_size)
+        self._review: TopK[Entry] = TopK(gallery_size)
+        self._table: TopK[Entry] = TopK(table_limit)
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
@@ -130,31 +125,25 @@ class HtmlWriter(ReportWriter):
             data.error_codes[entry.error_code or "error"] += 1
             if len(data.failed) < data.errors_listed:
                 data.failed.append(entry)
-            _keep(self._table, data.table_limit, (1,), entry)  # errors rank above any verdict
+            self._table.add((1,), entry)  # errors rank above any verdict
             return
         data.assessed += 1
         data.verdicts[entry.verdict or "ok"] = data.verdicts.get(entry.verdict or "ok", 0) + 1
         data.distortions.update(entry.distortions)
         data.no_distortion += not entry.distortions
-        # Worst first, as iqa's summary ranks: verdict, then score (missing scores as middling), then
-        # the number of distortions named.
-        badness = (
-            -_VERDICT_RANK.get(entry.verdict or "ok", 2),
-            -(entry.score if entry.score is not None else 0.5),
-            len(entry.distortions),
-        )
-        _keep(self._table, data.table_limit, (0, *badness), entry)
+        worse = badness(entry.verdict, entry.score, entry.distortions)  # worst first, as iqa's summary ranks
+        self._table.add((0, *worse), entry)
         if entry.verdict != "ok":
-            _keep(self._worst, data.gallery_size, badness, entry)
+            self._worst.add(worse, entry)
         if entry.needs_review:
             data.needs_review += 1
-            _keep(self._review, data.gallery_size, -(entry.confidence or 0.0), entry)
+            self._review.add(-(entry.confidence or 0.0), entry)
 
     def _finish(self) -> None:
         data = self._data
-        data.worst = _ranked(self._worst)
-        data.review = _ranked(self._review)
-        data.table = sorted((entry for _, _, entry in self._table), key=lambda entry: entry.order)
+        data.worst = self._worst.ranked()
+        data.review = self._review.ranked()
+        data.table = sorted(self._table, key=lambda entry: entry.order)
         for entry in (*data.worst, *data.review):
             if entry.thumbnail is None:  # an image in both galleries is decoded once
                 entry.thumbnail = make_thumbnail(entry.path, self._thumb_size)
@@ -163,17 +152,3 @@ class HtmlWriter(ReportWriter):
             file.writelines(render(data))
             file.flush()
             os.fsync(file.fileno())
-
-
-def _keep(heap: _Heap, limit: int, key: Any, entry: Entry) -> None:
-    """Keep the `limit` entries with the largest keys; ties keep the earliest image (negated order)."""
-    item = (key, -entry.order, entry)  # the order is unique, so entries themselves are never compared
-    if len(heap) < limit:
-        heapq.heappush(heap, item)
-    elif limit > 0 and item[:2] > heap[0][:2]:
-        heapq.heapreplace(heap, item)
-
-
-def _ranked(heap: _Heap) -> list[Entry]:
-    """The heap's entries, largest key (and earliest among equals) first."""
-    return [entry for _, _, entry in sorted(heap, key=lambda item: item[:2], reverse=True)]
