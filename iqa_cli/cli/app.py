@@ -1,4 +1,4 @@
-"""The `iqa` command line: parses options, wires discover/engine/writers together, renders the result."""
+"""The `iqa` app: root options, the `audit`, `report` and `plugins` commands, and the other commands registered."""
 
 from __future__ import annotations
 

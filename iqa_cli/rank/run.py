@@ -1,4 +1,5 @@
-"""Running a comparison or ranking: load and prepare images in the workers, ask the engine, match method folders."""
+"""Running a comparison or ranking: load and prepare images in the workers, ask the engine, match method
+folders, write the pairs, ranking and methods tables."""
 
 from __future__ import annotations
 

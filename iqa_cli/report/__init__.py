@@ -1,1 +1,1 @@
-"""Report writers: Parquet, CSV and JSON Lines files, written atomically from streamed rows."""
+"""The report: its one schema and row type, the writers, the bounded run summary, and reading a report back."""
