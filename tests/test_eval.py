@@ -221,10 +221,26 @@ def test_eval_runs_the_engine_through_the_audit_and_writes_the_tables(
     pair = rows[rows["file"].str.endswith("pair4.png")].iloc[0]
     assert list(pair["categories"]) == ["blur", "noise"] and pair["severity"] == 4 and pair["right"]
     csv_rows = pd.read_csv(out / "eval-rows.csv")
-    assert csv_rows.loc[csv_rows["file"].str.endswith("pair4.png"), "categories"].item() == "blur;noise"
+    assert csv_rows.loc[csv_rows["file"].str.endswith("pair4.png"), "categories"].item() == "blur; noise"
     assert (csv_rows["status"] == "error").sum() == 2
     ident = pd.read_csv(out / "eval-identification.csv")
     assert ident.loc[(ident["row"] == "mean") & (ident["severity"] == 2), "rate"].item() == 0.5
+
+
+def test_eval_takes_every_table_format_the_audit_takes(
+    labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scripted(monkeypatch)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", str(labelled), "--out", str(out), "--workers", "0", "--json", "-f", "jsonl"])
+    assert result.exit_code == 0, result.output
+    lines = (out / "eval-rows.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = {Path(row["file"]).name: row for row in map(json.loads, lines)}
+    assert len(rows) == 9 and rows["pair4.png"]["categories"] == ["blur", "noise"]
+    assert not (out / "eval-rows.parquet").exists() and not (out / "eval-rows.csv").exists()
+    refused = runner.invoke(app, ["eval", str(labelled), "--out", str(tmp_path / "x"), "-f", "xlsx"])
+    assert refused.exit_code == 2 and "unknown report format xlsx" in refused.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_eval_results_match_scoring_the_answers_directly(

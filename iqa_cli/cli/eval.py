@@ -24,9 +24,11 @@ from iqa_cli.cli.options import (
     EngineOpt,
     MaxPixelsOpt,
     ModelOpt,
+    TableFormatsOpt,
     TokensOpt,
     WorkersOpt,
     engine_from,
+    writer_classes,
 )
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
 from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
@@ -55,9 +57,7 @@ def eval_command(
     ] = None,
     engine: EngineOpt = AUTO,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the evaluation tables.")] = Path("iqa-eval"),
-    formats: Annotated[
-        str, typer.Option("--format", "-f", help="Table formats, comma-separated: parquet, csv.")
-    ] = "parquet,csv",
+    formats: TableFormatsOpt = "parquet,csv",
     plot: Annotated[
         Path | None,
         typer.Option("--plot", help="Also draw a reliability diagram and identification bars into this PNG."),
@@ -117,9 +117,9 @@ def eval_command(
             return
         if labels is None:
             raise UsageError("give a labels CSV to evaluate, or --make-set CLEAN_DIR --set-out DIR to build one")
-        from iqa_cli.evaluation.run import assess_labels, parse_formats, plot_report, write_report
+        from iqa_cli.evaluation.run import assess_labels, plot_report, write_report
 
-        chosen_formats = parse_formats(formats)
+        chosen_writers = writer_classes(formats, any_schema=True)
         label_rows = read_labels(labels)
         chosen, engine_note = engine_from(engine, model, device, dtype, max_new_tokens, draft_decode)
         try:
@@ -140,7 +140,7 @@ def eval_command(
         report = score(label_rows, answers)
         extra = {"labels": str(labels), "engine": run.engine, "engine_version": run.engine_version}
         extra["engine_note"] = engine_note
-        written = write_report(report, out, chosen_formats, extra)
+        written = write_report(report, out, chosen_writers, extra)
         if plot is not None:
             written.append(plot_report(report, plot))
     if json_out:

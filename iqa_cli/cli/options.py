@@ -29,11 +29,20 @@ MaxPixelsOpt = Annotated[
     int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")
 ]
 
+TableFormatsOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Table formats, comma-separated: parquet, csv, jsonl, or a plugin's that writes any table.",
+    ),
+]
+
 
 def writer_classes(formats: str, *, any_schema: bool = False) -> list[type[ReportWriter]]:
     """The writer classes for a comma-separated list of format names, each once, in the order given.
 
-    `any_schema`: the command writes tables other than the audit report (`iqa rank`), which only writers
+    `any_schema`: the command writes tables other than the audit report (`iqa rank`, `iqa eval`), which only writers
     declaring `writes_any_schema` can hold."""
     available = {
         name: cls for name, cls in writers().items() if not any_schema or getattr(cls, "writes_any_schema", False)

@@ -18,6 +18,7 @@ from iqa_cli.cli.options import (
     DtypeOpt,
     EngineOpt,
     ModelOpt,
+    TableFormatsOpt,
     TokensOpt,
     WorkersOpt,
     engine_from,
@@ -174,9 +175,7 @@ def rank(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for pairs, ranking (and methods) reports.")
     ] = None,
-    formats: Annotated[
-        str, typer.Option("--format", "-f", help="Table formats, comma-separated: parquet, csv, jsonl.")
-    ] = "parquet,csv",
+    formats: TableFormatsOpt = "parquet,csv",
     pair_limit: Annotated[
         int,
         typer.Option("--pair-limit", min=2, help="Compare every pair up to this many candidates, else Swiss rounds."),

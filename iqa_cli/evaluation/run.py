@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import default_workers
@@ -17,8 +18,8 @@ from iqa_cli.engines.base import Engine
 from iqa_cli.errors import UsageError
 from iqa_cli.evaluation.metrics import Answer, EvalReport, Label, answer_from_row, group_labels
 from iqa_cli.report.summary import Summary
+from iqa_cli.report.writers import ReportWriter
 
-FORMATS = ("parquet", "csv")
 WRITTEN_TABLES = ("identification", "confidence", "rows")  # each as eval-NAME.FORMAT; the rest are in the summary
 PLOT_INSTALL = "pip install 'iqa-cli[plot]'"
 
@@ -58,61 +59,28 @@ def assess_labels(
     return answers, summary
 
 
-def parse_formats(text: str) -> list[str]:
-    """The table formats asked for ("parquet,csv"); UsageError for any other."""
-    names = list(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
-    unknown = [name for name in names if name not in FORMATS]
-    if unknown or not names:
-        raise UsageError(f"unknown table format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
-    return names
-
-
-def write_report(report: EvalReport, out: Path, formats: Sequence[str], extra: dict[str, Any]) -> list[Path]:
-    """eval-identification, eval-confidence and eval-rows in each format, and eval-summary.json (with `extra`)."""
+def write_report(
+    report: EvalReport, out: Path, writer_classes: Sequence[type[ReportWriter]], extra: dict[str, Any]
+) -> list[Path]:
+    """eval-identification, eval-confidence and eval-rows through each writer (the audit's writer family), and
+    eval-summary.json (with `extra`)."""
     out.mkdir(parents=True, exist_ok=True)
     tables = report.to_rows()
     written: list[Path] = []
     for name in WRITTEN_TABLES:
-        for fmt in formats:
-            path = out / f"eval-{name.replace('_', '-')}.{fmt}"
-            _write_table(tables[name], path, fmt)
-            written.append(path)
+        rows = tables[name]
+        schema = pa.Table.from_pylist(rows).schema if rows else pa.schema([])
+        for cls in writer_classes:
+            writer = cls(out, f"eval-{name.replace('_', '-')}", schema=schema)
+            writer.write(rows)
+            written.append(writer.close())
     summary = out / "eval-summary.json"
     data = {**extra, **report.to_dict(), "files_written": [str(p) for p in [*written, summary]]}
-    _atomic_text(summary, json.dumps(data, indent=2, default=str) + "\n")
+    temporary = summary.with_name(summary.name + ".partial")
+    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(temporary, summary)
     written.append(summary)
     return written
-
-
-def _write_table(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), temporary)
-    else:
-        with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            columns = list(rows[0]) if rows else []
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_cell(row[c]) for c in columns])
-    os.replace(temporary, path)
-
-
-def _cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value)
-    return value
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def plot_report(report: EvalReport, path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -98,7 +99,9 @@ class ParquetWriter(ReportWriter):
 
 
 def _flat(value: Any) -> Any:
-    """A cell as plain text-friendly value: lists joined, timestamps in ISO 8601."""
+    """A cell as plain text-friendly value: lists joined, timestamps in ISO 8601, NaN left empty as None is."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
     if isinstance(value, list):
         return LIST_SEPARATOR.join(str(item) for item in value)
     if isinstance(value, datetime):
@@ -107,7 +110,7 @@ def _flat(value: Any) -> Any:
 
 
 class CsvWriter(_TextWriter):
-    """CSV with the same columns, lists joined with "; " and timestamps in ISO 8601."""
+    """CSV with the same columns, lists joined with "; ", timestamps in ISO 8601, missing values (None, NaN) empty."""
 
     writes_any_schema = True
     format = "csv"
