@@ -182,3 +182,46 @@ def test_fixture_copy_is_independent(tiny_root: Path, tmp_path: Path) -> None:
     # Guard for the tests above: they change copies, never the shared build.
     shutil.copy(tiny_root / "DepictQA2-DQ495K" / "ckpt.pt", tmp_path / "ckpt.pt")
     assert read_checkpoint(tmp_path / "ckpt.pt", **SIZES).variant == "dq495k"
+
+
+def test_state_mismatch_counts_and_names_every_kind_of_problem() -> None:
+    expected = {"a": (2, 3), "b": (4,), "c": None, **{f"m{i}": (1,) for i in range(8)}}
+    assert checkpoint.state_mismatch({"a": (2, 3), "c": None}, {"a": [2, 3], "c": [9, 9]}) == ""
+    message = checkpoint.state_mismatch(expected, {"a": (3, 2), "b": (4,), "c": (7,), "z": (1,)})
+    assert message == (
+        "8 missing (m0, m1, m2, m3, m4, m5, ... and 2 more); 1 unexpected (z); "
+        "1 with the wrong shape (a expected [2, 3] got [3, 2])"
+    )
+    assert "unexpected" not in checkpoint.state_mismatch({"a": (1,)}, {"a": (1,), "z": (1,)}, others_allowed=True)
+
+
+def test_clip_weights_that_do_not_fit_the_tower_are_named(tiny_root: Path) -> None:
+    from iqa_cli.engines.depictqa.clip_weights import load_tower_weights, read_vision_weights
+    from iqa_cli.engines.depictqa.vision import CLIPVisionTower
+
+    cfg, state = read_vision_weights(tiny_root / "clip-vit-large-patch14")
+    tower = CLIPVisionTower(cfg)
+    load_tower_weights(tower, state, "tiny")  # the release itself fits
+    key = next(k for k in state if k.endswith("fc1.weight"))
+    state[key] = state[key][:-1]
+    del state[next(k for k in state if k.endswith("pre_layrnorm.bias"))]
+    with pytest.raises(ModelFilesError) as info:
+        load_tower_weights(tower, state, "tiny")
+    message = str(info.value)
+    assert "the CLIP weights in tiny do not fit" in message and "1 missing (" in message
+    assert "1 with the wrong shape (" in message and "iqa model download" in message
+
+
+def test_the_loader_refuses_a_16k_vicuna_before_loading_weights(tiny_root: Path, tmp_path: Path) -> None:
+    import json
+
+    from iqa_cli.engines.depictqa.files import locate
+    from iqa_cli.engines.depictqa.loading import load_depictqa
+
+    models = Path(shutil.copytree(tiny_root, tmp_path / "models"))
+    config_path = models / "vicuna-7b-v1.5" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(max_position_embeddings=16384, rope_scaling={"factor": 4.0, "type": "linear"})
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFilesError, match=r"vicuna-7b-v1\.5-16k.*garbage"):
+        load_depictqa(locate(models))

@@ -95,8 +95,8 @@ def test_check_catches_the_16k_vicuna(models: Path) -> None:
 
 
 def test_vicuna_context_problem() -> None:
-    assert verify.vicuna_context_problem({"max_position_embeddings": 4096, "rope_scaling": None}) is None
-    assert "16k" in (verify.vicuna_context_problem({"max_position_embeddings": 16384}) or "")
+    assert files.vicuna_context_problem({"max_position_embeddings": 4096, "rope_scaling": None}) is None
+    assert "16k" in (files.vicuna_context_problem({"max_position_embeddings": 16384}) or "")
 
 
 def test_check_catches_a_missing_shard_and_a_truncated_one(models: Path) -> None:

@@ -24,7 +24,7 @@ from iqa_cli.rank.model import (
     swiss_rounds,
     tournament,
 )
-from iqa_cli.rank.run import RankSettings, _judge, match_folders, split_reference
+from iqa_cli.rank.run import RankSettings, _judge, match_folders, plan_rank, split_reference
 
 
 def answer(winner: str, confidence: float) -> Comparison:
@@ -238,6 +238,23 @@ def test_match_folders_reports_duplicate_names_and_non_folders(tmp_path: Path) -
     assert len(matching.groups) == 1 and any("same name" in why for _, why in matching.unmatched)
     with pytest.raises(UsageError, match="not a folder"):
         match_folders([str(tmp_path / "x" / "m1" / "a.png")])
+
+
+def test_plan_rank_picks_files_or_folders_and_refuses_mixes(tmp_path: Path) -> None:
+    _touch(tmp_path / "m1", "a.png", "b.png")
+    _touch(tmp_path / "m2", "a.png")
+    _touch(tmp_path / "lone", "z.png")
+    a, b, r = (str(tmp_path / "m1" / n) for n in ("a.png", "b.png", "a.png"))
+    files = plan_rank([a, b, r], None, False, None)
+    assert (files.candidates, files.reference, files.matching) == ([a, b], r, None)
+    folders = plan_rank([str(tmp_path / "m1"), str(tmp_path / "m2")], None, False, None)
+    assert folders.matching is not None and [name for name, _, _ in folders.matching.groups] == ["a"]
+    with pytest.raises(UsageError, match="not both"):
+        plan_rank([a, str(tmp_path / "m2")], None, False, None)
+    with pytest.raises(UsageError, match="not files or --ref"):
+        plan_rank([str(tmp_path / "m1"), str(tmp_path / "m2")], a, False, None)
+    with pytest.raises(UsageError, match="no file name is present in every folder"):
+        plan_rank([str(tmp_path / "m1"), str(tmp_path / "lone")], None, False, None)
 
 
 def test_all_pairs_count() -> None:

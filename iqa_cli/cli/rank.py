@@ -25,13 +25,12 @@ from iqa_cli.cli.options import (
     writer_classes,
 )
 from iqa_cli.engines.base import Engine
-from iqa_cli.errors import IqaError, UsageError
+from iqa_cli.errors import IqaError
 from iqa_cli.plugins import AUTO
 from iqa_cli.rank.model import (
     PAIR_LIMIT,
     MethodSummary,
     Ranking,
-    aggregate,
     method_rows,
     pair_rows,
     ranking_rows,
@@ -39,10 +38,9 @@ from iqa_cli.rank.model import (
 from iqa_cli.rank.run import (
     Matching,
     RankSettings,
-    match_folders,
+    plan_rank,
     rank_files,
-    rank_folders,
-    split_reference,
+    run_rank,
     write_tables,
 )
 
@@ -195,32 +193,19 @@ def rank(
     err = stderr_console()
     with user_errors():
         chosen_writers = writer_classes(formats, any_schema=True)
-        folder_mode = ref_dir is not None or all(Path(p).is_dir() for p in paths)
-        if folder_mode and (ref is not None or any(not Path(p).is_dir() for p in paths)):
-            raise UsageError("folder mode takes only folders (one per method) and --ref-dir, not files or --ref")
-        if not folder_mode and any(Path(p).is_dir() for p in paths):
-            raise UsageError("give either image files or method folders, not both")
         settings = _setup(workers, batch_size, detail, pair_limit, seed)
-        matching, candidates, reference = None, list(paths), None
-        if folder_mode:
-            matching = match_folders(paths, None if no_ref else ref_dir)
-            if not matching.groups:
-                raise UsageError("no file name is present in every folder; nothing to rank (see the unmatched list)")
-        else:
-            candidates, reference = split_reference(paths, ref, no_ref)
+        to_rank = plan_rank(paths, ref, no_ref, ref_dir)
         chosen = _engine(engine, model, device, dtype, max_new_tokens)
         try:
-            if matching is not None:
-                rankings = rank_folders(matching, chosen, settings)
-            else:
-                rankings = [rank_files(candidates, reference, chosen, settings)]
+            rankings, summaries = run_rank(to_rank, chosen, settings)
         finally:
             chosen.close()
-        summaries = aggregate(matching.methods, rankings, seed=seed) if matching is not None else None
         reports = write_tables(out, chosen_writers, rankings, summaries) if out is not None else []
-    _log_problems(err, rankings, matching)
+    _log_problems(err, rankings, to_rank.matching)
     if json_out:
-        typer.echo(json.dumps(_rank_json(chosen.name, rankings, summaries, matching, reports), indent=2, default=str))
+        typer.echo(
+            json.dumps(_rank_json(chosen.name, rankings, summaries, to_rank.matching, reports), indent=2, default=str)
+        )
         return
     console = Console()
     if summaries is not None:

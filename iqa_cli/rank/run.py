@@ -23,6 +23,7 @@ from iqa_cli.rank.model import (
     PairResult,
     Ranking,
     Standing,
+    aggregate,
     combine,
     method_rows,
     pair_rows,
@@ -215,6 +216,42 @@ def rank_folders(matching: Matching, engine: Engine, settings: RankSettings) -> 
             continue
         rankings.append(_rank_loaded(name, loaded[: len(paths)], matching.methods, ref, engine, settings))
     return rankings
+
+
+@dataclass
+class RankPlan:
+    """What `iqa rank` ranks: image files with an optional reference, or method folders matched by name."""
+
+    candidates: list[str]
+    reference: str | None = None
+    matching: Matching | None = None
+
+
+def plan_rank(paths: Sequence[str], ref: str | None, no_ref: bool, ref_dir: str | None) -> RankPlan:
+    """Folder mode when every path is a folder (or --ref-dir is given), else image files; UsageError for a mix,
+    or for folders that share no file name. Decided before any engine loads."""
+    folder_mode = ref_dir is not None or all(Path(p).is_dir() for p in paths)
+    if folder_mode and (ref is not None or any(not Path(p).is_dir() for p in paths)):
+        raise UsageError("folder mode takes only folders (one per method) and --ref-dir, not files or --ref")
+    if not folder_mode and any(Path(p).is_dir() for p in paths):
+        raise UsageError("give either image files or method folders, not both")
+    if not folder_mode:
+        candidates, reference = split_reference(paths, ref, no_ref)
+        return RankPlan(candidates, reference)
+    matching = match_folders(paths, None if no_ref else ref_dir)
+    if not matching.groups:
+        raise UsageError("no file name is present in every folder; nothing to rank (see the unmatched list)")
+    return RankPlan(list(paths), matching=matching)
+
+
+def run_rank(
+    plan: RankPlan, engine: Engine, settings: RankSettings
+) -> tuple[list[Ranking], list[MethodSummary] | None]:
+    """The rankings of a plan, and in folder mode the methods' summary over every matched image."""
+    if plan.matching is None:
+        return [rank_files(plan.candidates, plan.reference, engine, settings)], None
+    rankings = rank_folders(plan.matching, engine, settings)
+    return rankings, aggregate(plan.matching.methods, rankings, seed=settings.seed)
 
 
 def write_tables(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iqa_cli.engines.depictqa.files import CLIP_REPO, VICUNA_REPO
 from iqa_cli.errors import ModelFilesError, first_line
 
 if TYPE_CHECKING:
@@ -125,7 +126,14 @@ def read_checkpoint(path: Path, *, num_layers: int, hidden: int, vision_width: i
         lora_rank=lora_rank,
         abstractor_ffn=ffn if variant == "abstractor" else None,
     )
-    _raise_on_mismatch(path, state, expected, num_layers=num_layers, hidden=hidden, vision_width=vision_width)
+    mismatch = state_mismatch(expected, shapes(state))
+    if mismatch:
+        raise ModelFilesError(
+            f"{path} does not match a DepictQA2 checkpoint for an LLM with {num_layers} layers of width {hidden} "
+            f"and a CLIP of width {vision_width}: {mismatch}. Check that the Vicuna and CLIP folders are "
+            f"{VICUNA_REPO} and {CLIP_REPO}, then re-fetch the checkpoint with `iqa model download` "
+            "(`iqa model check` lists every problem)."
+        )
 
     lora = {
         (layer, target): (state[lora_key(layer, target, "A")], state[lora_key(layer, target, "B")])
@@ -196,25 +204,25 @@ def _infer_dim(state: Mapping[str, Tensor], key: str, dim: int, *, default: int)
     return int(tensor.shape[dim])
 
 
-def _raise_on_mismatch(
-    path: Path,
-    state: Mapping[str, Tensor],
-    expected: Mapping[str, tuple[int, ...]],
+def state_mismatch(
+    expected: Mapping[str, Sequence[int] | None],
+    found: Mapping[str, Sequence[int]],
     *,
-    num_layers: int,
-    hidden: int,
-    vision_width: int,
-) -> None:
-    """Raise one ModelFilesError listing missing, unexpected and mis-shaped tensors, if there are any."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    others_allowed: bool = False,
+) -> str:
+    """What keeps `found` (name -> shape) from being `expected` (None: any shape), as one clause: counts of
+    missing, unexpected and mis-shaped tensors with the first few names; "" when it fits. Names `found` has
+    beyond `expected` are unexpected unless `others_allowed`.
+
+    The one check behind every weight load (checkpoint, CLIP tower, projector, Abstractor) and `iqa model
+    check`, so each names a problem the same way."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [] if others_allowed else [k for k in found if k not in expected]
     wrong = [
-        f"{k} expected {list(shape)} got {list(state[k].shape)}"
+        f"{k} expected {list(shape)} got {list(found[k])}"
         for k, shape in expected.items()
-        if k in state and tuple(state[k].shape) != shape
+        if shape is not None and k in found and tuple(found[k]) != tuple(shape)
     ]
-    if not (missing or unexpected or wrong):
-        return
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing ({_sample(missing)})")
@@ -222,12 +230,12 @@ def _raise_on_mismatch(
         parts.append(f"{len(unexpected)} unexpected ({_sample(unexpected)})")
     if wrong:
         parts.append(f"{len(wrong)} with the wrong shape ({_sample(wrong)})")
-    raise ModelFilesError(
-        f"{path} does not match a DepictQA2 checkpoint for an LLM with {num_layers} layers of width {hidden} "
-        f"and a CLIP of width {vision_width}: " + "; ".join(parts) + ". "
-        "Check that the Vicuna and CLIP folders are lmsys/vicuna-7b-v1.5 and openai/clip-vit-large-patch14, "
-        "then re-fetch the checkpoint with `iqa model download` (`iqa model check` lists every problem)."
-    )
+    return "; ".join(parts)
+
+
+def shapes(state: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of a state dict, for `state_mismatch`."""
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
 def _sample(names: list[str]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from iqa_cli.engines.depictqa.checkpoint import shapes, state_mismatch
 from iqa_cli.engines.depictqa.torchscript import read_torchscript_state
 from iqa_cli.engines.depictqa.vision import CLIPVisionTower, VisionConfig
 from iqa_cli.errors import ModelFilesError
@@ -39,33 +40,16 @@ def hf_to_tower_names(name: str) -> str | None:
 
 def load_tower_weights(tower: CLIPVisionTower, hf_state: Mapping[str, torch.Tensor], source: str) -> None:
     """Copy Hugging Face-named weights into `tower`, checking that every key and shape matches."""
-    expected = dict(tower.state_dict())
     got: dict[str, torch.Tensor] = {}
-    unexpected = []
     for key, value in hf_state.items():
         name = hf_to_tower_names(key)
-        if name is None:
-            continue
-        if name not in expected:
-            unexpected.append(key)
-            continue
-        got[name] = value
-    missing = sorted(set(expected) - set(got))
-    wrong = [
-        f"{k} (expected {tuple(expected[k].shape)}, got {tuple(v.shape)})"
-        for k, v in got.items()
-        if v.shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = [
-            f"missing: {', '.join(missing[:5])}" if missing else "",
-            f"unexpected: {', '.join(unexpected[:5])}" if unexpected else "",
-            f"wrong shape: {', '.join(wrong[:5])}" if wrong else "",
-        ]
+        if name is not None:
+            got[name] = value
+    mismatch = state_mismatch(shapes(tower.state_dict()), shapes(got))
+    if mismatch:
         raise ModelFilesError(
-            f"the CLIP weights in {source} do not fit ViT config {tower.cfg}: "
-            + "; ".join(p for p in parts if p)
-            + ". Re-download them with `iqa model download`."
+            f"the CLIP weights in {source} do not fit ViT config {tower.cfg}: {mismatch}. "
+            "Re-download them with `iqa model download`."
         )
     tower.load_state_dict(got)
     tower.clear_position_cache()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iqa_cli.errors import ModelFilesError, UsageError, first_line
 
@@ -259,3 +260,32 @@ def _valid_variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise UsageError(f"Unknown DepictQA variant {variant!r}; choose one of: {', '.join(VARIANTS)}.")
     return variant
+
+
+def vicuna_context_problem(config: Mapping[str, Any]) -> str | None:
+    """Why an LLM's config.json is not Vicuna-7B v1.5's 4k-context one, or None.
+
+    The -16k variant loads without error and answers garbage: DepictQA was trained on the 4k model. Both the
+    loader and `iqa model check` ask this, so the rule lives here once."""
+    context = config.get("max_position_embeddings")
+    scaling = _rope_scaling(config)
+    if context == VICUNA_CONTEXT and not scaling:
+        return None
+    hint = " (this looks like lmsys/vicuna-7b-v1.5-16k)" if scaling or (context or 0) > VICUNA_CONTEXT else ""
+    return (
+        f"max_position_embeddings={context}, rope_scaling={scaling}{hint}: DepictQA was trained on "
+        f"{VICUNA_REPO} (4096 positions, no rope scaling) and gives garbage answers with any other context "
+        f"setting. Replace the folder with {VICUNA_REPO}: delete it and run `iqa model download`."
+    )
+
+
+def _rope_scaling(config: Mapping[str, Any]) -> Any:
+    """The RoPE scaling a config asks for, or None; transformers 5 writes the unscaled case as
+    `rope_parameters` with rope_type "default"."""
+    for key in ("rope_scaling", "rope_parameters"):
+        value = config.get(key)
+        if isinstance(value, Mapping) and value.get("rope_type", value.get("type")) in ("default", None):
+            continue
+        if value:
+            return value
+    return None

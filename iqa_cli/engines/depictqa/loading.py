@@ -17,6 +17,7 @@ import torch
 from iqa_cli.engines.depictqa import checkpoint
 from iqa_cli.engines.depictqa.clip_weights import load_tower_weights, read_vision_weights
 from iqa_cli.engines.depictqa.confidence import Embedder
+from iqa_cli.engines.depictqa.files import vicuna_context_problem
 from iqa_cli.engines.depictqa.model import AbstractorConfig, DepictQAConfig, DepictQAModel
 from iqa_cli.engines.depictqa.tokenizer import PromptTokenizer
 from iqa_cli.engines.depictqa.vision import VisionConfig
@@ -59,19 +60,15 @@ def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
 
 def load_llm(folder: Path, dtype: torch.dtype, *, attn_implementation: str = "sdpa") -> torch.nn.Module:
     """LlamaForCausalLM from a local Hugging Face folder, in `dtype`, in eval mode, frozen."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     try:
-        config = LlamaConfig.from_pretrained(folder, local_files_only=True)
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelFilesError(f"cannot read the LLaMA config in {folder}: {exc}") from exc
-    scaling = getattr(config, "rope_scaling", None) or {}
-    if scaling.get("rope_type", scaling.get("type", "default")) not in ("default", None):
-        # vicuna-7b-v1.5-16k has linear RoPE scaling: DepictQA was trained on the 4k model, and the 16k one
-        # loads without error but answers garbage.
-        raise ModelFilesError(
-            f"{folder} is a RoPE-scaled LLaMA ({scaling}); DepictQA needs lmsys/vicuna-7b-v1.5 (not the -16k variant)"
-        )
+    problem = vicuna_context_problem(config)
+    if problem:
+        raise ModelFilesError(f"{folder}: {problem}")
     llm = LlamaForCausalLM.from_pretrained(
         folder, local_files_only=True, attn_implementation=attn_implementation, **_dtype_kwarg(dtype)
     )
@@ -89,19 +86,9 @@ def _abstractor_config(weights: checkpoint.TrainedWeights, vision_width: int) ->
 
 def _copy_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict with every key and shape checked first, named in the error."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k} expected {list(expected[k].shape)} got {list(v.shape)}"
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise ModelFilesError(
-            f"{source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shape {wrong[:5]}"
-        )
+    mismatch = checkpoint.state_mismatch(checkpoint.shapes(module.state_dict()), checkpoint.shapes(state))
+    if mismatch:
+        raise ModelFilesError(f"{source} does not fit the model: {mismatch}")
     module.load_state_dict(state)
 
 

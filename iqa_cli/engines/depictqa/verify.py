@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iqa_cli.engines.depictqa.checkpoint import read_checkpoint, state_mismatch
 from iqa_cli.engines.depictqa.files import (
     CHECKPOINT,
     CLIP_ARCHIVE,
@@ -21,10 +22,10 @@ from iqa_cli.engines.depictqa.files import (
     MINILM_DIR,
     MINILM_REPO,
     VARIANTS,
-    VICUNA_CONTEXT,
     VICUNA_REPO,
     installed_variants,
     variant_dir_name,
+    vicuna_context_problem,
 )
 from iqa_cli.errors import ModelFilesError, first_line
 
@@ -87,20 +88,6 @@ def check(root: Path) -> CheckReport:
             report.variants.append(variant)
     _check_minilm(root / MINILM_DIR, report)
     return report
-
-
-def vicuna_context_problem(config: Mapping[str, Any]) -> str | None:
-    """Why an LLM config is not Vicuna-7B v1.5's 4k-context one (the 16k variant gives garbage), or None."""
-    context = config.get("max_position_embeddings")
-    scaling = config.get("rope_scaling")
-    if context == VICUNA_CONTEXT and not scaling:
-        return None
-    hint = " (this looks like lmsys/vicuna-7b-v1.5-16k)" if scaling or (context or 0) > VICUNA_CONTEXT else ""
-    return (
-        f"max_position_embeddings={context}, rope_scaling={scaling}{hint}: DepictQA was trained on "
-        f"{VICUNA_REPO} (4096 positions, no rope scaling) and gives garbage answers with any other context "
-        f"setting. Replace the folder with {VICUNA_REPO}: delete it and run `iqa model download`."
-    )
 
 
 @dataclass(frozen=True)
@@ -217,8 +204,6 @@ def _check_depictqa(
         report.add(part, "warning", "checkpoint not verified: fix the LLM and CLIP folders first.")
         return False
     try:
-        from iqa_cli.engines.depictqa.checkpoint import read_checkpoint
-
         weights = read_checkpoint(
             folder / CHECKPOINT, num_layers=llm.layers, hidden=llm.hidden, vision_width=vision_width
         )
@@ -297,17 +282,11 @@ def _check_weights(
             return found[key] or []
         return next((shape or [] for name, shape in found.items() if name.endswith("." + key)), None)
 
-    missing = [k for k in expected if lookup(k) is None]
-    wrong = []
-    for key, shape in expected.items():
-        got = lookup(key)
-        if shape is not None and got and list(shape) != got:
-            wrong.append(f"{key} expected {list(shape)} got {got}")
-    if missing or wrong:
-        detail = "; ".join(
-            ([f"{len(missing)} tensors missing ({', '.join(missing[:4])})"] if missing else [])
-            + ([f"{len(wrong)} with the wrong shape ({', '.join(wrong[:4])})"] if wrong else [])
-        )
+    found_shapes = {key: shape for key in expected if (shape := lookup(key)) is not None}
+    # A name listed without its shape fits any shape.
+    checked = {key: shape if found_shapes.get(key) else None for key, shape in expected.items()}
+    detail = state_mismatch(checked, found_shapes, others_allowed=True)
+    if detail:
         report.add(part, "error", f"weights do not match config.json: {detail}. Is this {fetch}?")
         return False
     return True
