@@ -377,90 +377,107 @@ def _rate(hits: int, n: int) -> float | None:
 def score(labels: Sequence[Label], results: Iterable[Answer]) -> EvalReport:
     """Measure `results` (one Answer per file; extra files ignored, missing ones count as failed) against `labels`."""
     by_file = {answer.file: answer for answer in results}
-    grouped = group_labels(labels)
-    present = [c for c in CATEGORIES if any(label.category == c for label in labels)]
-    ident: dict[tuple[str, int], list[int]] = {}  # (row, severity) -> [images, identified]
-    accuracy: dict[int | None, list[int]] = {}
-    names: dict[tuple[str, int], list[int]] = {}
-    flagged = [0, 0]
-    pairs_of_scores: dict[tuple[str, str | None], tuple[list[int], list[float]]] = {}
-    conf: list[float] = []
-    right: list[bool] = []
-    failed: list[dict[str, str]] = []
-    rows: list[dict[str, Any]] = []
-    for file, file_labels in grouped.items():
-        truth = _truth(file_labels)
-        severity = max(label.severity for label in file_labels)
+    tally = _Tally()
+    for file, file_labels in group_labels(labels).items():
         answer = by_file.get(file) or Answer(file=file, error="not assessed: the audit returned no row for it")
-        row: dict[str, Any] = {
-            "file": file,
-            "categories": [label.category for label in file_labels if label.category != CLEAN],
-            "label_severities": [label.severity for label in file_labels if label.category != CLEAN],
-            "functions": [label.function or "" for label in file_labels if label.category != CLEAN],
-            "severity": severity,
-            "status": "error" if answer.error is not None else "ok",
-            "error": answer.error,
-            "named": list(answer.named),
-            "named_severities": list(answer.severities),
-            "confidence": answer.confidence,
-            "score": answer.score,
-            "verdict": None,
-            "identified": None,
-            "right": None,
-        }
-        rows.append(row)
+        tally.count(file_labels, answer)
+    return tally.report([c for c in CATEGORIES if any(label.category == c for label in labels)])
+
+
+def _file_row(file_labels: Sequence[Label], answer: Answer) -> dict[str, Any]:
+    """The eval-rows entry of one file before it is judged (verdict, identified and right still empty)."""
+    distorted = [label for label in file_labels if label.category != CLEAN]
+    return {
+        "file": answer.file,
+        "categories": [label.category for label in distorted],
+        "label_severities": [label.severity for label in distorted],
+        "functions": [label.function or "" for label in distorted],
+        "severity": max(label.severity for label in file_labels),
+        "status": "error" if answer.error is not None else "ok",
+        "error": answer.error,
+        "named": list(answer.named),
+        "named_severities": list(answer.severities),
+        "confidence": answer.confidence,
+        "score": answer.score,
+        "verdict": None,
+        "identified": None,
+        "right": None,
+    }
+
+
+@dataclass
+class _Tally:
+    """Running counts over the files of a labelled set, turned into an EvalReport at the end."""
+
+    identification: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (row, severity) -> [n, hits]
+    accuracy: dict[int | None, list[int]] = field(default_factory=dict)  # severity (None: all) -> [n, right]
+    names: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (kind, severity) -> [n, names]
+    clean: list[int] = field(default_factory=lambda: [0, 0])  # [clean images, flagged]
+    severity_scores: dict[tuple[str, str | None], tuple[list[int], list[float]]] = field(default_factory=dict)
+    confidences: list[float] = field(default_factory=list)
+    right: list[bool] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, file_labels: Sequence[Label], answer: Answer) -> None:
+        """Add one file: its row, and, when it was assessed, every table it belongs to."""
+        row = _file_row(file_labels, answer)
+        self.rows.append(row)
         if answer.error is not None:
-            failed.append({"file": file, "error": answer.error})
-            continue
+            self.failed.append({"file": answer.file, "error": answer.error})
+            return
+        truth, severity = _truth(file_labels), row["severity"]
         is_right = primary_right(truth, answer.named)
         row.update(verdict=_verdict(answer), right=is_right)
         for key in (None, severity):
-            cell = accuracy.setdefault(key, [0, 0])
-            cell[0] += 1
-            cell[1] += is_right
+            _add(self.accuracy, key, is_right)
         if answer.confidence is not None:
-            conf.append(float(answer.confidence))
-            right.append(is_right)
+            self.confidences.append(float(answer.confidence))
+            self.right.append(is_right)
         if not truth:
-            flagged[0] += 1
-            flagged[1] += bool(answer.named) or row["verdict"] != "ok"
-            _add(names, ("clean", 0), len(answer.named))
-            continue
+            self.clean[0] += 1
+            self.clean[1] += bool(answer.named) or row["verdict"] != "ok"
+            _add(self.names, ("clean", 0), len(answer.named))
+            return
         row["identified"] = identified(truth, answer.named)
         if len(truth) == 1:
             (only,) = file_labels
-            _add(ident, (only.category, severity), row["identified"])
-            _add(names, ("single", severity), len(answer.named))
+            _add(self.identification, (only.category, severity), row["identified"])
+            _add(self.names, ("single", severity), len(answer.named))
             if answer.score is not None:
-                xs, ys = pairs_of_scores.setdefault((only.category, only.function), ([], []))
+                xs, ys = self.severity_scores.setdefault((only.category, only.function), ([], []))
                 xs.append(severity)
                 ys.append(float(answer.score))
         elif len(truth) == 2:
-            _add(ident, ("pairs_both", severity), truth.issubset(answer.named))
-            _add(ident, ("pairs_either", severity), row["identified"])
-    return EvalReport(
-        images=len(grouped),
-        assessed=len(grouped) - len(failed),
-        failed=failed,
-        identification=_identification_table(ident, present),
-        clean_flagged={"images": flagged[0], "flagged": flagged[1], "share": _rate(flagged[1], flagged[0])},
-        primary_accuracy=[
-            {"severity": key, "images": n, "right": hits, "accuracy": _rate(hits, n)}
-            for key, (n, hits) in sorted(accuracy.items(), key=lambda item: -1 if item[0] is None else item[0])
-        ],
-        names_per_image=[
-            {"kind": kind, "severity": s, "images": n, "mean_named": total / n}
-            for (kind, s), (n, total) in sorted(names.items(), key=lambda item: (item[0][0] != "clean", item[0][1]))
-        ],
-        confidence=confidence_buckets(conf, right),
-        ece=expected_calibration_error(conf, right),
-        auroc=auroc(conf, right),
-        severity_score=[
-            {"category": c, "function": f, "images": len(xs), "spearman": spearman(xs, ys)}
-            for (c, f), (xs, ys) in sorted(pairs_of_scores.items(), key=lambda item: (item[0][0], item[0][1] or ""))
-        ],
-        rows=rows,
-    )
+            _add(self.identification, ("pairs_both", severity), truth.issubset(answer.named))
+            _add(self.identification, ("pairs_either", severity), row["identified"])
+
+    def report(self, categories: Sequence[str]) -> EvalReport:
+        """The tables, with identification rows for `categories` (those the labels hold)."""
+        n_clean, flagged = self.clean
+        return EvalReport(
+            images=len(self.rows),
+            assessed=len(self.rows) - len(self.failed),
+            failed=self.failed,
+            identification=_identification_table(self.identification, categories),
+            clean_flagged={"images": n_clean, "flagged": flagged, "share": _rate(flagged, n_clean)},
+            primary_accuracy=[
+                {"severity": key, "images": n, "right": hits, "accuracy": _rate(hits, n)}
+                for key, (n, hits) in sorted(self.accuracy.items(), key=lambda item: -1 if item[0] is None else item[0])
+            ],
+            names_per_image=[
+                {"kind": kind, "severity": s, "images": n, "mean_named": total / n}
+                for (kind, s), (n, total) in sorted(self.names.items(), key=lambda i: (i[0][0] != "clean", i[0][1]))
+            ],
+            confidence=confidence_buckets(self.confidences, self.right),
+            ece=expected_calibration_error(self.confidences, self.right),
+            auroc=auroc(self.confidences, self.right),
+            severity_score=[
+                {"category": c, "function": f, "images": len(xs), "spearman": spearman(xs, ys)}
+                for (c, f), (xs, ys) in sorted(self.severity_scores.items(), key=lambda i: (i[0][0], i[0][1] or ""))
+            ],
+            rows=self.rows,
+        )
 
 
 def _add(table: dict[Any, list[int]], key: Any, value: int | bool) -> None:
