@@ -198,26 +198,8 @@ def _decode(
     `draft_oversample` asks the JPEG draft decoder for that many times the final size (>= 1), so the
     final bicubic resize has more to work from; the benchmark measures its effect.
     """
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise _unidentified(data) from None
-    facts.format = image.format
+    image = _open_header(data, max_pixels, facts)
     width, height = image.size
-    if width <= 0 or height <= 0 or width > MAX_SIDE or height > MAX_SIDE:
-        raise _Failure("bad_dimensions", f"the header declares an impossible size of {width} x {height}")
-    if width * height > max_pixels:
-        raise _Failure(
-            "too_many_pixels",
-            f"{width} x {height} is {width * height / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:g} MP",
-        )
-
-    if image.format in ("JPEG", "MPO"):
-        facts.jpeg_quality = jpeg_quality(getattr(image, "quantization", None))
-    frames = _frame_count(image)
-    if frames > 1 and image.format != "MPO":  # MPO's extra frames are previews or depth maps
-        facts.notes.append(f"animated: first of {frames} frames")
-
     if image.format not in ("JPEG", "MPO"):
         # Decode now, where errors are caught: _orientation's getexif() decodes some formats (PNG) itself
         # and would swallow a damaged stream, leaving a blank image. JPEG waits for its draft request.
@@ -258,6 +240,30 @@ def _decode(
         raise _Failure("corrupt", f"decoded to an unexpected shape {pixels.shape}")
     # np.asarray of a Pillow image is read-only; engines may want to write in place.
     return np.array(pixels, dtype=np.uint8, order="C", copy=True), native, native_scale
+
+
+def _open_header(data: bytes, max_pixels: int, facts: FileFacts) -> Image.Image:
+    """The image opened from its header only (nothing decoded yet), with its format, JPEG quality and frame
+    count in `facts`; _Failure for a file that is not an image or declares a size it must not be decoded at."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise _unidentified(data) from None
+    facts.format = image.format
+    width, height = image.size
+    if width <= 0 or height <= 0 or width > MAX_SIDE or height > MAX_SIDE:
+        raise _Failure("bad_dimensions", f"the header declares an impossible size of {width} x {height}")
+    if width * height > max_pixels:
+        raise _Failure(
+            "too_many_pixels",
+            f"{width} x {height} is {width * height / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:g} MP",
+        )
+    if image.format in ("JPEG", "MPO"):
+        facts.jpeg_quality = jpeg_quality(getattr(image, "quantization", None))
+    frames = _frame_count(image)
+    if frames > 1 and image.format != "MPO":  # MPO's extra frames are previews or depth maps
+        facts.notes.append(f"animated: first of {frames} frames")
+    return image
 
 
 def _central_crop(image: Image.Image, side: int, orientation: int | None) -> np.ndarray:
