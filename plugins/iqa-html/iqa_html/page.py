@@ -8,10 +8,8 @@ import hashlib
 import html
 from collections.abc import Iterable, Iterator
 from importlib.resources import files
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the writer imports this module; the types are only needed for annotations
-    from iqa_html.writer import Entry, ReportData
+from iqa_html.data import Entry, ReportData
 
 _RATING_RANK = {"bad": 1, "poor": 2, "fair": 3, "good": 4, "excellent": 5}
 _VERDICT_RANK = {"error": 0, "bad": 1, "degraded": 2, "ok": 3}  # the table sorts verdicts worst first
