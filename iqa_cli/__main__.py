@@ -1,5 +1,6 @@
 """`python -m iqa_cli` runs the command-line tool."""
 
-from iqa_cli.cli.app import main
+from iqa_cli.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned worker re-imports this module as `__mp_main__`
+    main()

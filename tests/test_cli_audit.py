@@ -216,3 +216,36 @@ def test_output_folder_that_is_a_file_is_one_clear_line(photos: Path, tmp_path: 
     (tmp_path / "taken").write_text("a file, not a folder")
     code, _, err = audit(str(photos / "clean.png"), "--out", str(tmp_path / "taken"), "--workers", "0")
     assert code == 1 and "taken" in err and "Traceback" not in err
+
+
+def test_checks_none_asks_no_plugin_for_its_checks(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A check plugin's module may be costly to import (iqa-dupes brings SciPy's FFT): --checks none skips it.
+    import iqa_cli.cli.app as app_module
+
+    def refuse() -> dict:
+        raise AssertionError("the check plugins were loaded")
+
+    monkeypatch.setattr(app_module, "plugin_checks", refuse)
+    out = tmp_path / "out"
+    args = ["audit", str(photos), "--out", str(out), "--workers", "0", "--engine", "signal", "--json"]
+    result = runner.invoke(app, [*args, "--checks", "none"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] > 0
+    assert runner.invoke(app, args).exit_code != 0  # the default (every installed check) does ask
+
+
+@pytest.mark.parametrize("how", ["module", "script"])
+def test_a_spawned_worker_does_not_import_the_cli(how: str) -> None:
+    # spawn re-runs the parent's main module as __mp_main__ in every decode worker (runpy, as here): the
+    # console script and `python -m iqa_cli` must not pull Typer, Rich and PyArrow in with it.
+    script = Path(sys.executable).parent / "iqa"
+    if how == "script" and not script.is_file():
+        pytest.skip("no installed console script beside this interpreter")
+    run = "runpy.run_module('iqa_cli.__main__', run_name='__mp_main__')"
+    if how == "script":
+        run = f"runpy.run_path({str(script)!r}, run_name='__mp_main__')"
+    probe = f"import runpy, sys; {run}; print(sorted({{'typer', 'rich', 'pyarrow'}} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

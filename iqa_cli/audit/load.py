@@ -115,6 +115,12 @@ def load_image(path: str, plan: DecodePlan, *, max_pixels: int = DEFAULT_MAX_PIX
         return _load(path, plan, max_pixels, facts)
 
 
+def decode_pixels(data: bytes, plan: DecodePlan, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Only the pixels of an image file's bytes under `plan`, decoded exactly as `load_image` decodes them (no
+    hash, no EXIF, no failure classification): the decode-only baseline the audit benchmark compares with."""
+    return _decode(data, plan, max_pixels, FileFacts(path=""), draft_oversample=1)[0]
+
+
 def _load(path: str, plan: DecodePlan, max_pixels: int, facts: FileFacts) -> LoadedImage | LoadFailure:
     try:
         data = _read(str(path), facts)

@@ -227,12 +227,12 @@ def _all_paths(paths: list[str], from_file: str | None) -> Iterator[str]:
 
 
 def _checks(names: str) -> list[Check]:
-    available = plugin_checks()
     wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if wanted in ([], ["none"]):
+        return []  # before asking the plugins: a check's module may be costly to import
+    available = plugin_checks()
     if wanted == ["all"]:
         return [cls() for _, cls in sorted(available.items())]
-    if wanted in ([], ["none"]):
-        return []
     unknown = [n for n in wanted if n not in available]
     if unknown:
         raise UsageError(f"unknown check {', '.join(unknown)}; installed: {', '.join(sorted(available)) or 'none'}")
@@ -375,12 +375,3 @@ def list_plugins() -> None:
             for name, cls in sorted(found.items()):
                 table.add_row(kind, name, f"{cls.__module__}.{cls.__qualname__}", origin(cls))
         Console().print(table)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

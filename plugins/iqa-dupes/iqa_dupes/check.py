@@ -10,7 +10,6 @@ import numpy as np
 from iqa_cli.checks import Check, Finding
 from iqa_cli.images import LoadedImage
 from PIL import Image
-from scipy.fft import dctn
 
 HASH_BITS = 64
 BANDS = 4
@@ -33,6 +32,8 @@ def perceptual_hash(pixels: np.ndarray) -> int | None:
     Low frequencies carry the picture's layout, which survives resizing and JPEG recompression; a
     uniform brightness change moves only the DC term, which is left out.
     """
+    from scipy.fft import dctn  # here, not at the top: only the decode workers need it, not every run's start
+
     grey = Image.fromarray(pixels).convert("L").resize((32, 32), Image.Resampling.BOX)
     low = dctn(np.asarray(grey, dtype=np.float64), type=2, norm="ortho")[1:9, 1:9]
     if float(np.ptp(low)) < _FLAT_SPREAD:
