@@ -1,4 +1,7 @@
-"""Use iqa as a library: audit a folder with the signal engine, write Parquet, print the worst images."""
+"""Use iqa as a library: audit a folder with the signal engine, write Parquet, print the worst images.
+
+Reads the report back with pandas, which iqa itself does not need: pip install pandas.
+"""
 
 from __future__ import annotations
 
