@@ -71,11 +71,11 @@ def make_set(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> 
     photos = sources()
     rng = np.random.default_rng(seed)
     aspect = size[0] / size[1]
+    opened: dict[Path, Image.Image] = {}
     for n, target in enumerate(files):
         if target.is_file():
             continue
-        with Image.open(photos[n % len(photos)]) as opened:
-            photo = opened.convert("RGB")
+        photo = _source(photos[n % len(photos)], size, opened)
         if (photo.width > photo.height) != (size[0] > size[1]):
             photo = photo.transpose(Image.Transpose.ROTATE_90)
         scale = rng.uniform(0.7, 1.0) ** 0.5
@@ -92,6 +92,16 @@ def make_set(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> 
         Image.fromarray(pixels).save(partial, format="JPEG", quality=90, subsampling="4:2:0")
         os.replace(partial, target)
     return files
+
+
+def _source(path: Path, size: tuple[int, int], opened: dict[Path, Image.Image]) -> Image.Image:
+    """A source photo as RGB, opened once per set; shrunk (never below twice the target) for small targets."""
+    if path not in opened:
+        with Image.open(path) as image:
+            photo = image.convert("RGB")
+        photo.thumbnail((max(size) * 2, max(size) * 2), Image.Resampling.LANCZOS)  # only ever shrinks
+        opened[path] = photo
+    return opened[path]
 
 
 class TreeMemory:

@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 
 from iqa_cli.checks import Check, Finding
-from iqa_cli.engines.base import Assessment, AssessRequest, Engine, EngineOptions, Prepared, rating_for_score
+from iqa_cli.engines.base import (
+    Assessment,
+    AssessRequest,
+    Engine,
+    EngineOptions,
+    Prepared,
+    Preparer,
+    rating_for_score,
+)
 from iqa_cli.images import DecodePlan, LoadedImage
 
 
@@ -144,3 +152,54 @@ class ScriptedEngine(Engine):
                 )
             )
         return out
+
+
+class MarkingPreparer:
+    """Wraps an engine's preparer: after preparing an image in a worker, leaves a file named after it in
+    `folder`, so a test can see which images are decoded and prepared while the engine is busy."""
+
+    def __init__(self, inner: Preparer, folder: str) -> None:
+        self.inner, self.folder = inner, folder
+
+    def __call__(self, image: LoadedImage) -> Any:
+        payload = self.inner(image)
+        open(os.path.join(self.folder, os.path.basename(image.facts.path)), "w").close()
+        return payload
+
+
+class PipelineProbe(Engine):
+    """A stand-in for a GPU: another engine's decode plan and preparer (run in the workers as usual), and an
+    `assess` that holds each batch until `hold(batch_index)` returns. It answers "None" for every image."""
+
+    name = "probe"
+    version = "1"
+
+    def __init__(self, plan: DecodePlan, preparer: Preparer, hold: Any, batch_size: int) -> None:
+        self._plan, self._preparer, self._hold, self._batch_size = plan, preparer, hold, batch_size
+        self.batches: list[int] = []  # the size of each batch assessed
+
+    @classmethod
+    def create(cls, options: EngineOptions) -> PipelineProbe:
+        raise NotImplementedError("built by the tests")
+
+    @property
+    def decode_plan(self) -> DecodePlan:
+        return self._plan
+
+    @property
+    def preferred_batch_size(self) -> int:
+        return self._batch_size
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def preparer(self) -> Preparer:
+        return self._preparer
+
+    def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
+        self._hold(len(self.batches))
+        self.batches.append(len(batch))
+        return [
+            Assessment(task="distortion_identification", question="", answer="None", rating="good", score=0.8)
+            for _ in batch
+        ]
