@@ -158,6 +158,15 @@ def timed(command: list[str], *, memory: bool = False) -> tuple[float, float, in
     return wall, cpu, peak
 
 
+def assessed(out: Path, expected: int) -> None:
+    """Stop unless the audit's report holds an assessed row for every file: a run that failed fast is no figure."""
+    import pyarrow.parquet as pq
+
+    status = pq.read_table(out / "report.parquet", columns=["status"]).column("status").to_pylist()
+    if len(status) != expected or set(status) != {"ok"}:
+        raise SystemExit(f"the audit assessed {status.count('ok')} of {expected} files; see {out}")
+
+
 def iqa_command() -> str:
     """The installed `iqa` beside this interpreter (a venv's), else the one on PATH."""
     beside = Path(sys.executable).parent / "iqa"
@@ -217,6 +226,8 @@ def throughput(args: argparse.Namespace, size: tuple[int, int]) -> None:
             for name in order:
                 command = audit_command(folder, out, args.workers) if name == "iqa audit" else decode_only
                 wall, cpu, _ = timed(command)
+                if name == "iqa audit":
+                    assessed(out, len(files))
                 runs[name].append((wall, cpu))
     n = len(files)
     for name, results in runs.items():
@@ -235,6 +246,7 @@ def memory(args: argparse.Namespace, size: tuple[int, int]) -> None:
             folder = args.set_dir / f"{size[0]}x{size[1]}-{count}"
             make_set(folder, count, size)
             wall, cpu, peak = timed(audit_command(folder, Path(tmp) / "out", args.workers), memory=True)
+            assessed(Path(tmp) / "out", count)
             print(
                 f"{count} files of {size[0]}x{size[1]}: peak memory of the process tree {peak / 2**20:.0f} MiB, "
                 f"{wall:.1f} s, {cpu / count * 1000:.1f} ms CPU per image"

@@ -66,8 +66,10 @@ def _import_heavy() -> None:
 
 
 # Image counts per measurement: enough for a steady rate, small enough for one GPU call well under 10 minutes.
-FULL = dict(authors=(8, 2), hf16=(32, 16), hf64=(128, 64), engine=(512, 256), both=256, e2e=(512, 256), agree=16)
-TINY = dict(authors=(3, 2), hf16=(16, 16), hf64=(32, 32), engine=(32, 16), both=16, e2e=(12, 8), agree=6)
+FULL = dict(
+    authors=(8, 2), hf16=(32, 16), hf64=(128, 64), engine=(512, 256), both=256, e2e=(512, 256), agree=16, steps=64
+)
+TINY = dict(authors=(3, 2), hf16=(16, 16), hf64=(32, 32), engine=(32, 16), both=16, e2e=(12, 8), agree=6, steps=8)
 
 
 def log(message: str) -> None:
@@ -234,6 +236,54 @@ class Bench:
         rows = pq.read_table(next(out.glob("*.parquet"))).num_rows
         return n / seconds, rows
 
+    def static_rates(self, n_brief: int, n_detail: int, *, compile: bool) -> dict[str, float | None]:
+        """The engine's brief and detail rates with the static-KV-cache decoder (and its step compiled)."""
+        self.engine.static_kv, self.engine.compile_decode = True, compile
+        try:
+            return {"brief": self.engine_brief(n_brief), "detail": self.engine_detail(n_detail)}
+        finally:
+            self.engine.static_kv, self.engine.compile_decode = False, False
+
+    def step_costs(self, n: int, tokens: int) -> dict[str, float]:
+        """Milliseconds per prefill call and per decode step of the scheduler, and how much of a decode step
+        is the decoder's forward (synchronised) rather than the host's bookkeeping around it."""
+        brief = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
+        prompts = self.prompts(self.images(n), brief)
+        decoder = self.llm.model
+        spent = {"prefill": 0.0, "decode": 0.0}
+        plain = decoder.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            self.sync()
+            started = time.perf_counter()
+            out = plain(*args, **kwargs)
+            self.sync()
+            spent["prefill" if kwargs.get("inputs_embeds") is not None else "decode"] += time.perf_counter() - started
+            return out
+
+        budget = 10**9 if self.tiny else cuda_token_budget(self.llm, prefill_tokens=16384, max_rows=512)
+        batcher = ContinuousBatcher(self.llm, eos_id=-1, token_budget=budget, max_rows=512, ignore_eos=True)
+        batcher.generate(prompts[:2], 2)  # warm-up
+        batcher.stats = type(batcher.stats)()
+        decoder.forward = forward
+        try:
+            wall = self.timed(lambda: batcher.generate(prompts, tokens))
+        finally:
+            del decoder.forward
+        steps, prefills = batcher.stats.decode_steps, batcher.stats.prefill_calls
+        decode_wall = wall - spent["prefill"]  # everything outside prefill forwards is the decode loop
+        return {
+            "rows": n,
+            "tokens": tokens,
+            "prefill_calls": prefills,
+            "decode_steps": steps,
+            "ms_per_prefill": 1000 * spent["prefill"] / max(prefills, 1),
+            "ms_per_decode_step": 1000 * decode_wall / max(steps, 1),
+            "decoder_ms_per_step": 1000 * spent["decode"] / max(steps, 1),
+            "host_ms_per_step": 1000 * (decode_wall - spent["decode"]) / max(steps, 1),
+            "host_share_of_step": (decode_wall - spent["decode"]) / decode_wall if decode_wall > 0 else float("nan"),
+        }
+
     def agreement(self, n: int, tokens: int) -> dict[str, float]:
         """Batched (continuous, mixed image sizes) vs one-at-a-time greedy tokens on random inputs."""
         rng = np.random.default_rng(1)
@@ -365,6 +415,19 @@ def table(results: dict[str, Any]) -> str:
             f"brief + detail {_ratio(e2e['both'], r['engine_both'], 2)} "
             f"({f(e2e['both'])} vs {f(r['engine_both'])} for `assess(detail=True)` model only).",
         ]
+    for key, name in (("engine_static", "static KV cache"), ("engine_static_compiled", "static KV, compiled step")):
+        rate = r.get(key)
+        if rate:
+            lines.append(f"| iqa engine, model only, {name} | {f(rate['brief'])} | {f(rate['detail'])} | - |")
+    steps = results.get("step_costs")
+    if steps:
+        lines += [
+            "",
+            f"Scheduler, {steps['rows']} rows x {steps['tokens']} tokens: {steps['ms_per_prefill']:.2f} ms per prefill "
+            f"call, {steps['ms_per_decode_step']:.2f} ms per decode step, of which the decoder's forward "
+            f"{steps['decoder_ms_per_step']:.2f} ms and host bookkeeping {steps['host_ms_per_step']:.2f} ms "
+            f"({steps['host_share_of_step']:.0%}).",
+        ]
     a = results["agreement"]
     if a is None:
         return "\n".join(lines)
@@ -455,6 +518,18 @@ def main(argv: list[str] | None = None) -> int:
         if bench.device == "cuda":
             results["engine_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             results["engine_token_budget"] = cuda_token_budget(bench.llm, prefill_tokens=16384, max_rows=512)
+        brief_n, detail_n = c["engine"]
+        rates["engine_static"] = attempt(
+            "engine static KV", lambda: bench.static_rates(n(brief_n), n(detail_n), compile=False)
+        )
+        log(f"iqa engine, static KV cache: {rates['engine_static']}")
+        if bench.device == "cuda":
+            rates["engine_static_compiled"] = attempt(
+                "engine static KV compiled", lambda: bench.static_rates(n(brief_n), n(detail_n), compile=True)
+            )
+            log(f"iqa engine, static KV cache, compiled step: {rates['engine_static_compiled']}")
+        results["step_costs"] = attempt("step costs", lambda: bench.step_costs(n(c["steps"]), dt))
+        log(f"scheduler step costs: {results['step_costs']}")
         if not args.no_e2e:
             brief_n, both_n = c["e2e"]
             results["e2e_images"] = {"brief": n(brief_n), "both": n(both_n)}

@@ -67,6 +67,8 @@ class DepictQAEngine(Engine):
         prefill_tokens: int | None = None,
         brief_max_new_tokens: int | None = None,
         ignore_eos: bool = False,
+        static_kv: bool = False,
+        compile_decode: bool = False,
     ) -> None:
         """Generation is continuously batched (`scheduler.ContinuousBatcher`); these bound it:
 
@@ -76,6 +78,9 @@ class DepictQAEngine(Engine):
         - `prefill_tokens`: rows x padded prompt length of one prefill forward (None: 16384 CUDA, 4096 CPU).
         - `brief_max_new_tokens`: a separate cap for the brief questions (None: `max_new_tokens`).
         - `ignore_eos`: every answer runs to its cap (benchmarks with forced lengths only: answers change).
+        - `static_kv`: decode in fixed-shape blocks with a static KV cache instead (`static_decode.py`; the same
+          tokens, no continuous batching), and `compile_decode` captures its step with torch.compile: a path
+          to time on a GPU, off by default.
         """
         self.model = model
         self.tokenizer = tokenizer
@@ -90,6 +95,8 @@ class DepictQAEngine(Engine):
         self.prefill_tokens = prefill_tokens or (16384 if cuda else 4096)
         self.brief_max_new_tokens = brief_max_new_tokens
         self.ignore_eos = ignore_eos
+        self.static_kv = static_kv
+        self.compile_decode = compile_decode
         self.last_stats: Any = None  # the scheduler's BatcherStats of the latest generation call
         self.preprocess = config_for_variant(variant)
         self.special_ids = conf.SpecialIds.from_tokenizer(tokenizer)
@@ -313,6 +320,12 @@ class DepictQAEngine(Engine):
                 segments, images = self._prompt(ask)
                 prompts.append(self.model.embed_prompt(segments, images))
             llm = self.model.llm
+            if self.static_kv:
+                from iqa_cli.engines.depictqa.static_decode import StaticDecoder
+
+                eos = -1 if self.ignore_eos else self.tokenizer.eos_token_id
+                decoder = StaticDecoder(llm, eos_id=eos, max_rows=self.max_rows, compile=self.compile_decode)
+                return decoder.generate(prompts, max_new_tokens)
             budget = self.token_budget
             if budget is None:  # CUDA: what fits now, after the weights, the prompts and other users
                 budget = cuda_token_budget(llm, prefill_tokens=self.prefill_tokens, max_rows=self.max_rows)
