@@ -11,6 +11,7 @@ import platform
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,11 @@ from PIL import Image
 from skimage import data as skdata
 
 from iqa_cli.audit.load import _decode, load_image
+from iqa_cli.engines.signal.features import DECODE_PLAN as SIGNAL_PLAN
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, fit_size
 
 PLANS = {
-    "long_side=1024 (signal engine)": DecodePlan(long_side=1024),
+    "long 640 + 384 native crop (signal engine)": SIGNAL_PLAN,
     "short 224 / long 672 (DepictQA)": DecodePlan(short_side=224, long_side=672),
 }
 
@@ -95,7 +97,7 @@ def main() -> None:
         for name, plan in PLANS.items():
             out_w, out_h = fit_size(width, height, plan)
             load_image(str(path), plan)  # warm the file cache and Pillow's plugin registry
-            full_ms, full = time_load(path, DecodePlan(plan.short_side, plan.long_side, draft=False), runs)
+            full_ms, full = time_load(path, replace(plan, draft=False), runs)
             draft_ms, draft = time_load(path, plan, runs)
             over_ms, over = time_oversampled(path, plan, runs, 2.0)
             assert full.shape == draft.shape == over.shape == (out_h, out_w, 3)
