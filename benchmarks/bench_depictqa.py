@@ -402,6 +402,11 @@ def table(results: dict[str, Any]) -> str:
     for name, rate in rows:
         ratio = f"{_ratio(rate['brief'], authors_b)} / {_ratio(rate['detail'], authors_d)}"
         lines.append(f"| {name} | {f(rate['brief'])} | {f(rate['detail'])} | {ratio} |")
+    for key, name in (("engine_static", "static KV cache"), ("engine_static_compiled", "static KV, compiled step")):
+        rate = r.get(key)
+        if rate:
+            ratio = f"{_ratio(rate['brief'], authors_b)} / {_ratio(rate['detail'], authors_d)}"
+            lines.append(f"| iqa engine, model only, {name} | {f(rate['brief'])} | {f(rate['detail'])} | {ratio} |")
     e2e = r.get("e2e")
     if e2e:
         lines.append(
@@ -415,10 +420,6 @@ def table(results: dict[str, Any]) -> str:
             f"brief + detail {_ratio(e2e['both'], r['engine_both'], 2)} "
             f"({f(e2e['both'])} vs {f(r['engine_both'])} for `assess(detail=True)` model only).",
         ]
-    for key, name in (("engine_static", "static KV cache"), ("engine_static_compiled", "static KV, compiled step")):
-        rate = r.get(key)
-        if rate:
-            lines.append(f"| iqa engine, model only, {name} | {f(rate['brief'])} | {f(rate['detail'])} | - |")
     steps = results.get("step_costs")
     if steps:
         lines += [
