@@ -21,6 +21,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"iqa audit / decode-only throughput, per pair: min \d+\.\d\d / median \d+\.\d\d / max \d+\.\d\d",
         ),
         (
+            ["profile_audit.py", "--quick", "--set-dir", "{tmp}"],
+            r"iqa audit, 8 small files, 2 workers +\d+\.\d\d s",
+        ),
+        (
             ["bench_decode.py", "--quick"],
             r"\| short 224 / long 672 \(DepictQA\) \| \d+ x \d+ \| \d+ \| \d+ \| \d+\.\dx \|",
         ),
