@@ -5,6 +5,7 @@ from __future__ import annotations
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_FLAGGED = 3
+EXIT_NOTHING_FOUND = 4  # no image under the paths given: nothing assessed, earlier reports kept
 EXIT_INTERRUPTED = 130
 
 

@@ -148,10 +148,33 @@ def test_model_engine_without_model_says_what_to_do(photos: Path, tmp_path: Path
     assert "iqa model download --dir" in said and "--model or $IQA_MODELS_DIR" in said
 
 
-def test_missing_path_is_a_row_not_a_crash(tmp_path: Path) -> None:
-    code, out, _ = audit(str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--json", "--workers", "0")
+def test_a_missing_path_beside_real_ones_is_a_row_not_a_crash(photos: Path, tmp_path: Path) -> None:
+    code, out, _ = audit(
+        str(photos), str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--json", "--workers", "0"
+    )
     assert code == 0
-    assert json.loads(out)["error_codes"] == {"not_found": 1}
+    assert json.loads(out)["error_codes"] == {"not_found": 1, "not_an_image": 1}  # the fake JPEG is the other
+
+
+def test_only_missing_paths_is_a_usage_error_that_keeps_the_old_reports(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert audit(str(photos), "--out", str(out), "--workers", "0", "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("report.*")}
+    code, _, err = audit(str(tmp_path / "nowhere"), "--out", str(out), "--workers", "0")
+    assert code == 2 and "no such file or folder" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
+
+
+def test_a_folder_without_images_exits_4_and_keeps_the_old_reports(photos: Path, tmp_path: Path) -> None:
+    out, empty = tmp_path / "out", tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    assert audit(str(photos), "--out", str(out), "--workers", "0", "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("report.*")}
+    code, _, err = audit(str(empty), "--out", str(out), "--workers", "0")
+    assert code == 4 and "no image found" in err
+    assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
+    assert not list(out.glob(".*.tmp"))  # the abandoned reports left nothing behind
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:

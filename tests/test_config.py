@@ -224,7 +224,9 @@ def test_real_audit_uses_the_resolved_settings(
 
     def fake_run(settings: Any, engine: Any, writers: list, **kwargs: Any) -> Summary:
         captured.update(settings=settings, engine=engine.name, writers=[w.format for w in writers])
-        return Summary(engine.name, "0")
+        summary = Summary(engine.name, "0")
+        summary.files = summary.assessed = 1
+        return summary
 
     monkeypatch.setattr("iqa_cli.audit.run.run_audit", fake_run)
     where["user"].write_text('engine = "signal"\n')
@@ -232,7 +234,9 @@ def test_real_audit_uses_the_resolved_settings(
     monkeypatch.setenv("IQA_WORKERS", "0")
     group = typer.main.get_command(cli_app)
     resolved = config.resolve(group.context_class(group, info_name="iqa"))
-    result = runner.invoke(cli_app, ["audit", "x.jpg", "--quiet"], default_map=resolved.default_map)
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"")  # only its existence matters: the run is faked
+    result = runner.invoke(cli_app, ["audit", str(image), "--quiet"], default_map=resolved.default_map)
     assert result.exit_code == 0, result.output
     settings = captured["settings"]
     assert (settings.min_confidence, settings.workers) == (0.25, 0)

@@ -106,8 +106,28 @@ def run_audit(
         interrupted = True
     finally:
         prefetcher.close()
-        reports = [str(writer.close()) for writer in writers]
+        if summary.summary.files == 0:
+            # Nothing was found: an earlier report of this folder is worth more than an empty one.
+            for writer in writers:
+                writer.abandon()
+            reports = []
+        else:
+            reports = _close_all(writers)
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
+
+
+def _close_all(writers: Sequence[ReportWriter]) -> list[str]:
+    """Close every writer, even when one fails (a full disk: its temporary file goes, the previous report
+    stays); then raise the first failure."""
+    reports, failure = [], None
+    for writer in writers:
+        try:
+            reports.append(str(writer.close()))
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return reports
 
 
 def audit_folder(

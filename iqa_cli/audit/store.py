@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -90,6 +91,10 @@ _PUT_RESULT = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)"
 
 class StoreLocked(IqaError):
     """Another run holds this output folder's store."""
+
+
+class StoreUnwritable(IqaError):
+    """The store refuses a commit: the disk is full or the folder became read-only."""
 
 
 def cache_key(
@@ -202,9 +207,15 @@ class ResultStore:
     def flush(self) -> None:
         """Commit what `record` buffered, in one transaction."""
         if self._files:
-            with _transaction(self._db):
-                self._db.executemany(_PUT_RESULT, self._results)
-                self._db.executemany(_PUT_FILE, self._files)
+            try:
+                with _transaction(self._db):
+                    self._db.executemany(_PUT_RESULT, self._results)
+                    self._db.executemany(_PUT_FILE, self._files)
+            except sqlite3.OperationalError as exc:  # "database or disk is full", a read-only folder, ...
+                raise StoreUnwritable(
+                    f"the results store ({STORE_NAME} in the output folder) cannot be written: {exc}. Free space or fix"
+                    " the folder and run again; the store keeps what it committed before"
+                ) from None
             self._files.clear()
             self._results.clear()
         self._last_commit = time.monotonic()
@@ -272,7 +283,18 @@ def _decode(text: str, path: str | None) -> ReportRow:
 
 def _acquire_lock(lock_path: Path) -> int:
     """Hold an exclusive flock on `lock_path` and write our pid into it, or raise StoreLocked."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # O_NOFOLLOW: a lock file planted as a symlink would have us write our pid into its target.
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreLocked(
+                f"{lock_path} is a symbolic link; iqa refuses to write through it. Remove it, or give another --out"
+            ) from None
+        raise StoreLocked(f"cannot create the lock file {lock_path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreLocked(f"{lock_path} is not a regular file; remove it, or give another --out")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

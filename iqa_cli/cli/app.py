@@ -47,7 +47,7 @@ from iqa_cli.cli.options import (
     writer_classes,
 )
 from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
-from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, UsageError
+from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, EXIT_NOTHING_FOUND, UsageError
 from iqa_cli.plugins import AUTO, engines, origin, writers
 from iqa_cli.plugins import checks as plugin_checks
 from iqa_cli.report.reread import RowFilter, read_rows, summarise
@@ -97,7 +97,8 @@ AUDIT_EPILOG = """Examples:
 Re-running over the same --out folder reuses the answers for files that have not changed (--rerun to
 redo them); a killed run resumes where it stopped.
 
-Exit codes: 0 done, 1 runtime failure, 2 usage error, 3 an image met --fail-on, 130 interrupted."""
+Exit codes: 0 done, 1 runtime failure, 2 usage error (also: no path given exists), 3 an image met --fail-on,
+4 no image found under the paths (the earlier reports are kept), 130 interrupted."""
 
 
 @app.command(epilog=AUDIT_EPILOG)
@@ -170,6 +171,10 @@ def audit(
             raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
         if from_file not in (None, "-") and not os.access(from_file, os.R_OK):
             raise UsageError(f"cannot read the list {from_file}: check the path, or use '-' for standard input")
+        missing = [p for p in paths or [] if not os.path.lexists(p)]
+        if paths and from_file is None and len(missing) == len(paths):
+            # Before the store or any report is touched: a typo must not replace last night's report.
+            raise UsageError(f"no such file or folder: {', '.join(missing)}; nothing was audited, {out} is unchanged")
         chosen_writers = writer_classes(formats)
         chosen_checks = _checks(checks)
         settings = AuditSettings(
@@ -206,6 +211,14 @@ def audit(
         render(summary, Console())
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.files == 0:
+        given = ", ".join(paths or []) or f"the list {from_file}"
+        stderr_console().print(
+            f"[yellow]no image found[/yellow] under {escape(given)}; nothing was assessed and the reports in "
+            f"{escape(str(out))} were left as they were",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_NOTHING_FOUND)
     if fail_on is not None and _failed(summary, fail_on):
         raise typer.Exit(EXIT_FLAGGED)
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from iqa_cli.errors import UsageError
 from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA, ReportRow
 from iqa_cli.report.summary import Summary, SummaryBuilder
-from iqa_cli.report.writers import LIST_SEPARATOR, CsvWriter, JsonlWriter, ParquetWriter
+from iqa_cli.report.writers import LIST_SEPARATOR, CsvWriter, JsonlWriter, ParquetWriter, csv_text
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ _TYPES = {field.name: field.type for field in SCHEMA}
 
 def _from_text(name: str, value: str) -> Any:
     """A CSV cell back as the schema's type (timestamps stay ISO 8601 text)."""
+    value = csv_text(value)
     kind = _TYPES.get(name)
     if kind is None or pa.types.is_string(kind) or pa.types.is_timestamp(kind):
         return value if value != "" else None

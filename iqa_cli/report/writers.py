@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -50,10 +51,32 @@ class ReportWriter(ABC):
         """Flush and close the temporary file."""
 
     def close(self) -> Path:
-        """Finish the file and move it into place; returns its path."""
-        self._finish()
-        os.replace(self._tmp, self.path)
+        """Finish the file and move it into place; returns its path. If that fails (a full disk), the temporary
+        file is removed and the previous report stays in place, and the error is raised."""
+        try:
+            self._finish()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
         return self.path
+
+
+    def abandon(self) -> None:
+        """Drop what was written: the temporary file goes and the previous report stays as it was."""
+        with contextlib.suppress(Exception):
+            self._finish()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+
+def create_temporary(path: Path) -> int:
+    """A new file at `path`, opened for writing without following a link planted there (O_NOFOLLOW, O_EXCL);
+    a leftover of a killed run with our pid is removed first (unlink removes a link, never its target)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
 
 
 class _TextWriter(ReportWriter):
@@ -61,12 +84,15 @@ class _TextWriter(ReportWriter):
 
     def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
         super().__init__(out_dir, stem, schema=schema)
-        self._file: IO[str] = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._file: IO[str] = open(create_temporary(self._tmp), "w", encoding="utf-8", newline="")  # noqa: SIM115
 
     def _finish(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            with contextlib.suppress(OSError):  # a failed flush leaves bytes buffered: closing retries them
+                self._file.close()
 
 
 class ParquetWriter(ReportWriter):
@@ -79,7 +105,8 @@ class ParquetWriter(ReportWriter):
 
     def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
         super().__init__(out_dir, stem, schema=schema)
-        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._sink = open(create_temporary(self._tmp), "wb")  # noqa: SIM115
+        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
         self._pending: list[Mapping[str, Any]] = []
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -94,23 +121,42 @@ class ParquetWriter(ReportWriter):
             self._pending = []
 
     def _finish(self) -> None:
-        self._flush()
-        self._writer.close()
+        try:
+            self._flush()
+            self._writer.close()
+            self._sink.flush()
+            os.fsync(self._sink.fileno())
+        finally:
+            self._sink.close()
+
+
+# A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(...) in a file name).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _flat(value: Any) -> Any:
-    """A cell as plain text-friendly value: lists joined, timestamps in ISO 8601, NaN left empty as None is."""
+    """A cell as plain text-friendly value: lists joined, timestamps in ISO 8601, NaN left empty as None is,
+    and text that a spreadsheet would run as a formula prefixed with ' (OWASP's advice for CSV injection)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, list):
-        return LIST_SEPARATOR.join(str(item) for item in value)
+        value = LIST_SEPARATOR.join(str(item) for item in value)
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value  # also before existing quotes, so that reading back (csv_text) is exact
     return value
 
 
+def csv_text(cell: str) -> str:
+    """A CSV cell's text as it was before `_flat` neutralised a formula start."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
 class CsvWriter(_TextWriter):
-    """CSV with the same columns, lists joined with "; ", timestamps in ISO 8601, missing values (None, NaN) empty."""
+    """CSV with the same columns, lists joined with "; ", timestamps in ISO 8601, missing values (None, NaN) empty,
+    and text cells that would start a spreadsheet formula (= + - @ tab CR) prefixed with '. Parquet and JSONL
+    keep every value exact."""
 
     writes_any_schema = True
     format = "csv"
