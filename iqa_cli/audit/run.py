@@ -79,10 +79,17 @@ def run_audit(
     started = time.perf_counter()
     interrupted = False
 
+    failed_writer = False
+
     def emit(outcomes: list[Outcome]) -> None:
+        nonlocal failed_writer
         rows = batch.rows(outcomes)
-        for writer in writers:
-            writer.write(rows)
+        try:
+            for writer in writers:
+                writer.write(rows)
+        except Exception:
+            failed_writer = True  # a full disk: keep the earlier complete reports rather than a torn set
+            raise
         for outcome, row in zip(outcomes, rows, strict=True):
             summary.add(row)
             if store is not None and outcome.replayed is None:
@@ -106,28 +113,28 @@ def run_audit(
         interrupted = True
     finally:
         prefetcher.close()
-        if summary.summary.files == 0:
-            # Nothing was found: an earlier report of this folder is worth more than an empty one.
-            for writer in writers:
-                writer.abandon()
-            reports = []
-        else:
-            reports = _close_all(writers)
+        # Nothing found, or a writer that failed: the earlier reports are worth more than an empty or torn set.
+        keep_earlier = summary.summary.files == 0 or failed_writer
+        reports = _abandon(writers) if keep_earlier else _finish_all(writers)
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
 
 
-def _close_all(writers: Sequence[ReportWriter]) -> list[str]:
-    """Close every writer, even when one fails (a full disk: its temporary file goes, the previous report
-    stays); then raise the first failure."""
-    reports, failure = [], None
+def _abandon(writers: Sequence[ReportWriter]) -> list[str]:
     for writer in writers:
-        try:
-            reports.append(str(writer.close()))
-        except Exception as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
-    return reports
+        writer.abandon()
+    return []
+
+
+def _finish_all(writers: Sequence[ReportWriter]) -> list[str]:
+    """Every report completed first, then all moved into place: if one cannot be finished (a full disk), none
+    replaces its predecessor, so the folder never holds reports of two different runs."""
+    try:
+        for writer in writers:
+            writer.finish()
+    except BaseException:
+        _abandon(writers)
+        raise
+    return [str(writer.commit()) for writer in writers]
 
 
 def audit_folder(

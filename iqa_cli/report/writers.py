@@ -51,17 +51,24 @@ class ReportWriter(ABC):
         """Flush and close the temporary file."""
 
     def close(self) -> Path:
-        """Finish the file and move it into place; returns its path. If that fails (a full disk), the temporary
-        file is removed and the previous report stays in place, and the error is raised."""
+        """Finish the file and move it into place; returns its path."""
+        self.finish()
+        return self.commit()
+
+    def finish(self) -> None:
+        """Complete the temporary file. If that fails (a full disk) the temporary file is removed, the previous
+        report stays, and the error is raised."""
         try:
             self._finish()
-            os.replace(self._tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
             raise
-        return self.path
 
+    def commit(self) -> Path:
+        """Move the finished temporary file into place (an atomic rename); returns the report's path."""
+        os.replace(self._tmp, self.path)
+        return self.path
 
     def abandon(self) -> None:
         """Drop what was written: the temporary file goes and the previous report stays as it was."""
