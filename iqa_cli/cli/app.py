@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -53,6 +52,7 @@ from iqa_cli.plugins import checks as plugin_checks
 from iqa_cli.report.reread import RowFilter, read_rows, summarise
 from iqa_cli.report.schema import ReportRow
 from iqa_cli.report.summary import Summary, render
+from iqa_cli.text import printable, shown
 
 app = typer.Typer(
     name="iqa",
@@ -214,8 +214,8 @@ def audit(
     if summary.files == 0:
         given = ", ".join(paths or []) or f"the list {from_file}"
         stderr_console().print(
-            f"[yellow]no image found[/yellow] under {escape(given)}; nothing was assessed and the reports in "
-            f"{escape(str(out))} were left as they were",
+            f"[yellow]no image found[/yellow] under {shown(given)}; nothing was assessed and the reports in "
+            f"{shown(str(out))} were left as they were",
             highlight=False,
         )
         raise typer.Exit(EXIT_NOTHING_FOUND)
@@ -268,20 +268,20 @@ class _ProblemLog:
             return
         error = row["error"] or ""
         self._emit(
-            f"[yellow]skipped[/yellow] {escape(row['path'])}: {row['error_code']}: {escape(error)}",
+            f"[yellow]skipped[/yellow] {shown(row['path'])}: {row['error_code']}: {shown(error)}",
             f"{row['path']}: {row['error_code']}: {error}",
         )
 
     def note(self, text: str) -> None:
-        self._emit(f"[yellow]note[/yellow] {escape(text)}", f"note: {text}")
+        self._emit(f"[yellow]note[/yellow] {shown(text)}", f"note: {text}")
 
-    def _emit(self, shown: str, line: str) -> None:
+    def _emit(self, marked: str, line: str) -> None:
         if not self._silent:
-            self._err.print(shown, highlight=False)
+            self._err.print(marked, highlight=False)
         if self._log is not None:
             when = datetime.now().isoformat(timespec="seconds")
-            # One line per problem: newlines in names or messages are escaped, not written.
-            self._log.write(f"{when} {line}".replace("\n", "\\n").replace("\r", "\\r") + "\n")
+            # One line per problem: newlines and terminal escapes in names or messages are shown escaped.
+            self._log.write(f"{when} {printable(line)}\n")
             self._log.flush()
 
     def close(self) -> None:
@@ -359,22 +359,49 @@ def report(
     export: Annotated[
         str | None, typer.Option("--export", help="Write the kept paths to this file, one per line ('-': stdout).")
     ] = None,
+    null: Annotated[
+        bool,
+        typer.Option("--export0", "-0", help="With --export: end each path with a NUL byte, not a newline (xargs -0)."),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
-    """Re-print the summary of a finished audit, filtered, and export the matching paths; runs nothing."""
+    """Re-print the summary of a finished audit, filtered, and export the matching paths; runs nothing.
+
+    In the one-per-line list, a path holding a newline or carriage return would read as two paths, so such
+    paths are left out (and counted on stderr); --export0 lists every path."""
     with user_errors():
+        if null and export is None:
+            raise UsageError("--export0 goes with --export FILE (or --export - for stdout)")
         keep = RowFilter(verdicts=verdict or (), needs_review=review, distortions=distortion or (), errors=errors)
         summary, paths = summarise(read_rows(out_dir), keep)
-    if export == "-":
-        for path in paths:
-            typer.echo(path)
-        return
-    if export is not None:
-        Path(export).write_text("".join(f"{p}\n" for p in paths), encoding="utf-8", errors="surrogateescape")
+        if export is not None:
+            _export(paths, export, null)
+            if export == "-":
+                return
     if json_out:
         typer.echo(summary.to_json())
     else:
         render(summary, Console())
+
+
+def _export(paths: list[str], export: str, null: bool) -> None:
+    """The kept paths, NUL-terminated or one per line (leaving out, and counting, those a newline would split)."""
+    if null:
+        text = "".join(f"{p}\0" for p in paths)
+    else:
+        split = [p for p in paths if "\n" in p or "\r" in p]
+        if split:
+            stderr_console().print(
+                f"[yellow]left out[/yellow] {len(split)} path(s) holding a newline, which a line list cannot "
+                "hold; use --export0 to list them too",
+                highlight=False,
+            )
+        text = "".join(f"{p}\n" for p in paths if p not in split)
+    if export == "-":
+        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+    else:
+        Path(export).write_text(text, encoding="utf-8", errors="surrogateescape", newline="")
 
 
 @app.command("plugins")

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from iqa_cli import config
 from iqa_cli.cli.errors import user_errors
 from iqa_cli.errors import UsageError
+from iqa_cli.text import shown
 
 config_app = typer.Typer(
     name="config",
@@ -67,10 +67,10 @@ def show(
         console = Console()
         for source, path, exists in resolved.files:
             state = "found" if exists else "[dim]not found[/dim]"
-            console.print(f"{source.value:<13} {escape(str(path))}  {state}", highlight=False, soft_wrap=True)
+            console.print(f"{source.value:<13} {shown(str(path))}  {state}", highlight=False, soft_wrap=True)
         console.print(f"precedence: {PRECEDENCE}", highlight=False, soft_wrap=True)
         for name in resolved.unused_env:
-            console.print(f"[yellow]unused[/yellow] {escape(name)}: no option has this name", highlight=False)
+            console.print(f"[yellow]unused[/yellow] {shown(name)}: no option has this name", highlight=False)
         current: tuple[str, ...] | None = None
         table = Table()
         for setting in settings:
@@ -81,9 +81,9 @@ def show(
                 table = Table("key", "value", "source", "from", title=" ".join(("iqa", *current)), title_justify="left")
             table.add_row(
                 setting.option.key,
-                escape(_shown(setting.typed)),
+                shown(_shown(setting.typed)),
                 setting.source.value,
-                escape(setting.origin or "-"),
+                shown(setting.origin or "-"),
             )
         if current is not None:
             console.print(table)

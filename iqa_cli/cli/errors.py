@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from iqa_cli.errors import EXIT_FAILURE, IqaError
+from iqa_cli.text import shown
 
 
 def stderr_console() -> Console:
@@ -23,10 +23,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except IqaError as exc:
-        stderr_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        stderr_console().print(f"[red]error:[/red] {shown(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
         # The output folder, a log file or a list that the system refuses (a file where a folder should
         # be, no permission, a full disk): say which and why, as a runtime failure.
-        stderr_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        stderr_console().print(f"[red]error:[/red] {shown(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_FAILURE) from None

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,6 +32,7 @@ from iqa_cli.cli.options import (
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
 from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
 from iqa_cli.plugins import AUTO
+from iqa_cli.text import shown
 
 EVAL_EPILOG = """Examples:
 
@@ -167,8 +167,8 @@ def _set_made(labels: Path, json_out: bool) -> None:
         typer.echo(json.dumps({"labels": str(labels), "images": len(files), "clean": clean, "label_rows": len(rows)}))
     else:
         Console().print(
-            f"wrote {len(files)} images ({clean} clean) and {escape(str(labels))}; "
-            f"evaluate with: iqa eval {escape(str(labels))}",
+            f"wrote {len(files)} images ({clean} clean) and {shown(str(labels))}; "
+            f"evaluate with: iqa eval {shown(str(labels))}",
             highlight=False,
         )
 
@@ -197,7 +197,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 def render_report(report: EvalReport, console: Console, engine: str, written: list[Path]) -> None:
     """The evaluation as Rich tables: identification, clean flagged, accuracy, names, calibration."""
     console.print(
-        f"[bold]{escape(engine)}[/bold]: {report.assessed} of {report.images} labelled images assessed", highlight=False
+        f"[bold]{shown(engine)}[/bold]: {report.assessed} of {report.images} labelled images assessed", highlight=False
     )
     ident = Table(title="Identified (single distortions; pairs: both / either named)", title_justify="left")
     ident.add_column("category")
@@ -207,8 +207,8 @@ def render_report(report: EvalReport, console: Console, engine: str, written: li
     for cell in report.identification:
         by_row.setdefault(cell["row"], {})[cell["severity"]] = cell
     for row, cells in by_row.items():
-        shown = [f"{_pct(cells[s]['rate'])} ({cells[s]['images']})" if cells[s]["images"] else "-" for s in SEVERITIES]
-        ident.add_row(f"[bold]{row}[/bold]" if row == "mean" else escape(row), *shown)
+        rates = [f"{_pct(cells[s]['rate'])} ({cells[s]['images']})" if cells[s]["images"] else "-" for s in SEVERITIES]
+        ident.add_row(f"[bold]{row}[/bold]" if row == "mean" else shown(row), *rates)
     console.print(ident)
 
     clean = report.clean_flagged
@@ -240,12 +240,12 @@ def render_report(report: EvalReport, console: Console, engine: str, written: li
         for column in ("category", "function", "images", "rho"):
             rho.add_column(column, justify="right" if column in ("images", "rho") else "left")
         for row in report.severity_score:
-            rho.add_row(row["category"], escape(row["function"] or "-"), str(row["images"]), _num(row["spearman"], 2))
+            rho.add_row(row["category"], shown(row["function"] or "-"), str(row["images"]), _num(row["spearman"], 2))
         console.print(rho)
     if report.failed:
         console.print(f"[yellow]{len(report.failed)} files could not be assessed:[/yellow]")
         for failure in report.failed[:10]:
-            console.print(f"  {escape(failure['file'])}: {escape(failure['error'])}", highlight=False)
+            console.print(f"  {shown(failure['file'])}: {shown(failure['error'])}", highlight=False)
         if len(report.failed) > 10:
             console.print(f"  ... and {len(report.failed) - 10} more (eval-rows lists them all)")
-    console.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)
+    console.print("wrote " + ", ".join(shown(str(p)) for p in written), highlight=False)

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from iqa_cli.cli.errors import user_errors
 from iqa_cli.engines.depictqa import files, verify
 from iqa_cli.errors import ModelFilesError
+from iqa_cli.text import shown
 
 model_app = typer.Typer(
     name="model",
@@ -59,7 +59,7 @@ def download(
         err = Console(stderr=True)
 
         def announce(item: files.DownloadItem) -> None:
-            err.print(f"fetching {item.repo_id} -> {escape(str(root / item.folder))}", highlight=False)
+            err.print(f"fetching {item.repo_id} -> {shown(str(root / item.folder))}", highlight=False)
 
         files.download(root, variant.value, minilm=minilm, on_item=announce)
         _show_report(verify.check(root))
@@ -82,11 +82,11 @@ def info_command(
     with user_errors():
         root = directory or files.default_models_dir()
         console = Console()
-        console.print(f"models folder: {escape(str(root))}", highlight=False, soft_wrap=True)
+        console.print(f"models folder: {shown(str(root))}", highlight=False, soft_wrap=True)
         for part in files.info(root):
             state = f"{_size(part.size_bytes):>9}" if part.present else "[dim]  missing[/dim]"
             console.print(
-                f"  {part.name:<11}{state}  {part.repo_id:<40} {escape(str(part.path))}",
+                f"  {part.name:<11}{state}  {part.repo_id:<40} {shown(str(part.path))}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -102,10 +102,10 @@ def info_command(
 def _show_report(report: verify.CheckReport) -> None:
     """Print every finding; raise ModelFilesError (exit 1) when the folder cannot run DepictQA."""
     console = Console()
-    console.print(f"models folder: {escape(str(report.root))}", highlight=False, soft_wrap=True)
+    console.print(f"models folder: {shown(str(report.root))}", highlight=False, soft_wrap=True)
     for finding in report.findings:
         console.print(
-            f"{_MARKS[finding.level]} {finding.part}: {escape(finding.message)}", highlight=False, soft_wrap=True
+            f"{_MARKS[finding.level]} {finding.part}: {shown(finding.message)}", highlight=False, soft_wrap=True
         )
     if not report.ok:
         count = len(report.errors) or 1
@@ -113,7 +113,7 @@ def _show_report(report: verify.CheckReport) -> None:
             f"{count} problem{'s' if count > 1 else ''} in {report.root} (listed above); "
             f"fix them or re-run `iqa model download --dir {report.root}`."
         )
-    console.print(f"ready: {escape(', '.join(report.variants))}", highlight=False, soft_wrap=True)
+    console.print(f"ready: {shown(', '.join(report.variants))}", highlight=False, soft_wrap=True)
 
 
 def _size(size: int) -> str:

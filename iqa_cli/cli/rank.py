@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from iqa_cli.audit.queue import default_workers
@@ -43,6 +42,7 @@ from iqa_cli.rank.run import (
     run_rank,
     write_tables,
 )
+from iqa_cli.text import shown
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Comparisons per engine batch.")]
 DetailOpt = Annotated[bool, typer.Option("--detail", help="Also ask for the reasoning behind each answer.")]
@@ -137,19 +137,19 @@ def _compare_json(ranking: Ranking, a: str, b: str, engine: str) -> dict[str, An
 
 
 def _render_compare(result: dict[str, Any], console: Console) -> None:
-    a, b, winner = escape(result["a"]), escape(result["b"]), result["winner"]
+    a, b, winner = shown(result["a"]), shown(result["b"]), result["winner"]
     if winner is None:
         console.print(f"[bold]A tie:[/bold] neither {a} nor {b} is better (p = 0.50)", highlight=False)
     else:
         loser = result["b"] if winner == result["a"] else result["a"]
         console.print(
-            f"[bold]{escape(winner)}[/bold] is better than {escape(loser)} (confidence {result['confidence']:.2f})",
+            f"[bold]{shown(winner)}[/bold] is better than {shown(loser)} (confidence {result['confidence']:.2f})",
             highlight=False,
         )
     table = Table("order", "answer", "picks", "confidence")
     for order in result["orders"]:
         table.add_row(
-            f"({order['order']})", escape(order["answer"]), escape(order["picked"]), f"{order['confidence']:.2f}"
+            f"({order['order']})", shown(order["answer"]), shown(order["picked"]), f"{order['confidence']:.2f}"
         )
     console.print(table)
     if not result["agree"]:
@@ -160,7 +160,7 @@ def _render_compare(result: dict[str, Any], console: Console) -> None:
         )
     for order in result["orders"]:
         if order["detail"]:
-            console.print(f"[bold]({order['order']})[/bold] {escape(order['detail'])}", highlight=False)
+            console.print(f"[bold]({order['order']})[/bold] {shown(order['detail'])}", highlight=False)
 
 
 def rank(
@@ -213,17 +213,17 @@ def rank(
     else:
         _render_ranking(console, rankings[0], chosen.name)
     for path in reports:
-        console.print(f"wrote {escape(str(path))}", highlight=False)
+        console.print(f"wrote {shown(str(path))}", highlight=False)
 
 
 def _log_problems(err: Console, rankings: list[Ranking], matching: Matching | None) -> None:
     for name, why in matching.unmatched if matching is not None else []:
-        err.print(f"[yellow]unmatched[/yellow] {escape(name)}: {escape(why)}", highlight=False)
+        err.print(f"[yellow]unmatched[/yellow] {shown(name)}: {shown(why)}", highlight=False)
     for ranking in rankings:
         for row in ranking.standings:
             if row.error_code:
                 err.print(
-                    f"[yellow]skipped[/yellow] {escape(row.path)}: {row.error_code}: {escape(row.error or '')}",
+                    f"[yellow]skipped[/yellow] {shown(row.path)}: {row.error_code}: {shown(row.error or '')}",
                     highlight=False,
                 )
 
@@ -233,13 +233,13 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def _render_ranking(console: Console, ranking: Ranking, engine: str) -> None:
-    against = f"against {escape(ranking.reference)}" if ranking.reference else "no reference"
+    against = f"against {shown(ranking.reference)}" if ranking.reference else "no reference"
     # Above the table, not its title: a long reference path must not be cut to the table's width.
     console.print(f"Ranking ({engine} engine, {against})", highlight=False)
     table = Table("rank", "image", "score", "wins", "confidence")
     for row in ranking_rows(ranking):
         table.add_row(
-            _fmt(row["rank"], "d"), escape(row["label"]), _fmt(row["score"]), f"{row['wins']:g}/{row['games']}",
+            _fmt(row["rank"], "d"), shown(row["label"]), _fmt(row["score"]), f"{row['wins']:g}/{row['games']}",
             _fmt(row["confidence"]),
         )  # fmt: skip
     console.print(table)
@@ -259,7 +259,7 @@ def _render_methods(console: Console, summaries: list[MethodSummary], images: in
     )  # fmt: skip
     for row in method_rows(summaries):
         table.add_row(
-            _fmt(row["rank"], "d"), escape(row["method"]),
+            _fmt(row["rank"], "d"), shown(row["method"]),
             f"{_fmt(row['mean_rank'])} [{_fmt(row['mean_rank_low'])}, {_fmt(row['mean_rank_high'])}]",
             f"{_fmt(row['win_rate'], '.0%')} [{_fmt(row['win_rate_low'], '.0%')}, {_fmt(row['win_rate_high'], '.0%')}]",
             str(row["images"]),

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from iqa_cli.report.schema import VERDICTS, ReportRow
+from iqa_cli.text import shown
 
 LISTED = 10  # images named in each list of the summary
 
@@ -174,7 +174,7 @@ def render(summary: Summary, console: Console) -> None:
         head += " [yellow](interrupted: partial results)[/yellow]"
     console.print(head)
     engine = f"engine {s.engine} {s.engine_version}"
-    console.print(escape(engine + (f" ({s.engine_note})" if s.engine_note else "")), highlight=False)
+    console.print(shown(engine + (f" ({s.engine_note})" if s.engine_note else "")), highlight=False)
     console.print(f"{s.seconds:.1f} s, {s.images_per_second:.1f} images/s")
 
     verdicts = Table(title="Verdicts", show_header=True)
@@ -192,7 +192,7 @@ def render(summary: Summary, console: Console) -> None:
             table.add_column(title.lower().rstrip("s").split()[-1])
             table.add_column("images", justify="right")
             for name, count in counts.items():
-                table.add_row(escape(name), str(count))
+                table.add_row(shown(name), str(count))
             console.print(table)
     for title, lines in (("Worst images", s.worst), ("Needs review (lowest confidence)", s.review)):
         if lines:
@@ -204,8 +204,8 @@ def render(summary: Summary, console: Console) -> None:
                 table.add_column(column, no_wrap=True)
             for line in lines:
                 table.add_row(
-                    escape(line.path),
-                    escape(line.answer or ""),
+                    shown(line.path),
+                    shown(line.answer or ""),
                     line.verdict or "",
                     line.rating or "",
                     _num(line.score),
@@ -218,14 +218,14 @@ def render(summary: Summary, console: Console) -> None:
         table.add_column("code")
         table.add_column("message")
         for line in s.failed:
-            table.add_row(escape(line.path), line.error_code or "", escape(line.error or ""))
+            table.add_row(shown(line.path), line.error_code or "", shown(line.error or ""))
         console.print(table)
     if s.duplicates:
         console.print(f"{s.duplicates} files repeat the bytes of an earlier one; same content:")
         for group in s.duplicate_groups:
-            console.print("  " + "  =  ".join(escape(p) for p in group), highlight=False)
+            console.print("  " + "  =  ".join(shown(p) for p in group), highlight=False)
     for path in s.reports:
-        console.print(f"report: {escape(path)}")
+        console.print(f"report: {shown(path)}")
 
 
 def _num(value: float | None) -> str:

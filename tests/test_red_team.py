@@ -1,0 +1,137 @@
+"""Names and bytes chosen by strangers: what the reports, the terminal and the output folder must withstand."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from iqa_cli.report.writers import CsvWriter
+from iqa_cli.testing.cli import invoke_iqa
+
+FORMULA_NAMES = ("=HYPERLINK(1).png", "+sum.png", "-minus.png", "@at.png", "'=quoted.png", "\tTab.png", "plain.png")
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    folder = tmp_path / "scraped"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0110] = "=cmd|' /C calc'!A0"  # camera model
+    for i, name in enumerate(FORMULA_NAMES):
+        Image.new("RGB", (64, 48), (30 * i, 120, 200)).save(folder / name)
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(folder / "exif.jpg", exif=exif.tobytes())
+    return folder
+
+
+def _audit(folder: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    return invoke_iqa("audit", str(folder), "--out", str(out), "--workers", "0", "--engine", "signal", *extra)
+
+
+def test_csv_cells_cannot_start_a_formula_and_the_other_formats_stay_exact(hostile: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _, err = _audit(hostile, out, "--format", "parquet,csv,jsonl", "--quiet")
+    assert code == 0, err
+    with open(out / "report.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value
+    names = {Path(row["path"]).name for row in rows}
+    assert "'=HYPERLINK(1).png" not in names  # the path cell starts with the folder, not the name
+    model = next(row["camera_model"] for row in rows if row["path"].endswith("exif.jpg"))
+    assert model == "'=cmd|' /C calc'!A0"
+    exact = pq.read_table(out / "report.parquet").to_pylist()
+    assert next(r["camera_model"] for r in exact if r["path"].endswith("exif.jpg")) == "=cmd|' /C calc'!A0"
+    lines = [json.loads(line) for line in (out / "report.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {Path(r["path"]).name for r in lines} == {*FORMULA_NAMES, "exif.jpg"}
+
+
+def test_a_csv_cell_reads_back_as_it_was() -> None:
+    from iqa_cli.report.reread import _from_text
+    from iqa_cli.report.writers import _flat
+
+    for text in ("=1+1", "'=1+1", "''@x", "'plain", "-", "plain", "\tx"):
+        assert _from_text("answer", _flat(text)) == text
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(hostile: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "iqa-store.lock").symlink_to(victim)
+    code, _, err = _audit(hostile, out)
+    assert code == 1 and "symbolic link" in err and "Traceback" not in err
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_reports(
+    hostile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    assert _audit(hostile, out, "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("report.*")}
+
+    def full(self: CsvWriter, rows: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self._tmp))
+
+    calls = {"n": 0}
+    real = CsvWriter.write
+
+    def full_later(self: CsvWriter, rows: object) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            full(self, rows)
+        real(self, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CsvWriter, "write", full_later)  # the disk fills after the first batch was written
+    code, _, err = _audit(hostile, out, "--rerun", "--batch-size", "2")
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+ESCAPE_NAME = "evil\x1b]8;;http:x\x07link\x1b[31m\u202egnp.png"
+
+
+@pytest.fixture
+def escapes(tmp_path: Path) -> Path:
+    folder = tmp_path / "escapes"
+    folder.mkdir()
+    (folder / ESCAPE_NAME).write_bytes(b"not an image at all")  # an error row: its name is printed
+    (folder / "two\nlines.png").write_bytes(b"neither")
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(folder / "good.png")
+    return folder
+
+
+def test_terminal_output_and_the_log_show_control_bytes_escaped(escapes: Path, tmp_path: Path) -> None:
+    log = tmp_path / "iqa.log"
+    code, out, err = _audit(escapes, tmp_path / "out", "--log-file", str(log))
+    assert code == 0, err
+    for text in (out, err, log.read_text(encoding="utf-8")):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "evil\\x1b]8;;http:x\\x07link\\x1b[31m\\u202egnp.png" in " ".join(err.split())
+    assert len(log.read_text(encoding="utf-8").splitlines()) == 2  # one line per skipped file, newline or not
+    rows = pq.read_table(tmp_path / "out" / "report.parquet").to_pylist()
+    assert {Path(r["path"]).name for r in rows} == {ESCAPE_NAME, "two\nlines.png", "good.png"}  # exact
+
+
+def test_export_leaves_out_split_names_and_export0_lists_every_path(escapes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _audit(escapes, out, "--quiet")[0] == 0
+    code, listed, err = invoke_iqa("report", str(out), "--errors", "--export", "-")
+    assert code == 0 and "left out" in err and "--export0" in err
+    assert [Path(p).name for p in listed.splitlines()] == [ESCAPE_NAME]
+    target = tmp_path / "list0"
+    code, _, err = invoke_iqa("report", str(out), "--errors", "--export", str(target), "-0")
+    assert code == 0, err
+    names = sorted(Path(p).name for p in target.read_text(encoding="utf-8").split("\0") if p)
+    assert names == sorted([ESCAPE_NAME, "two\nlines.png"])
+    code, _, err = invoke_iqa("report", str(out), "--export", str(tmp_path / "no" / "such" / "list"))
+    assert code == 1 and "Traceback" not in err and "No such file or directory" in err
