@@ -135,3 +135,80 @@ def test_export_leaves_out_split_names_and_export0_lists_every_path(escapes: Pat
     assert names == sorted([ESCAPE_NAME, "two\nlines.png"])
     code, _, err = invoke_iqa("report", str(out), "--export", str(tmp_path / "no" / "such" / "list"))
     assert code == 1 and "Traceback" not in err and "No such file or directory" in err
+
+
+def test_workers_are_capped_at_the_cores_and_the_run_says_so(hostile: Path, tmp_path: Path) -> None:
+    from iqa_cli.audit.queue import default_workers
+
+    code, _, err = invoke_iqa("audit", str(hostile), "--out", str(tmp_path / "out"), "--workers", "1000", "-q")
+    assert code == 0, err
+    assert f"--workers 1000 capped at {default_workers()}" in " ".join(err.split())
+
+
+def test_a_small_file_is_read_without_a_buffer_of_the_size_limit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # Under a 1.5 GiB address-space limit a read that reserved the 1 GiB file limit would fail.
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp_path / "small.jpg", quality=90)
+    probe = (
+        "import resource, sys\n"
+        "from iqa_cli.audit.load import load_image\n"
+        "from iqa_cli.images import DecodePlan, LoadedImage\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, resource.RLIM_INFINITY))\n"
+        f"result = load_image({str(tmp_path / 'small.jpg')!r}, DecodePlan(long_side=64))\n"
+        "print(type(result).__name__, getattr(result, 'code', ''))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["LoadedImage"], done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_decode_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):
+        Image.new("RGB", (640, 480), (i % 255, 90, 160)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out"
+    main = subprocess.Popen(
+        [sys.executable, "-m", "iqa_cli", "audit", str(folder), "--out", str(out), "--workers", "2", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    def children() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == main.pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+    deadline = time.monotonic() + 120
+    while len(workers := children()) < 2:  # a condition, not a clock: the workers are up
+        assert main.poll() is None and time.monotonic() < deadline, "the audit ended before its workers were seen"
+        time.sleep(0.05)
+    main.kill()
+    main.wait()
+    deadline = time.monotonic() + 60
+    while alive := [pid for pid in workers if os.path.exists(f"/proc/{pid}") and _not_zombie(pid)]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived their killed parent"
+        time.sleep(0.05)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -149,8 +149,9 @@ def _read(path: str, facts: FileFacts) -> bytes:
                 f"the file is {info.st_size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit",
             )
         with open(path, "rb") as fh:
-            # Read at most one byte past the limit: the file may have grown since stat.
-            data = fh.read(MAX_FILE_BYTES + 1)
+            # The size stat gave, plus one byte to see growth: never a buffer of the limit's size, which
+            # would fail small files under an address-space limit.
+            data = fh.read(min(info.st_size, MAX_FILE_BYTES) + 1)
     except FileNotFoundError:
         raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
     except PermissionError:

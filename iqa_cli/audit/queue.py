@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -119,6 +120,24 @@ def _init_worker(spec: WorkerSpec) -> None:
     _worker_spec = spec
     # Ctrl-C is the main process's to handle: it stops cleanly and writes what is done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """On Linux, have the kernel send SIGTERM to this worker when the process that started it dies (even by
+    SIGKILL): an orphaned worker would otherwise wait on its queue for good, holding memory and the caller's
+    output pipes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request was in place
+        os._exit(1)
 
 
 def _work(key: int, path: str) -> Outcome:

@@ -26,7 +26,6 @@ from rich.table import Table
 from iqa_cli import __version__
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.queue import default_workers
 from iqa_cli.audit.run import AuditSettings, RowCallback, audit_folder
 from iqa_cli.checks import Check
 from iqa_cli.cli.config import apply_config, config_app
@@ -42,6 +41,7 @@ from iqa_cli.cli.options import (
     ModelOpt,
     TokensOpt,
     WorkersOpt,
+    decode_workers,
     engine_from,
     writer_classes,
 )
@@ -185,7 +185,7 @@ def audit(
             include=include or (),
             exclude=exclude or (),
             include_hidden=hidden,
-            workers=default_workers() if workers is None else workers,
+            workers=decode_workers(workers),
             batch_size=batch_size,
             limit=limit,
             max_pixels=max_pixels,

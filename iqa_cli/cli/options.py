@@ -67,3 +67,21 @@ def engine_from(
         model_dir=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, draft_decode=draft_decode
     )
     return create_engine(name, options)
+
+
+def decode_workers(requested: int | None) -> int:
+    """The decode processes to start: one per usable core by default, and never more than the cores (more
+    only compete for them, each with its own memory); a larger request is capped, and stderr says so."""
+    from iqa_cli.audit.queue import default_workers
+    from iqa_cli.cli.errors import stderr_console
+
+    cores = default_workers()
+    if requested is None:
+        return cores
+    if requested > cores:
+        stderr_console().print(
+            f"[yellow]note[/yellow] --workers {requested} capped at {cores}, the cores this process may use",
+            highlight=False,
+        )
+        return cores
+    return requested

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from iqa_cli.audit.queue import default_workers
 from iqa_cli.cli.errors import stderr_console, user_errors
 from iqa_cli.cli.options import (
     DeviceOpt,
@@ -20,6 +19,7 @@ from iqa_cli.cli.options import (
     TableFormatsOpt,
     TokensOpt,
     WorkersOpt,
+    decode_workers,
     engine_from,
     writer_classes,
 )
@@ -72,7 +72,7 @@ def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, 
     return RankSettings(
         detail=detail,
         pair_limit=pair_limit,
-        workers=default_workers() if workers is None else workers,
+        workers=decode_workers(workers),
         batch_size=batch_size,
         seed=seed,
     )
