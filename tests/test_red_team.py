@@ -212,3 +212,22 @@ def _not_zombie(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_running_out_of_memory_is_its_own_code_and_never_remembered(
+    hostile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import iqa_cli.audit.load as load
+
+    out = tmp_path / "out"
+    real = load._decode
+
+    def starved(*args: object, **kwargs: object) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(load, "_decode", starved)
+    code, summary, _ = _audit(hostile, out, "--json")
+    assert code == 0 and json.loads(summary)["error_codes"] == {"out_of_memory": len(FORMULA_NAMES) + 1}
+    monkeypatch.setattr(load, "_decode", real)  # the next, healthy run assesses them: nothing was cached
+    code, summary, _ = _audit(hostile, out, "--json")
+    assert code == 0 and json.loads(summary)["assessed"] == len(FORMULA_NAMES) + 1

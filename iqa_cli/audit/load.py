@@ -418,7 +418,8 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, NotImplementedError) or ("decoder" in lowered and "not available" in lowered):
         return "unsupported", f"cannot decode this image here ({text})"
     if isinstance(exc, MemoryError):
-        return "too_many_pixels", "not enough memory to decode the image"
+        # The moment's state (a memory limit, other work), not the file's: a code of its own, never remembered.
+        return "out_of_memory", "not enough memory to decode the image now; it is tried again on the next run"
     if isinstance(exc, zlib.error):
         return "corrupt", f"the compressed pixel data is damaged ({text})"
     return "corrupt", f"the image could not be decoded ({type(exc).__name__}: {text})"

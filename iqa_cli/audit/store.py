@@ -59,7 +59,7 @@ STORE_NAME = "iqa-store.sqlite"
 LOCK_NAME = "iqa-store.lock"
 
 RETRIED_CODES = frozenset(
-    {"not_found", "permission_denied", "read_error", "not_a_file", "engine_failed", "prepare_failed"}
+    {"not_found", "permission_denied", "read_error", "not_a_file", "engine_failed", "prepare_failed", "out_of_memory"}
 )
 """Error codes not remembered: they say something about this run, not about the file's content."""
 
