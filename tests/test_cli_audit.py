@@ -177,7 +177,15 @@ def test_a_folder_without_images_exits_4_and_keeps_the_old_reports(photos: Path,
     assert not list(out.glob(".*.tmp"))  # the abandoned reports left nothing behind
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
+def _default_signals() -> None:
+    # A child of a background job inherits SIGINT ignored, and Python then installs no Ctrl-C handler:
+    # reset it, so that the test does not depend on how the test runner was started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT, signal.SIGINT]])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(tmp_path: Path, signals: list[int]) -> None:
     photos = tmp_path / "many"
     photos.mkdir()
     base = Image.fromarray(skimage.data.coffee())
@@ -195,7 +203,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
             "--out",
             str(out),
             "--format",
-            "csv",
+            "csv,jsonl,parquet",
             "--workers",
             "0",
             "--batch-size",
@@ -204,6 +212,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until some rows are written, then press Ctrl-C
@@ -211,12 +220,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path) -> None:
         if partial and partial[0].read_text().count("\n") > 3:
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    for sent in signals:  # pressed quickly, one after the other
+        process.send_signal(sent)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
+    assert b"Traceback" not in err
     rows = pd.read_csv(out / "report.csv")
     assert 3 <= len(rows) < 150
     assert (rows["status"] == "ok").all()
+    assert len(pd.read_parquet(out / "report.parquet")) == len(rows)  # every report holds the same rows
+    assert len((out / "report.jsonl").read_text().splitlines()) == len(rows)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_summary_prints_bracketed_text_literally(photos: Path, tmp_path: Path, monkeypatch) -> None:

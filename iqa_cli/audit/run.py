@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
@@ -84,23 +88,27 @@ def run_audit(
     def emit(outcomes: list[Outcome]) -> None:
         nonlocal failed_writer
         rows = batch.rows(outcomes)
-        try:
-            for writer in writers:
-                writer.write(rows)
-        except Exception:
-            failed_writer = True  # a full disk: keep the earlier complete reports rather than a torn set
-            raise
-        for outcome, row in zip(outcomes, rows, strict=True):
-            summary.add(row)
-            if store is not None and outcome.replayed is None:
-                store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
-            if on_row is not None:
-                on_row(row)
-        if store is not None:
-            store.flush()
+        # A batch's rows reach every writer and the store, or none of them: a Ctrl-C in between would leave
+        # reports of different lengths. It is held until the batch is written, then acted on.
+        with _signals_held(then_interrupt=True):
+            try:
+                for writer in writers:
+                    writer.write(rows)
+            except Exception:
+                failed_writer = True  # a full disk: keep the earlier complete reports rather than a torn set
+                raise
+            for outcome, row in zip(outcomes, rows, strict=True):
+                summary.add(row)
+                if store is not None and outcome.replayed is None:
+                    store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
+                if on_row is not None:
+                    on_row(row)
+            if store is not None:
+                store.flush()
 
     pending: list[Outcome] = []
     ready = 0  # outcomes in `pending` the engine must assess
+    previous_term = _term_as_interrupt()
     try:
         for outcome in prefetcher.run(sources.items()):
             pending.append(outcome)
@@ -112,11 +120,53 @@ def run_audit(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        prefetcher.close()
-        # Nothing found, or a writer that failed: the earlier reports are worth more than an empty or torn set.
-        keep_earlier = summary.summary.files == 0 or failed_writer
-        reports = _abandon(writers) if keep_earlier else _finish_all(writers)
+        # A second Ctrl-C (or a SIGTERM after the first) must not tear the final writes: held, then ignored.
+        with _signals_held(then_interrupt=False):
+            prefetcher.close()
+            # Nothing found, or a writer that failed: the earlier reports are worth more than an empty or torn set.
+            keep_earlier = summary.summary.files == 0 or failed_writer
+            reports = _abandon(writers) if keep_earlier else _finish_all(writers)
+        _restore_term(previous_term)
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # only there may handlers change
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _term_as_interrupt() -> Any:
+    """SIGTERM (timeout, systemd, docker stop, Kubernetes) stops the run as Ctrl-C does; the old handler."""
+    return signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
+
+
+def _restore_term(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_held(*, then_interrupt: bool) -> Iterator[None]:
+    """Run the block with SIGINT and SIGTERM noted instead of acted on; afterwards raise KeyboardInterrupt for
+    one that came (`then_interrupt`) or drop it (the run is already ending)."""
+    if not _in_main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught and then_interrupt:
+        raise KeyboardInterrupt
 
 
 def _abandon(writers: Sequence[ReportWriter]) -> list[str]:

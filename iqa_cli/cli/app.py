@@ -98,7 +98,7 @@ Re-running over the same --out folder reuses the answers for files that have not
 redo them); a killed run resumes where it stopped.
 
 Exit codes: 0 done, 1 runtime failure, 2 usage error (also: no path given exists), 3 an image met --fail-on,
-4 no image found under the paths (the earlier reports are kept), 130 interrupted."""
+4 no image found under the paths (the earlier reports are kept), 130 interrupted (Ctrl-C or SIGTERM)."""
 
 
 @app.command(epilog=AUDIT_EPILOG)
