@@ -231,3 +231,28 @@ def test_running_out_of_memory_is_its_own_code_and_never_remembered(
     monkeypatch.setattr(load, "_decode", real)  # the next, healthy run assesses them: nothing was cached
     code, summary, _ = _audit(hostile, out, "--json")
     assert code == 0 and json.loads(summary)["assessed"] == len(FORMULA_NAMES) + 1
+
+
+def test_rows_that_need_no_engine_are_written_as_they_come(tmp_path: Path) -> None:
+    from iqa_cli.audit.run import HELD_ROWS, AuditSettings, run_audit
+    from iqa_cli.report.writers import JsonlWriter
+    from iqa_cli.testing.engines import BrightnessEngine
+
+    folder = tmp_path / "empty-files"
+    folder.mkdir()
+    for i in range(3 * HELD_ROWS):
+        (folder / f"{i:04d}.jpg").write_bytes(b"")  # empty_file rows: nothing for the engine
+    Image.new("RGB", (32, 24), (200, 200, 200)).save(folder / "zzzz.png")  # one readable image, at the end
+    writes: list[int] = []
+
+    class Counting(JsonlWriter):
+        def write(self, rows):  # type: ignore[no-untyped-def]
+            writes.append(len(rows))
+            super().write(rows)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    settings = AuditSettings(paths=[str(folder)], workers=0, batch_size=16)
+    summary = run_audit(settings, BrightnessEngine(), [Counting(out)])
+    assert summary.files == 3 * HELD_ROWS + 1 and sum(writes) == summary.files
+    assert max(writes) <= HELD_ROWS + 1 and len(writes) >= 3  # streamed in bounded pieces, not held to the end

@@ -47,6 +47,7 @@ class AuditSettings:
 
 
 RowCallback = Callable[[ReportRow], None]
+HELD_ROWS = 256  # rows without engine work that may wait for a batch to fill before they are written
 
 
 def run_audit(
@@ -113,7 +114,9 @@ def run_audit(
         for outcome in prefetcher.run(sources.items()):
             pending.append(outcome)
             ready += outcome.needs_engine
-            if ready >= batch_size:
+            # Rows that need no engine (errors, replays) are not held back for long: at most HELD_ROWS of them
+            # wait for the next engine batch, so memory stays bounded and a killed run loses few.
+            if ready >= batch_size or len(pending) - ready >= HELD_ROWS:
                 emit(pending)
                 pending, ready = [], 0
         emit(pending)
