@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ pytest.importorskip("sentencepiece")
 
 from iqa_cli.cli.model import Variant, model_app
 from iqa_cli.engines.depictqa import files
+from iqa_cli.testing.tiny_depictqa import use_16k_vicuna
 
 runner = CliRunner()
 
@@ -47,10 +47,7 @@ def test_check_uses_the_environment_default(tiny_root: Path, monkeypatch: pytest
 
 def test_check_fails_with_the_problem_and_the_fix(tiny_root: Path, tmp_path: Path) -> None:
     models = Path(shutil.copytree(tiny_root, tmp_path / "models"))
-    config_path = models / "vicuna-7b-v1.5" / "config.json"
-    config = json.loads(config_path.read_text())
-    config.update(max_position_embeddings=16384, rope_scaling={"factor": 4.0, "type": "linear"})
-    config_path.write_text(json.dumps(config))
+    use_16k_vicuna(models)
     result = runner.invoke(model_app, ["check", str(models)])
     assert result.exit_code == 1
     assert "vicuna-7b-v1.5-16k" in result.output

@@ -16,7 +16,7 @@ pytest.importorskip("sentencepiece")
 from iqa_cli.engines.depictqa import checkpoint  # noqa: E402
 from iqa_cli.engines.depictqa.checkpoint import expected_shapes, lora_key, read_checkpoint  # noqa: E402
 from iqa_cli.errors import ModelFilesError  # noqa: E402
-from iqa_cli.testing.tiny_depictqa import TINY  # noqa: E402
+from iqa_cli.testing.tiny_depictqa import TINY, use_16k_vicuna  # noqa: E402
 
 SIZES = {"num_layers": TINY.layers, "hidden": TINY.hidden, "vision_width": TINY.clip_width}
 
@@ -213,15 +213,10 @@ def test_clip_weights_that_do_not_fit_the_tower_are_named(tiny_root: Path) -> No
 
 
 def test_the_loader_refuses_a_16k_vicuna_before_loading_weights(tiny_root: Path, tmp_path: Path) -> None:
-    import json
-
     from iqa_cli.engines.depictqa.files import locate
     from iqa_cli.engines.depictqa.loading import load_depictqa
 
     models = Path(shutil.copytree(tiny_root, tmp_path / "models"))
-    config_path = models / "vicuna-7b-v1.5" / "config.json"
-    config = json.loads(config_path.read_text())
-    config.update(max_position_embeddings=16384, rope_scaling={"factor": 4.0, "type": "linear"})
-    config_path.write_text(json.dumps(config))
+    use_16k_vicuna(models)
     with pytest.raises(ModelFilesError, match=r"vicuna-7b-v1\.5-16k.*garbage"):
         load_depictqa(locate(models))

@@ -14,7 +14,7 @@ spm = pytest.importorskip("sentencepiece")
 
 from iqa_cli.engines.depictqa import files, verify  # noqa: E402
 from iqa_cli.errors import ModelFilesError, UsageError  # noqa: E402
-from iqa_cli.testing.tiny_depictqa import TINY, build_tiny_models, tokenizer_vocab_size  # noqa: E402
+from iqa_cli.testing.tiny_depictqa import TINY, build_tiny_models, tokenizer_vocab_size, use_16k_vicuna  # noqa: E402
 
 
 @pytest.fixture
@@ -84,10 +84,7 @@ def test_check_passes_on_the_tiny_models(tiny_root: Path) -> None:
 
 
 def test_check_catches_the_16k_vicuna(models: Path) -> None:
-    config_path = models / "vicuna-7b-v1.5" / "config.json"
-    config = json.loads(config_path.read_text())
-    config.update(max_position_embeddings=16384, rope_scaling={"factor": 4.0, "type": "linear"})
-    config_path.write_text(json.dumps(config))
+    use_16k_vicuna(models)
     report = verify.check(models)
     assert not report.ok
     assert "vicuna-7b-v1.5-16k" in _errors(report)

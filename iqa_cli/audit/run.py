@@ -123,13 +123,16 @@ def run_audit(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        # A second Ctrl-C (or a SIGTERM after the first) must not tear the final writes: held, then ignored.
-        with _signals_held(then_interrupt=False):
-            prefetcher.close()
-            # Nothing found, or a writer that failed: the earlier reports are worth more than an empty or torn set.
-            keep_earlier = summary.summary.files == 0 or failed_writer
-            reports = _abandon(writers) if keep_earlier else _finish_all(writers)
-        _restore_term(previous_term)
+        try:
+            # A second Ctrl-C (or a SIGTERM after the first) must not tear the final writes: held, then ignored.
+            with _signals_held(then_interrupt=False):
+                prefetcher.close()
+                # Nothing found, or a writer that failed: the earlier reports are worth more than an empty or a
+                # torn set.
+                keep_earlier = summary.summary.files == 0 or failed_writer
+                reports = _abandon(writers) if keep_earlier else _finish_all(writers)
+        finally:
+            _restore_term(previous_term)
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
 
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from iqa_cli.audit.queue import default_workers
+from iqa_cli.cli.errors import stderr_console
 from iqa_cli.engines.base import Engine, EngineOptions
 from iqa_cli.errors import UsageError
 from iqa_cli.plugins import create_engine, writers
@@ -72,9 +74,6 @@ def engine_from(
 def decode_workers(requested: int | None) -> int:
     """The decode processes to start: one per usable core by default, and never more than the cores (more
     only compete for them, each with its own memory); a larger request is capped, and stderr says so."""
-    from iqa_cli.audit.queue import default_workers
-    from iqa_cli.cli.errors import stderr_console
-
     cores = default_workers()
     if requested is None:
         return cores

@@ -367,3 +367,12 @@ def _write_minilm(folder: Path, seed: int) -> None:
 def _write_json(path: Path, data: Any) -> None:
     """JSON as Hugging Face writes it: indented, keys in the given order."""
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def use_16k_vicuna(models: Path) -> None:
+    """Turn the models folder's Vicuna config into the -16k variant's (linear RoPE scaling, 16384 positions),
+    which loads without error and answers garbage: what the loader and `iqa model check` must refuse."""
+    config_path = models / files.LLM_DIR / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(max_position_embeddings=16384, rope_scaling={"factor": 4.0, "type": "linear"})
+    config_path.write_text(json.dumps(config))
