@@ -184,53 +184,92 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT, signal.SIGINT]])
-def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(tmp_path: Path, signals: list[int]) -> None:
-    photos = tmp_path / "many"
-    photos.mkdir()
+def _many_photos(root: Path, count: int = 150) -> Path:
+    root.mkdir()
     base = Image.fromarray(skimage.data.coffee())
-    for i in range(150):
-        base.save(photos / f"{i:03d}.jpg", quality=90)
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "iqa_cli",
-            "audit",
-            str(photos),
-            "--out",
-            str(out),
-            "--format",
-            "csv,jsonl,parquet",
-            "--workers",
-            "0",
-            "--batch-size",
-            "1",
-        ],
+    past = time.time() - 3600  # older than the store's racy window: an unchanged file is trusted
+    for i in range(count):
+        base.save(root / f"{i:03d}.jpg", quality=90)
+        os.utime(root / f"{i:03d}.jpg", (past, past))
+    return root
+
+
+def _start_audit(photos: Path, out: Path, *extra: str) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "iqa_cli",
+        "audit",
+        str(photos),
+        "--out",
+        str(out),
+        "--format",
+        "csv,jsonl,parquet",
+    ]
+    return subprocess.Popen(
+        [*command, "--workers", "0", "--batch-size", "1", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=_default_signals,
     )
+
+
+def _interrupt_after_rows(
+    process: subprocess.Popen, out: Path, signals: list[int], rows: int = 3
+) -> tuple[bytes, bytes]:
+    """Send `signals` one after the other once the CSV being written holds `rows` rows; the run's stdout, stderr."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until some rows are written, then press Ctrl-C
+    while time.monotonic() < deadline and process.poll() is None:  # a condition, polled: not a fixed wait
         partial = list(out.glob(".report.csv.*.tmp"))
-        if partial and partial[0].read_text().count("\n") > 3:
+        if partial and partial[0].read_text().count("\n") > rows:
             break
         time.sleep(0.05)
     for sent in signals:  # pressed quickly, one after the other
         process.send_signal(sent)
-    _, err = process.communicate(timeout=60)
+    return process.communicate(timeout=60)
+
+
+def _report_lengths(out: Path) -> tuple[int, int, int]:
+    return (
+        len(pd.read_csv(out / "report.csv")),
+        len(pd.read_parquet(out / "report.parquet")),
+        len((out / "report.jsonl").read_text().splitlines()),
+    )
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT, signal.SIGINT]])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(tmp_path: Path, signals: list[int]) -> None:
+    out = tmp_path / "out"
+    process = _start_audit(_many_photos(tmp_path / "many"), out)
+    _, err = _interrupt_after_rows(process, out, signals)
     assert process.returncode == 130, err
     assert b"Traceback" not in err
     rows = pd.read_csv(out / "report.csv")
     assert 3 <= len(rows) < 150
     assert (rows["status"] == "ok").all()
-    assert len(pd.read_parquet(out / "report.parquet")) == len(rows)  # every report holds the same rows
-    assert len((out / "report.jsonl").read_text().splitlines()) == len(rows)
+    assert _report_lengths(out) == (len(rows),) * 3  # every report holds the same rows
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM, signal.SIGINT, signal.SIGINT]])
+def test_an_interrupted_rerun_keeps_every_row_the_store_has(tmp_path: Path, signals: list[int]) -> None:
+    photos, out = _many_photos(tmp_path / "many"), tmp_path / "out"
+    first = _start_audit(photos, out, "--quiet")
+    assert first.wait(timeout=300) == 0
+    complete = pd.read_parquet(out / "report.parquet")
+    process = _start_audit(photos, out, "--rerun")
+    summary, err = _interrupt_after_rows(process, out, signals)
+    assert process.returncode == 130 and b"Traceback" not in err, err
+    # The files the rerun did not reach keep their remembered rows; a stop pressed again during that carrying
+    # over keeps the earlier complete reports. Either way no report is shorter than the complete one.
+    assert _report_lengths(out) == (150, 150, 150)
+    again = pd.read_parquet(out / "report.parquet")
+    assert again["path"].tolist() == complete["path"].tolist()
+    assert again.drop(columns=["elapsed_ms"]).equals(complete.drop(columns=["elapsed_ms"]))
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    if signals == [signal.SIGINT]:
+        assert b"rows carried over unchanged from earlier runs" in summary
 
 
 def test_summary_prints_bracketed_text_literally(photos: Path, tmp_path: Path, monkeypatch) -> None:

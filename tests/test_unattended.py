@@ -97,6 +97,25 @@ def test_min_confidence_applies_to_remembered_rows(tmp_path: Path, monkeypatch: 
     assert loaded == []  # the second run replayed every row from the store: the threshold applied to them
 
 
+def test_an_interrupted_rerun_of_a_streamed_list_reports_every_remembered_row(tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "photos", 12)
+    _, complete = _run(tmp_path / "photos", tmp_path / "out")
+    # A list read from a stream (stdin) can be walked once only: the carrying over must still find every file.
+    listed = (str(p) for p in [*paths, tmp_path / "gone.png"])
+    out = tmp_path / "out"
+    with ResultStore.open(out) as store:
+        summary = run_audit(
+            AuditSettings(paths=listed, workers=0, batch_size=4, rerun=True),
+            BrightnessEngine(interrupt_after=1),
+            [ParquetWriter(out)],
+            store=store,
+        )
+    assert summary.interrupted and summary.carried_over == 8  # the first batch of 4 was assessed afresh
+    report = pd.read_parquet(out / "report.parquet")
+    assert report["path"].tolist() == [*complete["path"], str(tmp_path / "gone.png")]
+    assert report["error_code"].tolist()[-1] == "not_found"
+
+
 RUNNER = textwrap.dedent(
     """
     import sys

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
@@ -68,6 +69,8 @@ def run_audit(
     Ctrl-C the summary is marked interrupted and holds what was finished; other exceptions propagate
     after the close.
     """
+    if store is not None:
+        settings = replace(settings, paths=_Rewalkable(settings.paths))  # an interrupted run walks them again
     stamp = EngineStamp(engine.name, engine.version, engine.settings())
     summary = SummaryBuilder(engine.name, engine.version, engine_note)
     spec = WorkerSpec(engine.decode_plan, engine.preparer(), settings.max_pixels, tuple(checks))
@@ -85,94 +88,138 @@ def run_audit(
     interrupted = False
 
     failed_writer = False
+    last_written = -1  # outcomes come and are written in key order: every key up to this one is in the reports
+
+    def write(outcomes: list[Outcome]) -> None:
+        nonlocal failed_writer, last_written
+        rows = batch.rows(outcomes)
+        try:
+            for writer in writers:
+                writer.write(rows)
+        except Exception:
+            failed_writer = True  # a full disk: keep the earlier complete reports rather than a torn set
+            raise
+        for outcome, row in zip(outcomes, rows, strict=True):
+            summary.add(row)
+            if store is not None and outcome.replayed is None:
+                store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
+            if on_row is not None:
+                on_row(row)
+        if store is not None:
+            store.flush()
+        if outcomes:
+            last_written = outcomes[-1].key
 
     def emit(outcomes: list[Outcome]) -> None:
-        nonlocal failed_writer
-        rows = batch.rows(outcomes)
         # A batch's rows reach every writer and the store, or none of them: a Ctrl-C in between would leave
         # reports of different lengths. It is held until the batch is written, then acted on.
-        with _signals_held(then_interrupt=True):
-            try:
-                for writer in writers:
-                    writer.write(rows)
-            except Exception:
-                failed_writer = True  # a full disk: keep the earlier complete reports rather than a torn set
-                raise
-            for outcome, row in zip(outcomes, rows, strict=True):
-                summary.add(row)
-                if store is not None and outcome.replayed is None:
-                    store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
-                if on_row is not None:
-                    on_row(row)
-            if store is not None:
-                store.flush()
+        with stop_signals.held():
+            write(outcomes)
 
     pending: list[Outcome] = []
     ready = 0  # outcomes in `pending` the engine must assess
-    previous_term = _term_as_interrupt()
-    try:
-        for outcome in prefetcher.run(sources.items()):
-            pending.append(outcome)
-            ready += outcome.needs_engine
-            # Rows that need no engine (errors, replays) are not held back for long: at most HELD_ROWS of them
-            # wait for the next engine batch, so memory stays bounded and a killed run loses few.
-            if ready >= batch_size or len(pending) - ready >= HELD_ROWS:
-                emit(pending)
-                pending, ready = [], 0
-        emit(pending)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
+    with _StopSignals() as stop_signals:
         try:
-            # A second Ctrl-C (or a SIGTERM after the first) must not tear the final writes: held, then ignored.
-            with _signals_held(then_interrupt=False):
-                prefetcher.close()
-                # Nothing found, or a writer that failed: the earlier reports are worth more than an empty or a
-                # torn set.
-                keep_earlier = summary.summary.files == 0 or failed_writer
-                reports = _abandon(writers) if keep_earlier else _finish_all(writers)
+            for outcome in prefetcher.run(sources.items()):
+                pending.append(outcome)
+                ready += outcome.needs_engine
+                # Rows that need no engine (errors, replays) are not held back for long: at most HELD_ROWS of
+                # them wait for the next engine batch, so memory stays bounded and a killed run loses few.
+                if ready >= batch_size or len(pending) - ready >= HELD_ROWS:
+                    emit(pending)
+                    pending, ready = [], 0
+            emit(pending)
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
-            _restore_term(previous_term)
+            # A second Ctrl-C (or a SIGTERM after the first) must not tear the final writes: only counted.
+            stop_signals.stopping()
+            try:
+                prefetcher.close()
+                insisted = False
+                if interrupted and store is not None and not failed_writer:
+                    # The reports get the remembered row of every file this run did not reach, so an interrupted
+                    # run (a --rerun too) never leaves a shorter report than the store can give. Only replays, no
+                    # decoding. A further Ctrl-C here means "stop now": complete earlier reports are then kept.
+                    for chunk in _chunks(_Sources(settings, store, key).remembered(after=last_written), HELD_ROWS):
+                        if stop_signals.later:
+                            insisted = any(writer.path.exists() for writer in writers)
+                            break
+                        write(chunk)
+                        summary.summary.carried_over += sum(o.replayed is not None for o in chunk)
+                # Nothing found, a writer that failed, or a stop during the carrying over: the earlier reports
+                # are worth more than an empty, torn or short set.
+                keep_earlier = summary.summary.files == 0 or failed_writer or insisted
+                reports = _abandon(writers) if keep_earlier else _finish_all(writers)
+            finally:
+                if isinstance(settings.paths, _Rewalkable):
+                    settings.paths.close()
     return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+class _StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM (timeout, systemd, docker stop, Kubernetes) while a run is on.
 
+    The first one stops the run (KeyboardInterrupt), unless it comes while a batch is being written (`held`),
+    where it is acted on once the batch is in every report. From the first stop on, every later signal is only
+    counted in `later`: a second Ctrl-C pressed while the exception unwinds cannot tear the final writes.
+    Handlers change only in the main thread; elsewhere this does nothing.
+    """
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()  # only there may handlers change
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+    def __init__(self) -> None:
+        self.later = 0
+        self._stopping = False
+        self._holding = False
+        self._pending = False
+        self._previous: dict[int, Any] = {}
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self._SIGNALS}
+        return self
 
-
-def _term_as_interrupt() -> Any:
-    """SIGTERM (timeout, systemd, docker stop, Kubernetes) stops the run as Ctrl-C does; the old handler."""
-    return signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
-
-
-def _restore_term(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _signals_held(*, then_interrupt: bool) -> Iterator[None]:
-    """Run the block with SIGINT and SIGTERM noted instead of acted on; afterwards raise KeyboardInterrupt for
-    one that came (`then_interrupt`) or drop it (the run is already ending)."""
-    if not _in_main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-    if caught and then_interrupt:
-        raise KeyboardInterrupt
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._stopping:
+            self.later += 1
+        elif self._holding:
+            self._pending = True
+        else:
+            self._stopping = True
+            raise KeyboardInterrupt
+
+    def stopping(self) -> None:
+        """The run ends (interrupted or not): signals from now on are only counted."""
+        self._stopping = True
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """The block runs to its end; a stop that came meanwhile is raised after it."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending and not self._stopping:
+            self._pending = False
+            self._stopping = True
+            raise KeyboardInterrupt
+
+
+def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+    chunk: list[Outcome] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _abandon(writers: Sequence[ReportWriter]) -> list[str]:
@@ -222,6 +269,37 @@ def audit_folder(
             engine.close()
 
 
+class _Rewalkable:
+    """The given paths, walkable a second time even when they come from a stream (a list on stdin): what the
+    first walk took is kept in a temporary file, not in memory, and the second walk goes on with the rest."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._fixed = paths if isinstance(paths, (list, tuple)) else None
+        self._source = iter(paths)
+        self._taken: IO[bytes] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._fixed is not None:
+            yield from self._fixed
+        elif self._taken is None:
+            self._taken = tempfile.TemporaryFile()  # noqa: SIM115 - open across both walks, closed by close()
+            for path in self._source:
+                self._taken.write(os.fsencode(path) + b"\0")
+                yield path
+        else:
+            self._taken.flush()
+            self._taken.seek(0)
+            rest = b""
+            while block := self._taken.read(1 << 20):
+                *whole, rest = (rest + block).split(b"\0")
+                yield from map(os.fsdecode, whole)
+            yield from self._source
+
+    def close(self) -> None:
+        if self._taken is not None:
+            self._taken.close()
+
+
 class _Sources:
     """The run's work items in discovery order: paths to load, and ready outcomes (problems, replays).
 
@@ -235,6 +313,31 @@ class _Sources:
         self.stats: dict[int, os.stat_result | None] = {}
 
     def items(self) -> Iterator[tuple[int, str] | Outcome]:
+        for key, item in self._found():
+            if isinstance(item, DiscoveryProblem):
+                yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
+                continue
+            st, replayed = self._replay(item)
+            if replayed is not None:
+                yield Outcome(key, FileFacts(path=item), replayed=replayed)
+            else:
+                self.stats[key] = st
+                yield key, item
+
+    def remembered(self, *, after: int) -> Iterator[Outcome]:
+        """The discovery walked again from key `after` + 1: the store's row of each unchanged file and the
+        problems, skipping files that would need work. Settings's `paths` must be walkable twice (a list)."""
+        for key, item in self._found():
+            if key <= after:
+                continue
+            if isinstance(item, DiscoveryProblem):
+                yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
+                continue
+            _, replayed = self._replay(item)
+            if replayed is not None:
+                yield Outcome(key, FileFacts(path=item), replayed=replayed)
+
+    def _found(self) -> Iterator[tuple[int, str | DiscoveryProblem]]:
         s = self.settings
         found = discover(
             s.paths, recursive=s.recursive, include=s.include, exclude=s.exclude, include_hidden=s.include_hidden
@@ -242,22 +345,21 @@ class _Sources:
         files = 0
         for key, item in enumerate(found):
             if isinstance(item, DiscoveryProblem):
-                yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
+                yield key, item
                 continue
             if s.limit is not None and files >= s.limit:
                 return
             files += 1
-            path = str(item)
-            try:
-                st: os.stat_result | None = os.stat(path)
-            except OSError:
-                st = None  # the loader will say what is wrong with it
-            replayed = self.store.replay(path, st, self.key) if self.store is not None and st is not None else None
-            if replayed is not None:
-                yield Outcome(key, FileFacts(path=path), replayed=replayed)
-            else:
-                self.stats[key] = st
-                yield key, path
+            yield key, str(item)
+
+    def _replay(self, path: str) -> tuple[os.stat_result | None, ReportRow | None]:
+        """The file's stat before it is read, and its remembered row when it is unchanged."""
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            return None, None  # the loader will say what is wrong with it
+        replayed = self.store.replay(path, st, self.key) if self.store is not None and st is not None else None
+        return st, replayed
 
 
 @dataclass

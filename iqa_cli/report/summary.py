@@ -54,11 +54,12 @@ class Summary:
     failed: list[ImageLine] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    carried_over: int = 0  # of `files`: rows an interrupted run took from the results store for files it did not reach
     reports: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
-        return self.files / self.seconds if self.seconds > 0 else 0.0
+        return (self.files - self.carried_over) / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -171,7 +172,10 @@ def render(summary: Summary, console: Console) -> None:
     s = summary
     head = f"[bold]iqa audit[/bold]: {s.files} files, {s.assessed} assessed, {s.errors} errors"
     if s.interrupted:
-        head += " [yellow](interrupted: partial results)[/yellow]"
+        head += " [yellow](interrupted: partial results"
+        if s.carried_over:
+            head += f"; {s.carried_over} rows carried over unchanged from earlier runs"
+        head += ")[/yellow]"
     console.print(head)
     engine = f"engine {s.engine} {s.engine_version}"
     console.print(shown(engine + (f" ({s.engine_note})" if s.engine_note else "")), highlight=False)
