@@ -256,3 +256,83 @@ def test_rows_that_need_no_engine_are_written_as_they_come(tmp_path: Path) -> No
     summary = run_audit(settings, BrightnessEngine(), [Counting(out)])
     assert summary.files == 3 * HELD_ROWS + 1 and sum(writes) == summary.files
     assert max(writes) <= HELD_ROWS + 1 and len(writes) >= 3  # streamed in bounded pieces, not held to the end
+
+
+def _tiny_photos(folder: Path, count: int) -> Path:
+    import os
+    import time
+
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    past = time.time() - 3600  # older than the store's racy window
+    for i in range(count):
+        path = folder / f"{i:04d}.png"
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(path)
+        os.utime(path, (past, past))
+    return folder
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_a_store_damaged_past_its_first_page_is_set_aside_and_rebuilt(tmp_path: Path, rerun: bool) -> None:
+    import pandas as pd
+
+    from iqa_cli.audit.store import STORE_NAME
+
+    photos, out = _tiny_photos(tmp_path / "photos", 300), tmp_path / "out"
+    assert _audit(photos, out, "--quiet")[0] == 0
+    complete = pd.read_parquet(out / "report.parquet")
+    store = out / STORE_NAME
+    pages = store.stat().st_size // 4096
+    assert pages > 8
+    with open(store, "r+b") as fh:  # the header page is intact; pages further on are garbage
+        fh.seek(4096 * (pages // 2))
+        fh.write(b"\xa5" * 4096 * 3)
+    code, _, err = _audit(photos, out, *(["--rerun"] if rerun else []))
+    assert code == 0 and "Traceback" not in err, err
+    assert "damaged" in err and len(err.strip().splitlines()) == 1
+    assert len(list(out.glob(f"{STORE_NAME}.damaged-*"))) == 1
+    again = pd.read_parquet(out / "report.parquet")
+    assert again.drop(columns=["elapsed_ms"]).equals(complete.drop(columns=["elapsed_ms"]))
+    assert _audit(photos, out, "--quiet")[0] == 0  # the rebuilt store serves the next run
+
+
+def test_a_store_failing_during_a_run_is_one_line_and_keeps_the_earlier_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from iqa_cli.audit.store import ResultStore
+
+    photos, out = _tiny_photos(tmp_path / "photos", 20), tmp_path / "out"
+    assert _audit(photos, out, "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("report.*")}
+    real_open = ResultStore.open.__func__  # type: ignore[attr-defined]
+
+    class DamagedLater:
+        """The store's connection, failing its lookups after a few: the file was damaged after the check at open."""
+
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db, self.lookups = db, 0
+
+        def execute(self, query: str, *args: object) -> object:
+            if query.startswith("SELECT r.row"):
+                self.lookups += 1
+                if self.lookups > 5:
+                    raise sqlite3.DatabaseError("database disk image is malformed")
+            return self.db.execute(query, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.db, name)
+
+    def open_damaged_later(cls: type[ResultStore], *args: object, **kwargs: object) -> ResultStore:
+        store = real_open(cls, *args, **kwargs)
+        store._db = DamagedLater(store._db)  # type: ignore[assignment]
+        return store
+
+    monkeypatch.setattr(ResultStore, "open", classmethod(open_damaged_later))
+    code, _, err = _audit(photos, out)
+    assert code == 1 and "damaged during this run" in err and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

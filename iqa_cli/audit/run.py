@@ -87,26 +87,26 @@ def run_audit(
     started = time.perf_counter()
     interrupted = False
 
-    failed_writer = False
+    failed = False  # a writer or the store failed (a full disk): the earlier complete reports are kept
     last_written = -1  # outcomes come and are written in key order: every key up to this one is in the reports
 
     def write(outcomes: list[Outcome]) -> None:
-        nonlocal failed_writer, last_written
+        nonlocal failed, last_written
         rows = batch.rows(outcomes)
         try:
             for writer in writers:
                 writer.write(rows)
+            for outcome, row in zip(outcomes, rows, strict=True):
+                summary.add(row)
+                if store is not None and outcome.replayed is None:
+                    store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
+                if on_row is not None:
+                    on_row(row)
+            if store is not None:
+                store.flush()
         except Exception:
-            failed_writer = True  # a full disk: keep the earlier complete reports rather than a torn set
+            failed = True  # keep the earlier complete reports rather than a torn or short set
             raise
-        for outcome, row in zip(outcomes, rows, strict=True):
-            summary.add(row)
-            if store is not None and outcome.replayed is None:
-                store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
-            if on_row is not None:
-                on_row(row)
-        if store is not None:
-            store.flush()
         if outcomes:
             last_written = outcomes[-1].key
 
@@ -137,7 +137,7 @@ def run_audit(
             try:
                 prefetcher.close()
                 insisted = False
-                if interrupted and store is not None and not failed_writer:
+                if interrupted and store is not None and not failed:
                     # The reports get the remembered row of every file this run did not reach, so an interrupted
                     # run (a --rerun too) never leaves a shorter report than the store can give. Only replays, no
                     # decoding. A further Ctrl-C here means "stop now": complete earlier reports are then kept.
@@ -149,7 +149,7 @@ def run_audit(
                         summary.summary.carried_over += sum(o.replayed is not None for o in chunk)
                 # Nothing found, a writer that failed, or a stop during the carrying over: the earlier reports
                 # are worth more than an empty, torn or short set.
-                keep_earlier = summary.summary.files == 0 or failed_writer or insisted
+                keep_earlier = summary.summary.files == 0 or failed or insisted
                 reports = _abandon(writers) if keep_earlier else _finish_all(writers)
             finally:
                 if isinstance(settings.paths, _Rewalkable):

@@ -94,7 +94,7 @@ class StoreLocked(IqaError):
 
 
 class StoreUnwritable(IqaError):
-    """The store refuses a commit: the disk is full or the folder became read-only."""
+    """The store refuses a commit or a lookup: the disk is full, the folder became read-only, the file damaged."""
 
 
 def cache_key(
@@ -168,18 +168,27 @@ class ResultStore:
 
     def known(self, path: str, st: os.stat_result) -> str | None:
         """The content key recorded for `path` if its stat shows it unchanged since, else None."""
-        hit = self._db.execute(_KNOWN, (os.fsencode(path), *_signature(st))).fetchone()
+        hit = self._one(_KNOWN, (os.fsencode(path), *_signature(st)))
         return hit[0] if hit else None
 
     def lookup(self, content_key: str, cache_key: str) -> dict[str, Any] | None:
         """The row recorded for this content under this cache key (its `path` None), else None."""
-        hit = self._db.execute(_LOOKUP, (content_key, cache_key)).fetchone()
+        hit = self._one(_LOOKUP, (content_key, cache_key))
         return _decode(hit[0], None) if hit else None
 
     def replay(self, path: str, st: os.stat_result, cache_key: str) -> ReportRow | None:
         """`known` and `lookup` in one query: the complete row for an unchanged `path`, else None."""
-        hit = self._db.execute(_REPLAY, (cache_key, os.fsencode(path), *_signature(st))).fetchone()
+        hit = self._one(_REPLAY, (cache_key, os.fsencode(path), *_signature(st)))
         return _decode(hit[0], path) if hit else None
+
+    def _one(self, query: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        try:
+            return cast("tuple[Any, ...] | None", self._db.execute(query, parameters).fetchone())
+        except sqlite3.DatabaseError as exc:  # damaged while this run had it open: the check at open passed
+            raise StoreUnwritable(
+                f"the results store ({STORE_NAME} in the output folder) was damaged during this run ({exc}); the"
+                " earlier reports are kept, and the next run sets the store aside and rebuilds it"
+            ) from None
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -211,7 +220,7 @@ class ResultStore:
                 with _transaction(self._db):
                     self._db.executemany(_PUT_RESULT, self._results)
                     self._db.executemany(_PUT_FILE, self._files)
-            except sqlite3.OperationalError as exc:  # "database or disk is full", a read-only folder, ...
+            except sqlite3.DatabaseError as exc:  # "database or disk is full", a read-only folder, damage, ...
                 raise StoreUnwritable(
                     f"the results store ({STORE_NAME} in the output folder) cannot be written: {exc}. Free space or fix"
                     " the folder and run again; the store keeps what it committed before"
@@ -319,7 +328,7 @@ def _acquire_lock(lock_path: Path) -> int:
 def _connect(db_path: Path, notes: list[str], *, may_reset: bool) -> sqlite3.Connection:
     """Open the database, creating or (for another format) resetting it; a damaged file is set aside."""
     try:
-        return _prepare(sqlite3.connect(db_path, isolation_level=None))
+        return _prepare(sqlite3.connect(db_path, isolation_level=None), check=may_reset)
     except sqlite3.DatabaseError as exc:
         if not may_reset:
             raise IqaError(f"the results store {db_path} cannot be read ({exc})") from None
@@ -332,11 +341,17 @@ def _connect(db_path: Path, notes: list[str], *, may_reset: bool) -> sqlite3.Con
     return _prepare(sqlite3.connect(db_path, isolation_level=None))
 
 
-def _prepare(db: sqlite3.Connection) -> sqlite3.Connection:
+def _prepare(db: sqlite3.Connection, *, check: bool = False) -> sqlite3.Connection:
+    """Set the store up; with `check`, read every page first (`quick_check`), so damage past the first page is
+    found now, not as a failed lookup halfway through a run."""
     try:
         db.execute("PRAGMA busy_timeout = 5000")  # an unlocked reader may meet a checkpoint
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable through process death
+        if check:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(1)")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(f"quick_check: {problems[0] if problems else 'no answer'}")
         with _transaction(db):
             db.execute(_CREATE[0])
             stamp = f"{_FORMAT}:{_SCHEMA_FINGERPRINT}"
