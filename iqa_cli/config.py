@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -22,6 +22,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG_NAME = "iqa.toml"
 ENV_PREFIX = "IQA_"
 # IQA_* variables read elsewhere, which are not command-line options (config show lists the others as unused).
+WRITTEN_PATHS = frozenset({"out", "log_file", "export", "plot"})
+"""Options naming a file or folder iqa writes: a project file may set them only inside its own folder."""
 OTHER_VARIABLES = {"IQA_MODELS_DIR": "models folder of the depictqa engine (see `iqa model --help`)"}
 # Commands whose options are not settings: configuring how `iqa config show` prints would only confuse.
 UNCONFIGURED_COMMANDS = frozenset({"config"})
@@ -62,6 +64,7 @@ class Setting:
     source: Source
     origin: str = ""
     typed: Any = None  # after the option's own conversion, for display (enums by value, paths as text)
+    refused: str | None = None  # why the value may not be used (an output path outside a project file's folder)
 
 
 @dataclass
@@ -159,7 +162,8 @@ def resolve(
         table = default_map
         for part in setting.option.command:
             table = table.setdefault(part, {})
-        table[setting.option.param.name] = setting.value
+        # A refused value fails only if it would be used: the option given on the command line overrides it.
+        table[setting.option.param.name] = _refusal(setting.refused) if setting.refused else setting.value
     return Resolved(default_map, list(chosen.values()), looked_at, unused)
 
 
@@ -199,6 +203,10 @@ def _file_settings(path: Path, source: Source, options: list[Option], contexts: 
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML ({exc}); fix the file or move it aside.") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8: fix the file or move it aside."
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path} ({exc.strerror}); fix its permissions or move it aside.") from None
     commands = {path for path in contexts if path}
@@ -230,12 +238,37 @@ def _file_settings(path: Path, source: Source, options: list[Option], contexts: 
             for opt in targets:
                 checked = _file_value(opt, value, where)
                 typed = _check(opt, checked, contexts[opt.command], f"{raw_key} = {value!r} in {where}", "fix the file")
-                settings.append(Setting(opt, checked, source, where, typed))
+                refused = None
+                if source is Source.PROJECT_FILE and opt.key in WRITTEN_PATHS:
+                    refused = _outside(path.parent, opt, checked, f"{raw_key} = {value!r} in {where}")
+                settings.append(Setting(opt, checked, source, where, typed, refused))
         for sub_table, sub_at in deeper:
             visit(sub_table, sub_at)
 
     visit(data, ())
     return settings
+
+
+def _outside(folder: Path, opt: Option, value: Any, what: str) -> str | None:
+    """Why a project file's output path may not be used, or None: a project file is found in the current folder,
+    so it may be someone else's, and it may only write inside that folder (its links resolved)."""
+    if value in (None, "-"):  # stdout
+        return None
+    real_folder = os.path.realpath(folder)
+    target = os.path.realpath(folder / str(value))
+    if target == real_folder or target.startswith(real_folder.rstrip(os.sep) + os.sep):
+        return None
+    return (
+        f"{what} writes outside {real_folder} ({target}); a project iqa.toml may only write inside its own folder."
+        f" Give {opt.flag} on the command line if you mean it, or fix the file."
+    )
+
+
+def _refusal(message: str) -> Callable[[], Any]:
+    def refuse() -> Any:
+        raise UsageError(message)
+
+    return refuse
 
 
 def _file_value(opt: Option, value: Any, where: str) -> Any:

@@ -230,7 +230,7 @@ def test_real_audit_uses_the_resolved_settings(
 
     monkeypatch.setattr("iqa_cli.audit.run.run_audit", fake_run)
     where["user"].write_text('engine = "signal"\n')
-    where["project"].write_text(f'min_confidence = 0.25\n[audit]\nformat = "jsonl"\nout = "{tmp_path / "r"}"\n')
+    where["project"].write_text('min_confidence = 0.25\n[audit]\nformat = "jsonl"\nout = "r"\n')
     monkeypatch.setenv("IQA_WORKERS", "0")
     group = typer.main.get_command(cli_app)
     resolved = config.resolve(group.context_class(group, info_name="iqa"))
@@ -241,7 +241,7 @@ def test_real_audit_uses_the_resolved_settings(
     settings = captured["settings"]
     assert (settings.min_confidence, settings.workers) == (0.25, 0)
     assert captured["engine"] == "signal" and captured["writers"] == ["jsonl"]
-    assert (tmp_path / "r").is_dir()
+    assert (where["project"].parent / "r").is_dir()
 
 
 def test_merge_default_maps_is_deep() -> None:
@@ -277,3 +277,37 @@ def test_the_real_app_reads_the_project_file_and_the_environment(tmp_path, monke
     assert _json.loads(result.stdout)["reports"] == [str(tmp_path / "from-env" / "report.jsonl")]
     result = CliRunner().invoke(app, ["audit", "a.png", "--json", "--out", "cli", "--format", "csv"])
     assert _json.loads(result.stdout)["reports"] == ["cli/report.csv"]
+
+
+def test_a_file_that_is_not_utf8_is_one_line(where: dict[str, Path]) -> None:
+    where["project"].write_bytes(b"workers = 1\n# caf\xe9\n")
+    result = runner.invoke(small_app({}), ["audit"])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "is not UTF-8 text" in message and str(where["project"]) in message
+
+
+def test_a_project_file_may_not_write_outside_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted ./iqa.toml must not aim the log or the reports at ~/.bashrc; the command line still can."""
+    from PIL import Image
+
+    project = tmp_path / "scraped"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
+    Image.new("RGB", (32, 24), (120, 130, 140)).save(project / "a.png")
+    victim = tmp_path / "fake-bashrc"
+    victim.write_text("# mine\n")
+    os.symlink(tmp_path, project / "up")  # a link inside the folder that leads out of it counts as outside
+    base = ["audit", "a.png", "--workers", "0", "--quiet"]
+    for setting in (f'log_file = "{victim}"', 'log_file = "../fake-bashrc"', 'out = "up/reports"'):
+        (project / "iqa.toml").write_text(f"[audit]\n{setting}\n")
+        result = runner.invoke(cli_app, base)
+        assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "may only write inside its own folder" in " ".join(result.stderr.split())
+    assert victim.read_text() == "# mine\n" and not (tmp_path / "reports").exists()
+    # Given on the command line, the same paths are the user's choice; inside the folder, the file may set them.
+    (project / "iqa.toml").write_text('[audit]\nlog_file = "../fake-bashrc"\nout = "reports"\n')
+    result = runner.invoke(cli_app, [*base, "--log-file", str(tmp_path / "mine.log")])
+    assert result.exit_code == 0, result.stderr
+    assert (project / "reports" / "report.parquet").exists()

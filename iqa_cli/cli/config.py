@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +37,24 @@ def apply_config(ctx: typer.Context) -> None:
     with user_errors():
         resolved = config.resolve(ctx.find_root())
     # A default_map given by the caller (tests, embedding programs) beats the files and the environment.
-    ctx.default_map = config.merge_default_maps(resolved.default_map, ctx.default_map)
+    ctx.default_map = _reporting(config.merge_default_maps(resolved.default_map, ctx.default_map))
+
+
+def _reporting(table: dict[str, Any]) -> dict[str, Any]:
+    """The default_map with its refused values (called by Click only when the option is not given) raising
+    their UsageError as every other project error is shown: one line and exit code 2."""
+
+    def reported(default: Callable[[], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            with user_errors():
+                return default()
+
+        return call
+
+    return {
+        key: _reporting(value) if isinstance(value, dict) else reported(value) if callable(value) else value
+        for key, value in table.items()
+    }
 
 
 SHOW_EPILOG = """Examples:
@@ -79,9 +97,10 @@ def show(
                     console.print(table)
                 current = setting.option.command
                 table = Table("key", "value", "source", "from", title=" ".join(("iqa", *current)), title_justify="left")
+            refused = " [red](refused: outside the project folder)[/red]" if setting.refused else ""
             table.add_row(
                 setting.option.key,
-                shown(_shown(setting.typed)),
+                shown(_shown(setting.typed)) + refused,
                 setting.source.value,
                 shown(setting.origin or "-"),
             )
@@ -136,6 +155,7 @@ def _as_json(resolved: config.Resolved, settings: list[config.Setting]) -> dict[
             "from": setting.origin or None,
             "option": setting.option.flag,
             "env": setting.option.env_var,
+            "refused": setting.refused,
         }
     return {
         "files": [{"source": s.value, "path": str(p), "exists": e} for s, p, e in resolved.files],
