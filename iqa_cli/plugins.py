@@ -52,6 +52,39 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
                 ) from exc
 
 
+def _contributions(hook_name: str, attribute: str) -> list[list[type]]:
+    """What each plugin's `hook_name` hook returns, called one plugin at a time (pluggy's order), so that a hook
+    that raises, or returns something other than a list of classes with `attribute`, is a line naming its plugin
+    rather than a traceback."""
+    manager = plugin_manager()
+    groups = []
+    for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls()):
+        who = _distribution_of(manager, impl.plugin) or impl.plugin_name
+        try:
+            group = impl.function()
+        except Exception as exc:
+            raise UsageError(
+                f"the iqa plugin {impl.plugin_name!r} (from {who}) failed in its {hook_name} hook: "
+                f"{type(exc).__name__}: {exc}; upgrade or reinstall it, or uninstall it"
+            ) from None
+        if not isinstance(group, (list, tuple)) or not all(
+            isinstance(cls, type) and isinstance(getattr(cls, attribute, None), str) for cls in group
+        ):
+            raise UsageError(
+                f"the iqa plugin {impl.plugin_name!r} (from {who}) returned something other than a list of classes"
+                f" with a {attribute!r} from its {hook_name} hook; upgrade or reinstall it, or uninstall it"
+            )
+        groups.append(list(group))
+    return groups
+
+
+def _distribution_of(manager: pluggy.PluginManager, plugin: object) -> str | None:
+    for registered, dist in manager.list_plugin_distinfo():
+        if registered is plugin:
+            return f"{dist.metadata['name']} {dist.version}"
+    return None
+
+
 def _by_name(classes: list[list[type]], attribute: str, kind: str) -> dict[str, type]:
     found: dict[str, type] = {}
     for group in classes:
@@ -68,7 +101,7 @@ def _by_name(classes: list[list[type]], attribute: str, kind: str) -> dict[str, 
 
 def engines() -> dict[str, type[Engine]]:
     """Every installed engine class by name."""
-    return _by_name(plugin_manager().hook.iqa_engines(), "name", "engine")
+    return _by_name(_contributions("iqa_engines", "name"), "name", "engine")
 
 
 def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str]:
@@ -95,12 +128,12 @@ def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str
 
 def writers() -> dict[str, type[ReportWriter]]:
     """Every installed report writer class by format name."""
-    return _by_name(plugin_manager().hook.iqa_writers(), "format", "report format")
+    return _by_name(_contributions("iqa_writers", "format"), "format", "report format")
 
 
 def checks() -> dict[str, type[Check]]:
     """Every installed per-image check class by name."""
-    return _by_name(plugin_manager().hook.iqa_checks(), "name", "check")
+    return _by_name(_contributions("iqa_checks", "name"), "name", "check")
 
 
 def origin(cls: type) -> str:

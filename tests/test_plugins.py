@@ -251,6 +251,33 @@ def test_a_plugin_that_fails_to_import_is_a_clear_error(site: Path) -> None:
         assert part in result.stderr
 
 
+FAILING_HOOK = '''
+"""iqa_brokenplugin: imports, but its hook raises (or returns nonsense)."""
+
+from iqa_cli.hookspecs import hookimpl
+
+
+@hookimpl
+def iqa_writers():
+    MODE
+'''
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [("raise RuntimeError('config missing')", "RuntimeError: config missing"), ("return 'tsv'", "list of classes")],
+)
+def test_a_plugin_hook_that_fails_is_one_line_naming_the_plugin(
+    site: Path, photos: Path, tmp_path: Path, body: str, said: str
+) -> None:
+    install(site, "iqa_brokenplugin", FAILING_HOOK.replace("MODE", body), "[iqa]\nbroken = iqa_brokenplugin\n")
+    for args in (["plugins"], ["audit", str(photos), "--out", str(tmp_path / "out"), "--workers", "0"]):
+        code, _, err = invoke(*args)
+        message = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, err
+        assert "'broken'" in message and "iqa_writers" in message and said in message and "uninstall" in message
+
+
 def test_two_distributions_with_one_entry_point_name_is_an_error(testplugin: Path) -> None:
     install(testplugin, "iqa_otherplugin", OTHERPLUGIN, "[iqa]\nconstant = iqa_otherplugin\n")
     code, _, err = invoke("plugins")
