@@ -336,3 +336,44 @@ def test_a_store_failing_during_a_run_is_one_line_and_keeps_the_earlier_reports(
     assert code == 1 and "damaged during this run" in err and "Traceback" not in err, err
     assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def _on_a_pty(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run `python -m iqa_cli ARGS` with stdout and stderr on a pseudo-terminal; its exit code and output."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iqa_cli", *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+    )
+    os.close(slave)
+    output = b""
+    while True:  # until the child closes the terminal (EIO on Linux once it is gone)
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return process.wait(timeout=120), output
+
+
+@pytest.mark.parametrize("no_color", ["1", ""])
+def test_no_color_on_a_terminal_means_plain_text_and_no_redraws(tmp_path: Path, no_color: str) -> None:
+    import os
+
+    photos = _tiny_photos(tmp_path / "photos", 40)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really")  # a problem line on stderr too
+    env = {**os.environ, "NO_COLOR": no_color, "TERM": "xterm-256color", "COLUMNS": "100"}
+    code, output = _on_a_pty(["audit", str(photos), "--out", str(tmp_path / "out"), "--workers", "0"], env)
+    assert code == 0, output
+    assert b"iqa audit" in output and b"broken.jpg" in output
+    if no_color:
+        assert b"\x1b" not in output and b"\r" not in output.replace(b"\r\n", b"\n")
+    else:
+        assert b"\x1b[" in output  # the same run on a terminal without NO_COLOR is styled: the check can fail

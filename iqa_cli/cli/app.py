@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,7 +28,7 @@ from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.run import AuditSettings, RowCallback, audit_folder
 from iqa_cli.checks import Check
 from iqa_cli.cli.config import apply_config, config_app
-from iqa_cli.cli.errors import stderr_console, user_errors
+from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.eval import EVAL_EPILOG, eval_command
 from iqa_cli.cli.model import model_app
 from iqa_cli.cli.options import (
@@ -46,6 +45,7 @@ from iqa_cli.cli.options import (
     writer_classes,
 )
 from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
+from iqa_cli.cli.terminal import live_display, stderr_console, stdout_console
 from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, EXIT_NOTHING_FOUND, UsageError
 from iqa_cli.plugins import AUTO, engines, origin, writers
 from iqa_cli.plugins import checks as plugin_checks
@@ -208,7 +208,7 @@ def audit(
     if json_out:
         typer.echo(summary.to_json())
     elif not quiet:
-        render(summary, Console())
+        render(summary, stdout_console())
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.files == 0:
@@ -297,7 +297,7 @@ def _run_with_progress(
 ) -> Summary:
     """Call `run(on_row)` with a progress bar on stderr when it is a terminal."""
     err = stderr_console()
-    if silent or not err.is_terminal:
+    if silent or not live_display(err):
         return run(log_problem)
     columns = (
         SpinnerColumn(),
@@ -381,7 +381,7 @@ def report(
     if json_out:
         typer.echo(summary.to_json())
     else:
-        render(summary, Console())
+        render(summary, stdout_console())
 
 
 def _export(paths: list[str], export: str, null: bool) -> None:
@@ -414,4 +414,4 @@ def list_plugins() -> None:
         for kind, found in (("engine", engines()), ("format", writers()), ("check", plugin_checks())):
             for name, cls in sorted(found.items()):
                 table.add_row(kind, name, f"{cls.__module__}.{cls.__qualname__}", origin(cls))
-        Console().print(table)
+        stdout_console().print(table)

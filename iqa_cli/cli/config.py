@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from iqa_cli import config
 from iqa_cli.cli.errors import user_errors
+from iqa_cli.cli.terminal import stdout_console
 from iqa_cli.errors import UsageError
 from iqa_cli.text import shown
 
@@ -82,7 +82,7 @@ def show(
         if json_out:
             typer.echo(json.dumps(_as_json(resolved, settings), indent=2))
             return
-        console = Console()
+        console = stdout_console()
         for source, path, exists in resolved.files:
             state = "found" if exists else "[dim]not found[/dim]"
             console.print(f"{source.value:<13} {shown(str(path))}  {state}", highlight=False, soft_wrap=True)

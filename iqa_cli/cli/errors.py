@@ -6,15 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.console import Console
 
+from iqa_cli.cli.terminal import stderr_console
 from iqa_cli.errors import EXIT_FAILURE, IqaError
 from iqa_cli.text import shown
-
-
-def stderr_console() -> Console:
-    """Where logs, progress and errors go (stdout is for results)."""
-    return Console(stderr=True)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.cli.errors import stderr_console, user_errors
+from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -29,6 +29,7 @@ from iqa_cli.cli.options import (
     engine_from,
     writer_classes,
 )
+from iqa_cli.cli.terminal import live_display, stderr_console, stdout_console
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
 from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
 from iqa_cli.plugins import AUTO
@@ -146,7 +147,7 @@ def eval_command(
     if json_out:
         typer.echo(json.dumps({**extra, **report.to_dict(), "files_written": [str(p) for p in written]}, indent=2))
     else:
-        render_report(report, Console(), f"{run.engine} {run.engine_version}", written)
+        render_report(report, stdout_console(), f"{run.engine} {run.engine_version}", written)
 
 
 def _severities(text: str) -> list[int]:
@@ -166,7 +167,7 @@ def _set_made(labels: Path, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps({"labels": str(labels), "images": len(files), "clean": clean, "label_rows": len(rows)}))
     else:
-        Console().print(
+        stdout_console().print(
             f"wrote {len(files)} images ({clean} clean) and {shown(str(labels))}; "
             f"evaluate with: iqa eval {shown(str(labels))}",
             highlight=False,
@@ -177,7 +178,7 @@ def _set_made(labels: Path, json_out: bool) -> None:
 def _progress(total: int, *, silent: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
     """A progress bar on stderr while it is a terminal; otherwise no callback."""
     err = stderr_console()
-    if silent or not err.is_terminal:
+    if silent or not live_display(err):
         yield None
         return
     columns = (SpinnerColumn(), TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from iqa_cli.cli.errors import user_errors
+from iqa_cli.cli.terminal import stderr_console, stdout_console
 from iqa_cli.engines.depictqa import files, verify
 from iqa_cli.errors import ModelFilesError
 from iqa_cli.text import shown
@@ -56,7 +56,7 @@ def download(
     """Fetch Vicuna-7B v1.5, CLIP ViT-L/14, a DepictQA2 checkpoint and all-MiniLM-L6-v2, then check them."""
     with user_errors():
         root = directory or files.default_models_dir()
-        err = Console(stderr=True)
+        err = stderr_console()
 
         def announce(item: files.DownloadItem) -> None:
             err.print(f"fetching {item.repo_id} -> {shown(str(root / item.folder))}", highlight=False)
@@ -81,7 +81,7 @@ def info_command(
     """List what is installed in the models folder, with sizes (`iqa model check` verifies it)."""
     with user_errors():
         root = directory or files.default_models_dir()
-        console = Console()
+        console = stdout_console()
         console.print(f"models folder: {shown(str(root))}", highlight=False, soft_wrap=True)
         for part in files.info(root):
             state = f"{_size(part.size_bytes):>9}" if part.present else "[dim]  missing[/dim]"
@@ -101,7 +101,7 @@ def info_command(
 
 def _show_report(report: verify.CheckReport) -> None:
     """Print every finding; raise ModelFilesError (exit 1) when the folder cannot run DepictQA."""
-    console = Console()
+    console = stdout_console()
     console.print(f"models folder: {shown(str(report.root))}", highlight=False, soft_wrap=True)
     for finding in report.findings:
         console.print(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from iqa_cli.audit.queue import default_workers
-from iqa_cli.cli.errors import stderr_console
+from iqa_cli.cli.terminal import stderr_console
 from iqa_cli.engines.base import Engine, EngineOptions
 from iqa_cli.errors import UsageError
 from iqa_cli.plugins import create_engine, writers

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from iqa_cli.cli.errors import stderr_console, user_errors
+from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -23,6 +23,7 @@ from iqa_cli.cli.options import (
     engine_from,
     writer_classes,
 )
+from iqa_cli.cli.terminal import stderr_console, stdout_console
 from iqa_cli.engines.base import Engine
 from iqa_cli.errors import IqaError
 from iqa_cli.plugins import AUTO
@@ -114,7 +115,7 @@ def compare(
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
-        _render_compare(result, Console())
+        _render_compare(result, stdout_console())
 
 
 def _compare_json(ranking: Ranking, a: str, b: str, engine: str) -> dict[str, Any]:
@@ -207,7 +208,7 @@ def rank(
             json.dumps(_rank_json(chosen.name, rankings, summaries, to_rank.matching, reports), indent=2, default=str)
         )
         return
-    console = Console()
+    console = stdout_console()
     if summaries is not None:
         _render_methods(console, summaries, len(rankings))
     else:
