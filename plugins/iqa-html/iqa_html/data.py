@@ -32,6 +32,8 @@ class Entry:
     needs_review: bool = False
     error_code: str | None = None
     error: str | None = None
+    content_hash: str | None = None  # of the bytes assessed: a thumbnail is made of those bytes only
+    file_name: str | None = None  # the name to open where `path` is not it (a non-UTF-8 name's exact bytes)
     thumbnail: Thumbnail | None = None  # made in close(), for gallery images only
 
 

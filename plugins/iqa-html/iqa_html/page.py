@@ -9,6 +9,9 @@ import html
 from collections.abc import Iterable, Iterator
 from importlib.resources import files
 
+from iqa_cli.report.schema import safe_text
+from iqa_cli.text import printable
+
 from iqa_html.data import Entry, ReportData
 
 _RATING_RANK = {"bad": 1, "poor": 2, "fair": 3, "good": 4, "excellent": 5}
@@ -16,8 +19,22 @@ _VERDICT_RANK = {"error": 0, "bad": 1, "degraded": 2, "ok": 3}  # the table sort
 
 
 def _e(value: object) -> str:
-    """Text or attribute value, escaped (quotes too): file names and answers are untrusted."""
-    return "" if value is None else html.escape(str(value), quote=True)
+    """Text or attribute value, escaped (quotes too): file names, answers and messages are untrusted.
+
+    Shown as iqa shows such text everywhere a person reads it: the bytes of a non-UTF-8 name (lone
+    surrogates, which UTF-8 cannot even write) as \\xNN, control characters (newlines, ESC) and direction
+    overrides as visible escapes, so a name cannot break its line or read as something it is not.
+    """
+    return "" if value is None else html.escape(printable(_utf8(str(value))), quote=True)
+
+
+def _utf8(text: str) -> str:
+    """`text` as the schema writes it (a non-UTF-8 name's bytes as \\xNN); any other lone surrogate, which
+    no file name decodes to but a row from elsewhere may hold, as \\udXXX: never a UnicodeEncodeError."""
+    try:
+        return safe_text(text)
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @functools.cache

@@ -66,7 +66,11 @@ class HtmlWriter(ReportWriter):
             needs_review=bool(row.get("needs_review")),
             error_code=row.get("error_code"),
             error=row.get("error"),
+            content_hash=row.get("content_hash"),
         )
+        exact = row.get("path_bytes")  # the schema's exact bytes of a name that is not UTF-8 (path is its text)
+        if exact is not None:
+            entry.file_name = os.fsdecode(exact)
         engine = " ".join(str(part) for part in (row.get("engine"), row.get("engine_version")) if part)
         if engine and engine not in data.engines and len(data.engines) < 5:
             data.engines.append(engine)
@@ -96,7 +100,8 @@ class HtmlWriter(ReportWriter):
         data.table = sorted(self._table, key=lambda entry: entry.order)
         for entry in (*data.worst, *data.review):
             if entry.thumbnail is None:  # an image in both galleries is decoded once
-                entry.thumbnail = make_thumbnail(entry.path, self._thumb_size)
+                name = entry.file_name or entry.path
+                entry.thumbnail = make_thumbnail(name, self._thumb_size, content_hash=entry.content_hash)
         data.generated_at = datetime.now().astimezone().isoformat(timespec="seconds")
         with open(self._tmp, "w", encoding="utf-8") as file:
             file.writelines(render(data))

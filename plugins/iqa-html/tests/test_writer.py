@@ -167,9 +167,9 @@ def test_galleries_are_bounded_and_only_their_images_are_decoded(
 ) -> None:
     decoded: list[str] = []
 
-    def counting(path: str, size: int) -> Any:
+    def counting(path: str, size: int, **kw: Any) -> Any:
         decoded.append(path)
-        return make_thumbnail(path, size)
+        return make_thumbnail(path, size, **kw)
 
     monkeypatch.setattr(writer_module, "make_thumbnail", counting)
     rng = np.random.default_rng(0)
