@@ -187,6 +187,7 @@ def test_config_show_reports_value_and_source(where: dict[str, Path]) -> None:
         "from": str(where["user"]),
         "option": "--workers",
         "env": "IQA_WORKERS",
+        "refused": None,
     }
     assert audit["format"]["source"] == "project file" and audit["format"]["from"].endswith("[audit]")
     assert audit["min_confidence"]["value"] == 0.7 and audit["min_confidence"]["source"] == "env"
@@ -196,6 +197,7 @@ def test_config_show_reports_value_and_source(where: dict[str, Path]) -> None:
         "from": None,
         "option": "--detail",
         "env": "IQA_DETAIL",
+        "refused": None,
     }
     assert data["unused_env"] == ["IQA_FORMT"]  # IQA_MODELS_DIR is read elsewhere, so not reported
     text = runner.invoke(small_app({}), ["config", "show", "rank"], env={"COLUMNS": "200"})
