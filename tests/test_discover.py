@@ -187,3 +187,21 @@ def test_deep_tree_does_not_recurse(tmp_path: Path) -> None:
         while deep != tmp_path:
             deep.rmdir()
             deep = deep.parent
+
+
+def test_links_out_of_their_folder_are_reported_without_follow_outside(tmp_path: Path) -> None:
+    secret, photos = tmp_path / "secret", tmp_path / "photos"
+    touch(secret, "key.jpg", "inner/deep.jpg")
+    touch(photos, "a.jpg", "sub/b.jpg")
+    os.symlink(secret / "key.jpg", photos / "stolen.jpg")  # a file outside
+    os.symlink(secret / "inner", photos / "elsewhere")  # a folder outside
+    os.symlink(photos / "sub" / "b.jpg", photos / "again.jpg")  # a link that stays inside
+    (tmp_path / "lists").mkdir()
+    os.symlink(secret / "key.jpg", tmp_path / "lists" / "listed.jpg")  # a listed path leading out of its folder
+    # By default links are followed (the user's own folders).
+    assert found([photos], photos) == ["a.jpg", "again.jpg", "stolen.jpg", "elsewhere/deep.jpg"]
+    items = list(discover([photos, tmp_path / "lists" / "listed.jpg", photos / "a.jpg"], follow_outside=False))
+    kept = [str(i) for i in items if not isinstance(i, DiscoveryProblem)]
+    refused = {Path(i.path).name: i.code for i in items if isinstance(i, DiscoveryProblem)}
+    assert kept == [str(photos / "a.jpg"), str(photos / "again.jpg")]  # b.jpg was yielded as again.jpg
+    assert refused == {"stolen.jpg": "outside_folder", "elsewhere": "outside_folder", "listed.jpg": "outside_folder"}

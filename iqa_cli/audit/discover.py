@@ -22,11 +22,15 @@ Rules, in the order they apply:
   branch is reported as ``symlink_loop``. A file reached through several links is yielded once, under
   the first path that reached it; the bookkeeping grows with the number of folders and of file
   symlinks, not with the number of files.
+- With ``follow_outside=False``, a link whose target lies outside the folder it was found in is not
+  followed but reported as ``outside_folder``: for a walked folder, outside the real path of the folder
+  given; for a path given directly (or listed), outside its own parent folder. So a scraped folder or
+  list cannot pull a file from elsewhere on the machine (its size and hash) into a report.
 
 Problems are yielded as `DiscoveryProblem`, never raised: ``not_found`` (a given path does not
 exist), ``unreadable_dir`` (a folder cannot be listed), ``symlink_loop``, ``broken_link`` (a link
 with an image name whose target is missing), ``not_a_file`` (a given path is a pipe or device),
-``unreadable`` (a file or link cannot be examined).
+``unreadable`` (a file or link cannot be examined), ``outside_folder``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class _Options:
     exclude: tuple[str, ...]
     include_hidden: bool
     extensions: frozenset[str]
+    follow_outside: bool
 
 
 @dataclass
@@ -85,6 +90,7 @@ def discover(
     exclude: Sequence[str] = (),
     include_hidden: bool = False,
     extensions: Iterable[str] | None = None,
+    follow_outside: bool = True,
 ) -> Iterator[Path | DiscoveryProblem]:
     """Yield the image files under `paths` (files and folders, mixed), and problems, lazily.
 
@@ -96,10 +102,14 @@ def discover(
         exclude=tuple(p.lower() for p in exclude),
         include_hidden=include_hidden,
         extensions=IMAGE_EXTENSIONS if extensions is None else _normalise_extensions(extensions),
+        follow_outside=follow_outside,
     )
     seen = _Seen()
     for given in paths:
         path = Path(given)
+        if not follow_outside and os.path.islink(path) and not _inside(path, os.path.realpath(path.parent)):
+            yield _outside(path)
+            continue
         try:
             info = os.stat(path)
         except FileNotFoundError:
@@ -126,12 +136,25 @@ def _normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:
     return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
 
 
+def _inside(path: Path, real_folder: str) -> bool:
+    """Whether `path`, its links resolved, lies in the (already resolved) `real_folder`."""
+    real = os.path.realpath(path)
+    return real == real_folder or real.startswith(real_folder.rstrip(os.sep) + os.sep)
+
+
+def _outside(path: Path) -> DiscoveryProblem:
+    return DiscoveryProblem(
+        str(path), "outside_folder", "a link to a place outside the folder it is in; not followed (--follow-outside)"
+    )
+
+
 def _walk(root: Path, root_key: tuple[int, int], options: _Options, seen: _Seen) -> Iterator[Path | DiscoveryProblem]:
     """Walk one given folder depth-first, files before subfolders, without recursion."""
     if root_key in seen.dirs:
         return
     seen.dirs[root_key] = (root, "")
-    subdirs = yield from _scan(root, "", options, seen)
+    real_root = os.path.realpath(root)
+    subdirs = yield from _scan(root, "", options, seen, real_root)
     # Each stack entry: the folder's key (to leave the branch), and the subfolders still to visit.
     stack = [(root_key, iter(subdirs))]
     branch = {root_key}
@@ -149,12 +172,12 @@ def _walk(root: Path, root_key: tuple[int, int], options: _Options, seen: _Seen)
         if sub_key in seen.dirs:
             continue  # the same real folder through another link: already walked
         seen.dirs[sub_key] = (root, rel)
-        children = yield from _scan(path, rel, options, seen)
+        children = yield from _scan(path, rel, options, seen, real_root)
         branch.add(sub_key)
         stack.append((sub_key, iter(children)))
 
 
-def _scan(folder: Path, rel: str, options: _Options, seen: _Seen) -> Iterator[Path | DiscoveryProblem]:
+def _scan(folder: Path, rel: str, options: _Options, seen: _Seen, real_root: str) -> Iterator[Path | DiscoveryProblem]:
     """Yield the selected files of one folder; return its subfolders to walk as (path, rel, key)."""
     try:
         with os.scandir(folder) as it:
@@ -174,6 +197,9 @@ def _scan(folder: Path, rel: str, options: _Options, seen: _Seen) -> Iterator[Pa
             is_link = entry.is_symlink()
             if entry.is_dir():
                 if options.recursive and not _matches(options.exclude, name, entry_rel):
+                    if is_link and not options.follow_outside and not _inside(path, real_root):
+                        yield _outside(path)
+                        continue
                     info = entry.stat()
                     subdirs.append((path, entry_rel, (info.st_dev, info.st_ino)))
                 continue
@@ -184,6 +210,9 @@ def _scan(folder: Path, rel: str, options: _Options, seen: _Seen) -> Iterator[Pa
                     yield DiscoveryProblem(str(path), "broken_link", "the link points to nothing")
                 continue
             if is_link:
+                if not options.follow_outside and not _inside(path, real_root):
+                    yield _outside(path)
+                    continue
                 # A link to a file: yield it unless its target was (or will be) yielded directly.
                 info = entry.stat()
                 key = (info.st_dev, info.st_ino)

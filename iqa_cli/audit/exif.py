@@ -1,24 +1,16 @@
-"""Read the handful of EXIF fields the report carries, tolerating broken or missing EXIF."""
+"""Read the handful of EXIF fields the report carries, tolerating broken or missing EXIF, at a bounded cost."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import re
-import warnings
+import struct
 from collections.abc import Callable
 from datetime import datetime
 from fractions import Fraction
 from typing import Any, BinaryIO, TypeVar
 
-import exifread
-
 from iqa_cli.images import ExifInfo
-
-# exifread logs a WARNING for every file without EXIF (most PNGs, all GIFs): in a run over a
-# collection that is one line per image on stderr. Broken EXIF is not an error for us either.
-logging.getLogger("exifread").setLevel(logging.CRITICAL)
 
 _T = TypeVar("_T")
 
@@ -28,33 +20,35 @@ _DATETIME_RE = re.compile(r"^\s*(\d{4})[:\-/](\d{1,2})[:\-/](\d{1,2})(?:[ T]+(\d
 
 
 def read_exif(data: bytes | bytearray | memoryview | BinaryIO) -> ExifInfo:
-    """The EXIF fields of an image given as its bytes or a binary file object; never raises.
+    """The EXIF fields of an image given as its bytes or a binary file object (read whole); never raises.
 
-    Fields exifread cannot find, or that hold nonsense, are None; a broken EXIF block gives the
-    fields that were parsed before the damage, or an empty ExifInfo.
+    Fields that are missing or hold nonsense are None; a broken EXIF block gives the fields that could
+    be read. The cost is bounded whatever the file holds (see `MAX_IFD_ENTRIES`, `MAX_TEXT_BYTES`,
+    `LOCATE_READS`): only IFD0 and the EXIF sub-IFD are looked at, and only our fields' values are read.
+    Nothing is decoded, so a decompression bomb costs no more here than any other file.
     """
-    try:
-        fh = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        # details=False skips maker notes, the slow and most often broken part; we need none of it.
-        tags = exifread.process_file(fh, details=False, extract_thumbnail=False)
-    except Exception:
-        tags = _partial_tags(data)
-    info = exif_from_tags(tags)
-    if info == ExifInfo():
-        # exifread misreads some containers (WebP as Pillow writes it, for one); Pillow's own parser
-        # only reads the header here, so a second opinion is cheap.
-        info = exif_from_tags(_pillow_tags(data))
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        buffer = bytes(data)
+    else:
+        data.seek(0)
+        buffer = data.read()
+    info = exif_from_tags(_tiff_fields(buffer, _locate(buffer)))
+    if info == ExifInfo() and buffer[:4] not in _TIFF_MAGIC:
+        # exifread's container walk misses some layouts (HEIF variants, EXIF in a PNG text chunk); Pillow's
+        # header parser is a second opinion on where the block is. A TIFF is its own block: nothing to add.
+        info = exif_from_tags(_tiff_fields(*_pillow_block(buffer)))
     return info
 
 
 def exif_from_tags(tags: dict[str, Any]) -> ExifInfo:
-    """Build an ExifInfo from exifread's tag dictionary (values are exifread IfdTag objects)."""
+    """Build an ExifInfo from tags by exifread's names ("Image Make", "EXIF FNumber"); a value may be an
+    exifread IfdTag (its `values` are read), or a number, a ratio or text as such."""
     return ExifInfo(
         camera_make=_field(tags, ("Image Make",), _text),
         camera_model=_field(tags, ("Image Model",), _text),
         captured_at=_field(tags, ("EXIF DateTimeOriginal", "EXIF DateTimeDigitized", "Image DateTime"), parse_datetime),
         exposure_time=_field(tags, ("EXIF ExposureTime",), _positive_float),
-        iso=_field(tags, ("EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity"), _positive_int),
+        iso=_field(tags, ("EXIF ISOSpeedRatings",), _positive_int),
         f_number=_field(tags, ("EXIF FNumber",), _positive_float),
         focal_length=_field(tags, ("EXIF FocalLength",), _positive_float),
         orientation=_field(tags, ("Image Orientation",), _orientation),
@@ -142,70 +136,184 @@ def _orientation(values: Any) -> int | None:
     return int(value)
 
 
-# Pillow's tag numbers for the fields we read, under exifread's names so one converter serves both.
-_PILLOW_IFD0 = {
-    "Image Make": 0x010F,
-    "Image Model": 0x0110,
-    "Image Orientation": 0x0112,
-    "Image DateTime": 0x0132,
+# Our fields: tag number -> name (exifread's names, kept as the keys `exif_from_tags` reads).
+_IFD0_FIELDS = {
+    0x010F: "Image Make",
+    0x0110: "Image Model",
+    0x0112: "Image Orientation",
+    0x0132: "Image DateTime",
+    0x8769: "Image ExifOffset",  # where the EXIF sub-IFD starts
 }
-_PILLOW_EXIF_IFD = {
-    "EXIF ExposureTime": 0x829A,
-    "EXIF FNumber": 0x829D,
-    "EXIF ISOSpeedRatings": 0x8827,
-    "EXIF DateTimeOriginal": 0x9003,
-    "EXIF DateTimeDigitized": 0x9004,
-    "EXIF FocalLength": 0x920A,
+_EXIF_FIELDS = {
+    0x829A: "EXIF ExposureTime",
+    0x829D: "EXIF FNumber",
+    0x8827: "EXIF ISOSpeedRatings",
+    0x9003: "EXIF DateTimeOriginal",
+    0x9004: "EXIF DateTimeDigitized",
+    0x920A: "EXIF FocalLength",
 }
+MAX_IFD_ENTRIES = 4096
+"""Entries looked at in IFD0 and in the EXIF sub-IFD (the format allows 65,535; cameras write under 100)."""
+
+MAX_TEXT_BYTES = 256
+"""Bytes read of a text field (make, model, a date); the rest of a longer value is not looked at."""
+
+LOCATE_READS = 100_000
+"""Reads exifread's container walk may make to find the EXIF block: each of its loops reads, so this bounds a
+PNG of a million tiny chunks or a HEIF box claiming a huge count (a PNG of 8 KiB chunks fits 800 MB)."""
+
+LOCATE_BYTES = 4 << 20
+"""Bytes that walk may read (a HEIF Exif item may claim a 4 GiB header: refused before it is read)."""
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+# Numeric field type -> (struct format of one value, its size).
+_NUMBER_TYPES = {
+    1: ("B", 1),
+    3: ("H", 2),
+    4: ("I", 4),
+    5: ("II", 8),
+    6: ("b", 1),
+    8: ("h", 2),
+    9: ("i", 4),
+    10: ("ii", 8),
+    11: ("f", 4),
+    12: ("d", 8),
+    13: ("I", 4),
+}
+_TEXT_TYPES = (2, 129)  # ASCII, and EXIF 3.0's UTF-8
 
 
-def _pillow_tags(data: bytes | bytearray | memoryview | BinaryIO) -> dict[str, Any]:
-    """The fields we read, as parsed by Pillow, keyed like exifread's tags; {} on any failure."""
+class _WalkBudgetSpent(Exception):
+    """Raised by `_BoundedReader` when exifread's container walk has read its share."""
+
+
+class _BoundedReader(io.BytesIO):
+    """A file object that refuses a read past `LOCATE_READS` calls or `LOCATE_BYTES` bytes, checked before
+    reading: every loop of exifread's walk (PNG chunks, JPEG segments, HEIF boxes and items) reads, so the walk
+    ends within the budget whatever the file claims."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self._size = len(data)
+        self._reads = 0
+        self._bytes = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self._size - self.tell())
+        self._reads += 1
+        self._bytes += size
+        if self._reads > LOCATE_READS or self._bytes > LOCATE_BYTES:
+            raise _WalkBudgetSpent
+        return super().read(size)
+
+
+def _locate(buffer: bytes) -> int | None:
+    """Where the TIFF header of the file's EXIF block starts in `buffer`, found by exifread's container walk
+    (JPEG, PNG, WebP, HEIF, JPEG XL, TIFF); None when there is none or the walk fails or runs out of budget."""
+    try:
+        from exifread.core.find_exif import determine_type
+
+        offset, _, _ = determine_type(_BoundedReader(buffer))
+    except Exception:  # no EXIF, a damaged container, an exifread that moved the function: no fields
+        return None
+    # exifread assumes WebP's EXIF chunk starts with "Exif\0\0", which Pillow (and the WebP spec) leave out: the
+    # header is then 6 bytes before where it points.
+    for start in (offset, offset - 6):
+        if start >= 0 and buffer[start : start + 4] in _TIFF_MAGIC:
+            return start
+    return None
+
+
+def _pillow_block(buffer: bytes) -> tuple[bytes, int | None]:
+    """The EXIF block Pillow's header parser found (and where its TIFF header starts), or (b"", None).
+
+    Only `Image.open` runs, which reads headers and decodes no pixel: this runs before the loader checks the
+    pixel limit. (`getexif()` is not called: for a PNG whose eXIf is not before the pixel data it decodes the
+    whole image, a decompression bomb included.) The block is parsed by our bounded parser, not by Pillow's,
+    which reads every value of every tag.
+    """
     from PIL import Image
 
-    tags: dict[str, Any] = {}
     try:
-        fh = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        fh.seek(0)
-        # Pillow warns about each damaged tag it skips; what survives is all we want.
-        with warnings.catch_warnings(), Image.open(fh) as image:
-            warnings.simplefilter("ignore")
-            exif = image.getexif()
-            for name, number in _PILLOW_IFD0.items():
-                if number in exif:
-                    tags[name] = exif[number]
-            sub = exif.get_ifd(0x8769)
-            for name, number in _PILLOW_EXIF_IFD.items():
-                if number in sub:
-                    tags[name] = sub[number]
+        with Image.open(io.BytesIO(buffer)) as image:
+            block = image.info.get("exif")
+            raw_profile = image.info.get("Raw profile type exif")  # ImageMagick's hex text chunk in PNGs
+        if block is None and isinstance(raw_profile, str):
+            block = bytes.fromhex("".join(raw_profile.split("\n")[3:]))
     except Exception:
-        pass
-    return tags
+        return b"", None
+    if not isinstance(block, bytes):
+        return b"", None
+    start = 6 if block.startswith(b"Exif\x00\x00") else 0
+    return block, start if block[start : start + 4] in _TIFF_MAGIC else None
 
 
-def _partial_tags(data: bytes | bytearray | memoryview | BinaryIO) -> dict[str, Any]:
-    """What exifread parsed before it failed: walk the IFDs one by one and keep what came through.
-
-    This uses exifread's own building blocks (the same calls `process_file` makes); if a future
-    exifread moves them, we fall back to no EXIF rather than failing the load.
-    """
-    try:
-        from exifread.core.exif_header import ExifHeader
-        from exifread.core.find_exif import determine_type, get_endian_str
-
-        fh = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        fh.seek(0)
-        offset, endian_bytes, fake_exif = determine_type(fh)
-        endian_str, _ = get_endian_str(endian_bytes)
-        header = ExifHeader(fh, endian_str, offset, fake_exif, False, False, False, True)
-    except Exception:
+def _tiff_fields(buffer: bytes, start: int | None) -> dict[str, Any]:
+    """Our fields from the TIFF structure at `buffer[start:]` (IFD0, then the EXIF sub-IFD), by name; what a
+    damaged block still gives, or {}."""
+    if start is None:
         return {}
-    # Only IFD0 ("Image") and the EXIF sub-IFD matter; the IFD chain after IFD0 is thumbnails, so
-    # we do not follow it (a broken "next IFD" pointer is a common way EXIF breaks).
-    with contextlib.suppress(Exception):
-        header.dump_ifd(ifd=header._first_ifd(), ifd_name="Image")
-    with contextlib.suppress(Exception):
-        exif_offset = header.tags.get("Image ExifOffset")
-        if exif_offset:
-            header.dump_ifd(ifd=exif_offset.values[0], ifd_name="EXIF")
-    return dict(header.tags)
+    endian = "<" if buffer[start : start + 2] == b"II" else ">"
+    fields: dict[str, Any] = {}
+    try:
+        (ifd0,) = struct.unpack_from(endian + "I", buffer, start + 4)
+    except struct.error:
+        return fields
+    _read_ifd(buffer, start, ifd0, endian, _IFD0_FIELDS, fields)
+    exif_offset = fields.pop("Image ExifOffset", None)
+    # IFD0's "next IFD" chain is thumbnails and pages, and GPS and interoperability IFDs hold none of our fields:
+    # they are never followed. exifread re-parses a sub-IFD for every entry pointing at it, so 3,000 GPS pointers
+    # to one IFD of 3,000 entries cost it 9 million tag reads (a minute for a 4 MB file).
+    if isinstance(exif_offset, int) and exif_offset not in (0, ifd0):
+        _read_ifd(buffer, start, exif_offset, endian, _EXIF_FIELDS, fields)
+    return fields
+
+
+def _read_ifd(
+    buffer: bytes, start: int, offset: int, endian: str, wanted: dict[int, str], fields: dict[str, Any]
+) -> None:
+    """Add the `wanted` tags of the IFD at `offset` (from `start`) to `fields`, by name. At most
+    `MAX_IFD_ENTRIES` entries are looked at; an entry that cannot be read is skipped, and the IFD ends where the
+    buffer does."""
+    try:
+        (count,) = struct.unpack_from(endian + "H", buffer, start + offset)
+    except struct.error:
+        return
+    first = start + offset + 2
+    count = min(count, MAX_IFD_ENTRIES, max(0, (len(buffer) - first) // 12))
+    for tag, kind, n, inline in struct.iter_unpack(endian + "HHI4s", buffer[first : first + 12 * count]):
+        name = wanted.get(tag)
+        if name is None or name in fields:
+            continue  # a repeated tag: its first readable entry counts
+        try:
+            value = _value(buffer, start, endian, kind, n, inline)
+        except struct.error:  # an offset past the end of the block
+            continue
+        if value is not None:
+            fields[name] = value
+
+
+def _value(buffer: bytes, start: int, endian: str, kind: int, n: int, inline: bytes) -> Any:
+    """The first value of an entry (its whole text for a text type, up to `MAX_TEXT_BYTES`), or None for a type
+    we do not read. Values of more than 4 bytes live at an offset from the TIFF header; shorter ones inline."""
+    if n == 0:
+        return None
+    if kind in _TEXT_TYPES:
+        if n <= 4:
+            raw = inline[:n]
+        else:
+            at = start + struct.unpack(endian + "I", inline)[0]
+            raw = buffer[at : at + min(n, MAX_TEXT_BYTES)]
+        return raw.split(b"\x00", 1)[0]
+    if kind not in _NUMBER_TYPES:
+        return None
+    fmt, size = _NUMBER_TYPES[kind]
+    if size * n <= 4:
+        values = struct.unpack_from(endian + fmt, inline)
+    else:
+        values = struct.unpack_from(endian + fmt, buffer, start + struct.unpack(endian + "I", inline)[0])
+    if len(values) == 2:  # a rational; a zero denominator means "unknown"
+        return Fraction(values[0], values[1]) if values[1] else None
+    return values[0]

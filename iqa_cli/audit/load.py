@@ -125,7 +125,7 @@ def _load(path: str, plan: DecodePlan, max_pixels: int, facts: FileFacts) -> Loa
     try:
         data = _read(str(path), facts)
         facts.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
-        facts.exif = read_exif(data)
+        facts.exif = read_exif(data)  # decodes nothing: the pixel limit is checked only below, in _open_header
         pixels, native, native_scale = _decode(data, plan, max_pixels, facts, draft_oversample=1)
         return LoadedImage(facts=facts, pixels=pixels, native=native, native_scale=native_scale)
     except _Failure as failure:

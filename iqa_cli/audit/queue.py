@@ -2,7 +2,8 @@
 
 Memory is bounded by the in-flight window (workers x prefetch), not by the collection: discovery is a
 generator, and at most `window` images are being decoded or waiting at any time. Outcomes come back in
-submission order, so a run's report order is deterministic.
+submission order, so a run's report order is deterministic. A file that takes longer than the time limit in
+the workers (load, EXIF, decode, the engine's preparer, the checks' measurements) becomes a ``timeout`` row.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout  # the builtin TimeoutError from Python 3.11 on
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,9 @@ from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
 from iqa_cli.checks import Check
 from iqa_cli.engines.base import Preparer
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure
+
+DEFAULT_FILE_TIMEOUT = 120.0
+"""Seconds one file may spend in a worker (load to measurements) before it is skipped as ``timeout``."""
 
 
 def default_workers() -> int:
@@ -146,25 +151,73 @@ def _work(key: int, path: str) -> Outcome:
     return load_and_prepare(key, path, _worker_spec)
 
 
+def _ready() -> None:
+    """Submitted to a new pool and waited for: once it returns, a worker is up and takes files in order."""
+
+
+def _finished(future: Future[Outcome]) -> bool:
+    """The future holds an outcome (not a cancellation, nor the error of a pool that was stopped)."""
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 class Prefetcher:
     """Runs `load_and_prepare` over paths in a process pool with a bounded window of work in flight.
 
-    `workers=0` runs everything in the calling process (tests, debugging). A worker that dies (a
-    decoder crash on a hostile file) is survived: the pool is rebuilt and the images that were in
-    flight are retried one at a time, so only the culprit gets a `worker_crashed` row.
+    `workers=0` runs everything in the calling process (tests, debugging); nothing can stop a file there, so
+    `file_timeout` does not apply. A worker that dies (a decoder crash on a hostile file) is survived: the pool
+    is rebuilt and the images that were in flight are retried one at a time, so only the culprit gets a
+    `worker_crashed` row. A file still unfinished `file_timeout` seconds (0: no limit) after it became the
+    oldest in flight gets a `timeout` row: the workers are stopped (the stuck one cannot be reached alone) and
+    the files in flight that had not finished are submitted again to a fresh pool, in their places.
     """
 
-    def __init__(self, spec: WorkerSpec, *, workers: int, prefetch: int = 4, window: int = 0) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        workers: int,
+        prefetch: int = 4,
+        window: int = 0,
+        file_timeout: float = DEFAULT_FILE_TIMEOUT,
+    ) -> None:
         """At most max(`window`, workers x `prefetch`) images are decoding or decoded and waiting."""
         self.spec = spec
         self.workers = workers
         self.window = max(1, workers * prefetch, window)
+        self.file_timeout = file_timeout
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_ready = 0.0  # time.monotonic() when the pool's first worker was up
+        self._in_flight: deque[tuple[int, str, Future[Outcome]]] = deque()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a forked child of a process holding a GPU context or OpenMP threads can deadlock.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=(self.spec,))
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=(self.spec,))
+        # Workers take files in submission order, so the oldest file in flight is being worked on, once a
+        # worker is up: waiting for one here keeps the pool's start (spawning, imports) off a file's clock.
+        pool.submit(_ready).result()
+        self._pool_ready = time.monotonic()
+        return pool
+
+    def _submit(self, key: int, path: str) -> Future[Outcome]:
+        if self._pool is None:  # started at the first file to load: a run that only replays needs no workers
+            self._pool = self._new_pool()
+        return self._pool.submit(_work, key, path)
+
+    def _time_left(self, since: float) -> float | None:
+        """Seconds the oldest file in flight, oldest since `since`, may still take; None without a limit."""
+        if self.file_timeout <= 0:
+            return None
+        return max(0.0, self.file_timeout - (time.monotonic() - max(since, self._pool_ready)))
+
+    def _timed_out(self, key: int, path: str) -> Outcome:
+        return Outcome(
+            key,
+            FileFacts(path=path),
+            error_code="timeout",
+            error=f"loading and preparing the file took longer than {self.file_timeout:g} s; file skipped "
+            "(raise --file-timeout)",
+        )
 
     def run(self, items: Iterable[tuple[int, str] | Outcome]) -> Iterator[Outcome]:
         """Yield one Outcome per (key, path), in the order given; ready Outcomes pass through in place."""
@@ -172,9 +225,9 @@ class Prefetcher:
             for item in items:
                 yield item if isinstance(item, Outcome) else load_and_prepare(*item, self.spec)
             return
-        self._pool = self._new_pool()
-        in_flight: deque[tuple[int, str, Future[Outcome]]] = deque()
+        in_flight = self._in_flight = deque()
         source = iter(items)
+        head_since = time.monotonic()  # when in_flight[0] became the oldest in flight
         try:
             exhausted = False
             while True:
@@ -188,41 +241,70 @@ class Prefetcher:
                         done.set_result(item)
                         in_flight.append((item.key, item.facts.path, done))
                     else:
-                        in_flight.append((*item, self._pool.submit(_work, *item)))
+                        in_flight.append((*item, self._submit(*item)))
                 if not in_flight:
                     return
-                future = in_flight[0][2]
+                key, path, future = in_flight[0]
                 try:
-                    outcome = future.result()
+                    outcome = future.result(timeout=self._time_left(head_since))
                 except BrokenProcessPool:
-                    yield from self._recover([(k, p) for k, p, _ in in_flight])  # finished ones rerun: cheap
+                    suspects = [(k, p) for k, p, _ in in_flight]  # finished ones rerun: cheap
                     in_flight.clear()
+                    yield from self._recover(suspects)
+                    head_since = time.monotonic()
                     continue
-                in_flight.popleft()
+                except FutureTimeout:
+                    outcome = self._timed_out(key, path)
+                    in_flight.popleft()
+                    self._restart(in_flight)
+                else:
+                    in_flight.popleft()
+                head_since = time.monotonic()
                 yield outcome
         finally:
             self.close()
 
+    def _restart(self, in_flight: deque[tuple[int, str, Future[Outcome]]]) -> None:
+        """After a file ran out of time: stop every worker, and submit the files in flight that had not finished
+        again to a fresh pool, in their places (finished ones keep their outcome: none is lost or repeated)."""
+        self._stop_pool(kill=True)
+        for index, (key, path, future) in enumerate(in_flight):
+            if not _finished(future):
+                in_flight[index] = (key, path, self._submit(key, path))
+
     def _recover(self, items: list[tuple[int, str]]) -> Iterator[Outcome]:
         """After a worker crash: rebuild the pool and run the suspects alone to find the one at fault."""
-        self.close()
+        self._stop_pool(kill=True)  # the others may still be busy with files that are about to run again
         for key, path in items:
-            if self._pool is None:
-                self._pool = self._new_pool()
+            future = self._submit(key, path)
             try:
-                yield self._pool.submit(_work, key, path).result()
+                outcome = future.result(timeout=self._time_left(time.monotonic()))
             except BrokenProcessPool:
-                yield Outcome(
+                outcome = Outcome(
                     key,
                     FileFacts(path=path),
                     error_code="worker_crashed",
                     error="the decoder crashed on this file (the process died); file skipped",
                 )
-                self.close()
+                self._stop_pool(kill=False)
+            except FutureTimeout:
+                outcome = self._timed_out(key, path)
+                self._stop_pool(kill=True)
+            yield outcome
+
+    def _stop_pool(self, *, kill: bool) -> None:
+        """Shut the pool down; with `kill`, end its workers first, even one stuck in a decoder that never returns
+        (Python before 3.14 has no public way to reach a pool's processes)."""
         if self._pool is None:
-            self._pool = self._new_pool()
+            return
+        if kill:
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.kill()
+        self._pool.shutdown(wait=kill, cancel_futures=True)
+        self._pool = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Shut the workers down; a later `run` starts a fresh pool. Files still in flight when the caller stops
+        early (Ctrl-C, an error) may be stuck: their workers are ended rather than waited for."""
+        self._stop_pool(kill=bool(self._in_flight))
+        self._in_flight.clear()

@@ -16,7 +16,7 @@ from typing import IO, Any
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.queue import CheckFailed, Outcome, Prefetcher, WorkerSpec, default_workers
+from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, CheckFailed, Outcome, Prefetcher, WorkerSpec, default_workers
 from iqa_cli.audit.store import ResultStore, cache_key
 from iqa_cli.checks import Check, Finding
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
@@ -40,10 +40,12 @@ class AuditSettings:
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     include_hidden: bool = False
+    follow_outside: bool = True  # False: links leading out of the folder they are in are reported, not read
     workers: int = field(default_factory=default_workers)
     batch_size: int | None = None  # None: the engine's preferred batch size
     limit: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    file_timeout: float = DEFAULT_FILE_TIMEOUT  # seconds a file may take in the workers; 0: no limit
     rerun: bool = False
 
 
@@ -83,7 +85,7 @@ def run_audit(
     sources = _Sources(settings, store if not settings.rerun else None, key)
     batch_size = settings.batch_size or engine.preferred_batch_size
     # Two batches in flight: the workers decode the next batch while the engine works on this one.
-    prefetcher = Prefetcher(spec, workers=settings.workers, window=2 * batch_size)
+    prefetcher = Prefetcher(spec, workers=settings.workers, window=2 * batch_size, file_timeout=settings.file_timeout)
     started = time.perf_counter()
     interrupted = False
 
@@ -340,7 +342,12 @@ class _Sources:
     def _found(self) -> Iterator[tuple[int, str | DiscoveryProblem]]:
         s = self.settings
         found = discover(
-            s.paths, recursive=s.recursive, include=s.include, exclude=s.exclude, include_hidden=s.include_hidden
+            s.paths,
+            recursive=s.recursive,
+            include=s.include,
+            exclude=s.exclude,
+            include_hidden=s.include_hidden,
+            follow_outside=s.follow_outside,
         )
         files = 0
         for key, item in enumerate(found):

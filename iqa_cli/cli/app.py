@@ -25,6 +25,7 @@ from rich.table import Table
 from iqa_cli import __version__
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
+from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT
 from iqa_cli.audit.run import AuditSettings, RowCallback, audit_folder
 from iqa_cli.checks import Check
 from iqa_cli.cli.config import apply_config, config_app
@@ -137,6 +138,16 @@ def audit(
     batch_size: EngineBatchOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Stop after this many images.")] = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    file_timeout: Annotated[
+        float,
+        typer.Option(
+            "--file-timeout",
+            min=0.0,
+            metavar="SECONDS",
+            help="Skip a file that takes longer than this to read, decode and prepare (error_code timeout); "
+            "0: no limit. Not applied with --workers 0.",
+        ),
+    ] = DEFAULT_FILE_TIMEOUT,
     rerun: Annotated[
         bool, typer.Option("--rerun", help="Assess every file again instead of reusing unchanged files' answers.")
     ] = False,
@@ -189,6 +200,7 @@ def audit(
             batch_size=batch_size,
             limit=limit,
             max_pixels=max_pixels,
+            file_timeout=file_timeout,
             rerun=rerun,
         )
         with closing(_ProblemLog(log_file, quiet or json_out)) as problems:
@@ -385,9 +397,10 @@ def report(
 
 
 def _export(paths: list[str], export: str, null: bool) -> None:
-    """The kept paths, NUL-terminated or one per line (leaving out, and counting, those a newline would split)."""
+    """The kept paths as the exact bytes of each name (os.fsencode: a name that is not UTF-8 too), NUL-terminated
+    or one per line (leaving out, and counting, those a newline would split)."""
     if null:
-        text = "".join(f"{p}\0" for p in paths)
+        data = b"".join(os.fsencode(p) + b"\0" for p in paths)
     else:
         split = [p for p in paths if "\n" in p or "\r" in p]
         if split:
@@ -396,12 +409,12 @@ def _export(paths: list[str], export: str, null: bool) -> None:
                 "hold; use --export0 to list them too",
                 highlight=False,
             )
-        text = "".join(f"{p}\n" for p in paths if p not in split)
+        data = b"".join(os.fsencode(p) + b"\n" for p in paths if "\n" not in p and "\r" not in p)
     if export == "-":
-        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        Path(export).write_text(text, encoding="utf-8", errors="surrogateescape", newline="")
+        Path(export).write_bytes(data)
 
 
 @app.command("plugins")

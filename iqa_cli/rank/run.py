@@ -10,7 +10,7 @@ from pathlib import Path
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.queue import Outcome, Prefetcher, WorkerSpec
+from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, Outcome, Prefetcher, WorkerSpec
 from iqa_cli.engines.base import AssessRequest, Comparison, Engine, Prepared
 from iqa_cli.errors import UsageError
 from iqa_cli.rank.model import (
@@ -46,6 +46,7 @@ class RankSettings:
     batch_size: int = 8
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
+    file_timeout: float = DEFAULT_FILE_TIMEOUT  # seconds a file may take in the workers; 0: no limit
 
 
 def split_reference(paths: Sequence[str], reference: str | None, no_ref: bool) -> tuple[list[str], str | None]:
@@ -114,7 +115,7 @@ def _rank_loaded(
 def _load(engine: Engine, groups: Sequence[list[str]], settings: RankSettings) -> Iterator[list[Outcome]]:
     """Load and prepare each group of paths in the decode workers; yields one group's outcomes at a time."""
     spec = WorkerSpec(engine.decode_plan, engine.compare_preparer(), settings.max_pixels)
-    prefetcher = Prefetcher(spec, workers=settings.workers)
+    prefetcher = Prefetcher(spec, workers=settings.workers, file_timeout=settings.file_timeout)
     flat = ((key, path) for key, path in enumerate(p for g in groups for p in g))
     outcomes = prefetcher.run(flat)
     try:

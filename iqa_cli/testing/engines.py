@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,9 +24,13 @@ from iqa_cli.images import DecodePlan, LoadedImage
 
 
 def mean_brightness(image: LoadedImage) -> dict[str, Any]:
-    """Preparer: runs in the workers. A file named crash-*.png kills its worker, like a decoder segfault."""
+    """Preparer: runs in the workers. A file named crash-*.png kills its worker, like a decoder segfault; one
+    named stall-*.png never returns, like a decoder caught in a loop (run it with workers: nothing ends it
+    in-process)."""
     if os.path.basename(image.facts.path).startswith("crash-"):
         os._exit(13)
+    if os.path.basename(image.facts.path).startswith("stall-"):
+        threading.Event().wait()
     return {
         "mean": float(np.asarray(image.pixels, dtype=np.float64).mean()),
         "name": os.path.basename(image.facts.path),
