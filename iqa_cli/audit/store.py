@@ -17,7 +17,7 @@ Two tables:
   the inode catches a file replaced by rename. A file modified within `racy_seconds` of being
   recorded is stored untrusted (it may change again within the clock tick, unseen by stat), so the
   next run looks at it again.
-- ``results``: (content key, cache key) -> the row without its path. The content key is the
+- ``results``: (content key, cache key) -> the row without its path columns. The content key is the
   file's content hash; rows without one (``empty_file``, ``file_too_large``, ``worker_crashed``) use
   ``!`` + a hash of the row itself, which is identical for every file that produces it. The cache
   key hashes what changes answers: engine name, version and settings, and the question asked.
@@ -53,19 +53,30 @@ from typing import Any, cast
 import pyarrow as pa
 
 from iqa_cli.errors import IqaError
-from iqa_cli.report.schema import COLUMNS, EngineStamp, ReportRow, safe_text
+from iqa_cli.report.schema import COLUMNS, EngineStamp, ReportRow, path_columns
 
 STORE_NAME = "iqa-store.sqlite"
 LOCK_NAME = "iqa-store.lock"
 
 RETRIED_CODES = frozenset(
-    {"not_found", "permission_denied", "read_error", "not_a_file", "engine_failed", "prepare_failed", "out_of_memory"}
+    {
+        "not_found",
+        "permission_denied",
+        "read_error",
+        "not_a_file",
+        "engine_failed",
+        "prepare_failed",
+        "out_of_memory",
+        "timeout",
+    }
 )
 """Error codes not remembered: they say something about this run, not about the file's content."""
 
 # Bump when the table layout changes; the row layout is covered by the schema fingerprint.
 _FORMAT = 1
-_STORED = [name for name, _, _ in COLUMNS if name != "path"]
+# A row is stored per content, for every path with those bytes: the columns of the path come from the path.
+_PATH_COLUMNS = ("path", "path_bytes")
+_STORED = [name for name, _, _ in COLUMNS if name not in _PATH_COLUMNS]
 _TIMESTAMPS = frozenset(name for name, dtype, _ in COLUMNS if pa.types.is_timestamp(dtype))
 _SCHEMA_FINGERPRINT = hashlib.blake2b(
     json.dumps([(name, str(dtype)) for name, dtype, _ in COLUMNS]).encode(), digest_size=8
@@ -272,7 +283,7 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _encode(row: Mapping[str, Any]) -> str:
-    """The row without its path as a JSON list in schema order (JSON: nothing stored is ever executed)."""
+    """The row without its path columns as a JSON list in schema order (JSON: nothing stored is ever executed)."""
     values = []
     for name in _STORED:
         value = row.get(name)
@@ -282,7 +293,7 @@ def _encode(row: Mapping[str, Any]) -> str:
 
 
 def _decode(text: str, path: str | None) -> ReportRow:
-    row: dict[str, Any] = {"path": None if path is None else safe_text(path)}  # as a fresh row writes it
+    row: dict[str, Any] = dict.fromkeys(_PATH_COLUMNS) if path is None else path_columns(path)  # as a fresh row
     row.update(zip(_STORED, json.loads(text), strict=True))
     for name in _TIMESTAMPS:
         if row[name] is not None:

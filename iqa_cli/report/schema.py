@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, cast
@@ -20,7 +23,8 @@ def _list_of(item: pa.DataType) -> pa.DataType:
 
 # (name, type, meaning). The README's schema table is generated from this list by tests/test_docs.py.
 COLUMNS: list[tuple[str, pa.DataType, str]] = [
-    ("path", pa.string(), "file path as discovered"),
+    ("path", pa.string(), "file path as discovered (bytes that are not UTF-8 as `\\xNN`; JSONL keeps them exactly)"),
+    ("path_bytes", pa.binary(), "the path's exact bytes when it is not valid UTF-8, else null (hex in CSV and JSONL)"),
     ("status", pa.string(), "`ok` when the image was assessed, `error` when it could not be"),
     ("error_code", pa.string(), "short stable code when status is error (e.g. `truncated`, `not_an_image`)"),
     ("error", pa.string(), "what went wrong, for people"),
@@ -73,9 +77,14 @@ COLUMN_NAMES = [name for name, _, _ in COLUMNS]
 
 class ReportRow(TypedDict):
     """One report row as the writers, the store, the summary and plugins receive it: the columns of COLUMNS,
-    in order (tests/test_docs.py holds the two together). Absent values are None."""
+    in order (tests/test_docs.py holds the two together). Absent values are None.
+
+    The builders below keep its text valid UTF-8 (`safe_text` on the path, the error and the findings, which may
+    quote a name that is not UTF-8), so any writer can write it; the exact bytes of such a name are `path_bytes`
+    (`file_name` gives the name back as Python holds it)."""
 
     path: str
+    path_bytes: bytes | None
     status: str
     error_code: str | None
     error: str | None
@@ -127,16 +136,46 @@ class EngineStamp:
         return json.dumps(self.settings, sort_keys=True, default=str)
 
 
+# Lone surrogates: what Python makes of the bytes of a name that is not UTF-8 (os.fsdecode's surrogateescape
+# gives U+DC80-U+DCFF); UTF-8 cannot encode them, so no writer can write them as they are.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def safe_text(text: str) -> str:
-    """`text` writable as UTF-8: bytes of a non-UTF-8 file name (lone surrogates) shown as \\xNN escapes."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`text` writable as UTF-8: each byte of a non-UTF-8 file name (a lone surrogate U+DC80-U+DCFF) shown as
+    \\xNN, any other lone surrogate as \\udXXX; text without them is returned as it is."""
+    return _SURROGATES.sub(_escaped, text) if _SURROGATES.search(text) else text
+
+
+def path_columns(path: str) -> dict[str, Any]:
+    """The `path` and `path_bytes` columns of a file name as Python holds it (os.fsdecode's text, where the
+    bytes of a name that is not UTF-8 are lone surrogates): readable text, and the exact bytes when needed."""
+    if not _SURROGATES.search(path):
+        return {"path": path, "path_bytes": None}
+    try:
+        exact = os.fsencode(path)
+    except UnicodeEncodeError:  # a surrogate no file system decodes to (a row from elsewhere): kept as UTF-8 would
+        exact = path.encode("utf-8", "surrogatepass")
+    return {"path": safe_text(path), "path_bytes": exact}
+
+
+def file_name(row: Mapping[str, Any]) -> str:
+    """A row's file name as Python holds it (os.fsdecode's text), to open, export or compare: its exact bytes
+    when the row has them (`path_bytes`), else its `path`."""
+    exact = row.get("path_bytes")
+    return os.fsdecode(exact) if exact is not None else row["path"]
 
 
 def file_columns(facts: FileFacts) -> dict[str, Any]:
     """The columns that describe the file itself."""
     exif = facts.exif
     return {
-        "path": safe_text(facts.path),
+        **path_columns(facts.path),
         "file_size": facts.file_size,
         "content_hash": facts.content_hash,
         "width": facts.width,
@@ -184,7 +223,7 @@ def assessed_row(
         score=result.score,
         confidence=result.confidence,
         detail_confidence=result.detail_confidence,
-        findings=findings or [],
+        findings=[safe_text(finding) for finding in findings or ()],  # a check may quote a name that is not UTF-8
         verdict=verdict,
         needs_review=needs_review,
         elapsed_ms=elapsed_ms,

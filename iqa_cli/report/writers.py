@@ -1,7 +1,16 @@
-"""The writer interface and the built-in Parquet, CSV and JSONL writers; each file appears only when complete."""
+"""The writer interface and the built-in Parquet, CSV and JSONL writers; each file appears only when complete.
+
+Every string cell is written whatever it holds: a lone surrogate (the bytes of a file name that is not UTF-8,
+as Python decodes them, quoted in a message, say), which UTF-8 cannot encode, becomes `\\xNN` text in Parquet
+and CSV (`schema.safe_text`) and a `\\udcNN` escape in JSONL, which Python reads back exactly. Only a cell
+that holds one pays for it: the text files' encoders call their error handler, Parquet retries the batch.
+A name's exact bytes are the `path_bytes` column: binary in Parquet, hex in CSV and JSONL; JSONL's `path`
+holds them too.
+"""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import json
@@ -16,7 +25,7 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iqa_cli.report.schema import SCHEMA
+from iqa_cli.report.schema import SCHEMA, safe_text
 
 LIST_SEPARATOR = "; "
 
@@ -86,12 +95,27 @@ def create_temporary(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
 
 
+def _as_safe_text(error: UnicodeError) -> tuple[str, int]:
+    """The encoding error handler "iqa.safe_text": what UTF-8 cannot encode (lone surrogates, nothing else)
+    written as `safe_text` shows it."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return safe_text(error.object[error.start : error.end]), error.end
+
+
+codecs.register_error("iqa.safe_text", _as_safe_text)
+
+
 class _TextWriter(ReportWriter):
-    """Shared file handling of the line-oriented writers."""
+    """Shared file handling of the line-oriented writers: UTF-8, with `encoding_errors` for lone surrogates."""
+
+    encoding_errors: ClassVar[str]
 
     def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
         super().__init__(out_dir, stem, schema=schema)
-        self._file: IO[str] = open(create_temporary(self._tmp), "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._file: IO[str] = open(  # noqa: SIM115
+            create_temporary(self._tmp), "w", encoding="utf-8", errors=self.encoding_errors, newline=""
+        )
 
     def _finish(self) -> None:
         try:
@@ -123,7 +147,11 @@ class ParquetWriter(ReportWriter):
 
     def _flush(self) -> None:
         if self._pending:
-            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
+            try:
+                table = pa.Table.from_pylist(self._pending, schema=self.schema)
+            except UnicodeEncodeError:  # a lone surrogate in some text: Arrow strings are UTF-8
+                table = pa.Table.from_pylist([_utf8_row(row) for row in self._pending], schema=self.schema)
+            self._writer.write_table(table)
             self.rows_written += len(self._pending)
             self._pending = []
 
@@ -137,19 +165,35 @@ class ParquetWriter(ReportWriter):
             self._sink.close()
 
 
+def _utf8(value: Any) -> Any:
+    """A cell with its text (lists' items too) writable as UTF-8."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, list):
+        return [_utf8(item) for item in value]
+    return value
+
+
+def _utf8_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _utf8(value) for name, value in row.items()}
+
+
 # A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(...) in a file name).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _flat(value: Any) -> Any:
-    """A cell as plain text-friendly value: lists joined, timestamps in ISO 8601, NaN left empty as None is,
-    and text that a spreadsheet would run as a formula prefixed with ' (OWASP's advice for CSV injection)."""
+    """A cell as plain text-friendly value: lists joined, timestamps in ISO 8601, bytes in hex, NaN left empty
+    as None is, and text that a spreadsheet would run as a formula prefixed with ' (OWASP's advice for CSV
+    injection)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, list):
         value = LIST_SEPARATOR.join(str(item) for item in value)
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
     if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
         return "'" + value  # also before existing quotes, so that reading back (csv_text) is exact
     return value
@@ -161,13 +205,14 @@ def csv_text(cell: str) -> str:
 
 
 class CsvWriter(_TextWriter):
-    """CSV with the same columns, lists joined with "; ", timestamps in ISO 8601, missing values (None, NaN) empty,
-    and text cells that would start a spreadsheet formula (= + - @ tab CR) prefixed with '. Parquet and JSONL
-    keep every value exact."""
+    """CSV (UTF-8) with the same columns, lists joined with "; ", timestamps in ISO 8601, bytes in hex, missing
+    values (None, NaN) empty, lone surrogates as \\xNN text, and text cells that would start a spreadsheet formula
+    (= + - @ tab CR) prefixed with '. Parquet and JSONL keep every other value exact."""
 
     writes_any_schema = True
     format = "csv"
     suffix = ".csv"
+    encoding_errors = "iqa.safe_text"
 
     def __init__(self, out_dir: Path, stem: str = "report", *, schema: pa.Schema = SCHEMA) -> None:
         super().__init__(out_dir, stem, schema=schema)
@@ -181,14 +226,21 @@ class CsvWriter(_TextWriter):
 
 
 class JsonlWriter(_TextWriter):
-    """One JSON object per line, lists kept as arrays."""
+    """One JSON object per line (UTF-8), lists kept as arrays, bytes in hex, and every string exact: a lone
+    surrogate is written as a \\udXXX escape, and `path` is the exact name (from `path_bytes`) when it has one."""
 
     writes_any_schema = True
     format = "jsonl"
     suffix = ".jsonl"
+    # A lone surrogate becomes \udcff: outside strings JSON is ASCII, so it is inside one, where that escape
+    # means the same character (Python's json reads it back as it was).
+    encoding_errors = "backslashreplace"
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
+            exact = row.get("path_bytes")
+            if exact is not None:
+                row = {**row, "path": os.fsdecode(exact)}  # the name as Python holds it: surrogates for odd bytes
             self._file.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
         self.rows_written += len(rows)
 
@@ -196,6 +248,8 @@ class JsonlWriter(_TextWriter):
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 

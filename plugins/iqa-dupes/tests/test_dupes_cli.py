@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -69,3 +71,28 @@ def test_listed_by_iqa_plugins() -> None:
     assert result.exit_code == 0
     [line] = [line for line in result.stdout.splitlines() if "near-duplicate" in line]
     assert "check" in line and "iqa_dupes.check.NearDuplicateCheck" in line and "iqa-dupes 0.1.0" in line
+
+
+def test_a_near_copy_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """The finding quotes the original's name, whose bytes are not UTF-8: every report is still written, on
+    every run, with the name's exact bytes in `path_bytes` and the finding readable."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    original = os.fsencode(root) + b"/a-astronaut\xff.png"
+    with open(original, "wb") as file:
+        photo("astronaut").save(file, "PNG")
+    photo("astronaut").resize((256, 256)).save(root / "c-astronaut-small.jpg", quality=80)
+    an_hour_ago = time.time() - 3600  # older than the store's racy window: the second run trusts their stat
+    for name in (original, root / "c-astronaut-small.jpg"):
+        os.utime(name, (an_hour_ago, an_hour_ago))
+    for _ in range(2):  # the second run replays the first's rows from the results store
+        audit(root, tmp_path / "out", "--checks", "near-duplicate", "--format", "parquet,csv,jsonl")
+        rows = pd.read_parquet(tmp_path / "out" / "report.parquet")
+        assert list(rows["path_bytes"]) == [original, None]
+        [finding] = rows["findings"][1]
+        assert finding.startswith(f"near-duplicate/near_copy: looks like {rows['path'][0]} (hash distance ")
+        assert rows["path"][0].endswith("a-astronaut\\xff.png")
+        jsonl = [json.loads(line) for line in (tmp_path / "out" / "report.jsonl").read_text().splitlines()]
+        assert os.fsencode(jsonl[0]["path"]) == original and jsonl[1]["findings"] == [finding]
+        csv = pd.read_csv(tmp_path / "out" / "report.csv")
+        assert list(csv["findings"].fillna("")) == ["", finding]
