@@ -377,3 +377,26 @@ def test_no_color_on_a_terminal_means_plain_text_and_no_redraws(tmp_path: Path, 
         assert b"\x1b" not in output and b"\r" not in output.replace(b"\r\n", b"\n")
     else:
         assert b"\x1b[" in output  # the same run on a terminal without NO_COLOR is styled: the check can fail
+
+
+def test_links_out_of_the_folder_are_not_followed_for_lists_or_when_asked(tmp_path: Path) -> None:
+    import os
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    Image.new("RGB", (32, 24), (1, 2, 3)).save(secret / "private.png")
+    scraped = _tiny_photos(tmp_path / "scraped", 2)
+    os.symlink(secret / "private.png", scraped / "link.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{scraped / name}\n" for name in ("0000.png", "0001.png", "link.png")))
+
+    def codes(*args: str) -> dict[str, str | None]:
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        code, _, err = invoke_iqa("audit", *args, "--out", str(out), "--workers", "0", "--engine", "signal", "-q")
+        assert code == 0, err
+        return {Path(r["path"]).name: r["error_code"] for r in pq.read_table(out / "report.parquet").to_pylist()}
+
+    assert codes(str(scraped))["link.png"] is None  # your own folder: links followed, as before
+    assert codes(str(scraped), "--no-follow-outside")["link.png"] == "outside_folder"
+    assert codes("--from-file", str(listing))["link.png"] == "outside_folder"  # a list: not followed by default
+    assert codes("--from-file", str(listing), "--follow-outside")["link.png"] is None

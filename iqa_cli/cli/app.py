@@ -134,6 +134,14 @@ def audit(
         list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable).")
     ] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
+    follow_outside: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow-outside/--no-follow-outside",
+            help="Follow links that lead out of the folder they are in (default: yes, but no with --from-file).",
+            show_default=False,
+        ),
+    ] = None,
     workers: WorkersOpt = None,
     batch_size: EngineBatchOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Stop after this many images.")] = None,
@@ -196,6 +204,8 @@ def audit(
             include=include or (),
             exclude=exclude or (),
             include_hidden=hidden,
+            # A list usually comes from a scraper: a link in it must not pull in a file from elsewhere.
+            follow_outside=from_file is None if follow_outside is None else follow_outside,
             workers=decode_workers(workers),
             batch_size=batch_size,
             limit=limit,
