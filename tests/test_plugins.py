@@ -278,6 +278,48 @@ def test_a_plugin_hook_that_fails_is_one_line_naming_the_plugin(
         assert "'broken'" in message and "iqa_writers" in message and said in message and "uninstall" in message
 
 
+FAILING_WRITER = '''
+"""iqa_brokenplugin: a report writer with a bug that shows on its second batch."""
+
+from iqa_cli.hookspecs import hookimpl
+from iqa_cli.report.writers import JsonlWriter
+
+
+class FlakyWriter(JsonlWriter):
+    format = "flaky"
+    suffix = ".flaky"
+
+    def write(self, rows):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls > 1:
+            raise KeyError("a bug in the plugin")
+        super().write(rows)
+
+
+@hookimpl
+def iqa_writers():
+    return [FlakyWriter]
+'''
+
+
+def test_a_plugin_writer_that_fails_during_a_run_is_dropped_and_the_audit_goes_on(
+    site: Path, photos: Path, tmp_path: Path
+) -> None:
+    install(site, "iqa_brokenplugin", FAILING_WRITER, "[iqa]\nbroken = iqa_brokenplugin\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.flaky").write_text("the previous report\n")
+    code, _, err = invoke(
+        "audit", str(photos), "--out", str(out), "--format", "flaky,parquet", "--batch-size", "1", "--workers", "0"
+    )
+    assert code == 0 and "Traceback" not in err, err
+    message = " ".join(err.split())
+    assert "the flaky report writer" in message and "KeyError" in message and "disabled for this run" in message
+    assert len(pd.read_parquet(out / "report.parquet")) == 3  # the built-in writer got every row
+    assert (out / "report.flaky").read_text() == "the previous report\n"
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_two_distributions_with_one_entry_point_name_is_an_error(testplugin: Path) -> None:
     install(testplugin, "iqa_otherplugin", OTHERPLUGIN, "[iqa]\nconstant = iqa_otherplugin\n")
     code, _, err = invoke("plugins")

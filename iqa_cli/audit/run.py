@@ -62,6 +62,7 @@ def run_audit(
     checks: Sequence[Check] = (),
     engine_note: str = "",
     on_row: RowCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Summary:
     """Assess every image under `settings.paths`, stream rows to `writers`, and return the summary.
 
@@ -90,14 +91,33 @@ def run_audit(
     interrupted = False
 
     failed = False  # a writer or the store failed (a full disk): the earlier complete reports are kept
+    writers = list(writers)  # a plugin writer that fails is dropped from it
+
+    def drop(writer: ReportWriter, exc: Exception) -> None:
+        """A plugin writer's bug costs its own report, not the run: reported, its file abandoned, not written again."""
+        writer.abandon()
+        writers.remove(writer)
+        note = (
+            f"the {writer.format} report writer ({type(writer).__module__}) failed: {type(exc).__name__}: {exc};"
+            " it is disabled for this run and its previous report kept. Upgrade or uninstall the plugin"
+        )
+        summary.summary.notes.append(note)
+        if on_note is not None:
+            on_note(note)
+
     last_written = -1  # outcomes come and are written in key order: every key up to this one is in the reports
 
     def write(outcomes: list[Outcome]) -> None:
         nonlocal failed, last_written
         rows = batch.rows(outcomes)
         try:
-            for writer in writers:
-                writer.write(rows)
+            for writer in list(writers):
+                try:
+                    writer.write(rows)
+                except Exception as exc:
+                    if not _is_plugin(writer, exc):
+                        raise
+                    drop(writer, exc)
             for outcome, row in zip(outcomes, rows, strict=True):
                 summary.add(row)
                 if store is not None and outcome.replayed is None:
@@ -152,7 +172,7 @@ def run_audit(
                 # Nothing found, a writer that failed, or a stop during the carrying over: the earlier reports
                 # are worth more than an empty, torn or short set.
                 keep_earlier = summary.summary.files == 0 or failed or insisted
-                reports = _abandon(writers) if keep_earlier else _finish_all(writers)
+                reports = _abandon(writers) if keep_earlier else _finish_all(writers, drop)
             finally:
                 if isinstance(settings.paths, _Rewalkable):
                     settings.paths.close()
@@ -230,12 +250,23 @@ def _abandon(writers: Sequence[ReportWriter]) -> list[str]:
     return []
 
 
-def _finish_all(writers: Sequence[ReportWriter]) -> list[str]:
+def _is_plugin(writer: ReportWriter, exc: Exception) -> bool:
+    """Whether `exc` is a plugin writer's own failure (a bug), not the disk's: a plugin is dropped for it."""
+    return not type(writer).__module__.startswith("iqa_cli.") and not isinstance(exc, OSError)
+
+
+def _finish_all(writers: list[ReportWriter], drop: Callable[[ReportWriter, Exception], None]) -> list[str]:
     """Every report completed first, then all moved into place: if one cannot be finished (a full disk), none
-    replaces its predecessor, so the folder never holds reports of two different runs."""
+    replaces its predecessor, so the folder never holds reports of two different runs. A plugin writer that
+    fails to finish is dropped (`drop`), the others go on."""
     try:
-        for writer in writers:
-            writer.finish()
+        for writer in list(writers):
+            try:
+                writer.finish()
+            except Exception as exc:
+                if not _is_plugin(writer, exc):
+                    raise
+                drop(writer, exc)
     except BaseException:
         _abandon(writers)
         raise
@@ -265,7 +296,14 @@ def audit_folder(
         try:
             writers = [cls(out) for cls in writer_classes]
             return run_audit(
-                settings, engine, writers, store=store, checks=checks, engine_note=engine_note, on_row=on_row
+                settings,
+                engine,
+                writers,
+                store=store,
+                checks=checks,
+                engine_note=engine_note,
+                on_row=on_row,
+                on_note=on_note,
             )
         finally:
             engine.close()

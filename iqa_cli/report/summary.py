@@ -54,6 +54,7 @@ class Summary:
     failed: list[ImageLine] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)  # things that went wrong beside the images (a plugin dropped)
     carried_over: int = 0  # of `files`: rows an interrupted run took from the results store for files it did not reach
     reports: list[str] = field(default_factory=list)
 
