@@ -268,10 +268,9 @@ def test_file_timeout_option_and_setting_reach_the_queue(tmp_path: Path, monkeyp
 def test_a_timeout_is_not_remembered(tmp_path: Path) -> None:
     """A busy machine or a low limit is a fact of this run, not of the file: the next run tries it again."""
     import os
+    import time
 
     from iqa_cli.audit.store import ResultStore
-
-    import time
 
     past = time.time() - 3600  # older than the store's racy window: an unchanged file is known
     for name in _photos(tmp_path / "photos", "stall-me.png"):

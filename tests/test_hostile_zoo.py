@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import errno
 import json
 import os
@@ -107,7 +106,7 @@ def test_unreadable_files_get_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     photos.mkdir()
     for name in ("a_denied.png", "b_ioerror.png", "c_fine.png"):
         Image.new("RGB", (8, 8), (200, 200, 200)).save(photos / name)
-    real_open = builtins.open
+    real_open = os.open
 
     def open_(file: Any, *args: Any, **kwargs: Any) -> Any:
         name = os.path.basename(str(file))
@@ -117,7 +116,7 @@ def test_unreadable_files_get_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             raise OSError(errno.EIO, "Input/output error", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "open", open_)  # the loader opens with os.open (iqa_cli/files.py)
     summary, rows = audit([photos], tmp_path / "out", workers=0)
     codes = {Path(r["path"]).name: r["error_code"] for r in rows}
     assert codes == {"a_denied.png": "permission_denied", "b_ioerror.png": "read_error", "c_fine.png": None}

@@ -400,3 +400,35 @@ def test_links_out_of_the_folder_are_not_followed_for_lists_or_when_asked(tmp_pa
     assert codes(str(scraped), "--no-follow-outside")["link.png"] == "outside_folder"
     assert codes("--from-file", str(listing))["link.png"] == "outside_folder"  # a list: not followed by default
     assert codes("--from-file", str(listing), "--follow-outside")["link.png"] is None
+
+
+def test_a_file_swapped_for_a_fifo_as_it_is_opened_is_refused_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    from iqa_cli.audit.load import load_image
+    from iqa_cli.images import DecodePlan
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (16, 12), (9, 9, 9)).save(image)
+    real_open = os.open
+
+    def swap_then_open(path: str, flags: int, *args: int) -> int:
+        if str(path) == str(image):
+            os.unlink(path)
+            os.mkfifo(path)  # between the stat and the open: a reader opening it plainly waits for a writer
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    result: list[object] = []
+    reader = threading.Thread(target=lambda: result.append(load_image(str(image), DecodePlan(long_side=16))))
+    reader.start()
+    reader.join(timeout=60)  # a bound on a hang, not a wait for something to happen
+    if reader.is_alive():  # let the thread end, then fail
+        with open(image, "wb"):
+            pass
+        reader.join()
+        pytest.fail("opening the swapped file waited for a writer")
+    assert getattr(result[0], "code", None) == "not_a_file"

@@ -28,8 +28,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import os
-import stat
 import warnings
 import zlib
 from typing import Any
@@ -38,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from iqa_cli.audit.exif import read_exif
+from iqa_cli.files import NotRegularFile, open_regular
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure, fit_size
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -138,26 +137,23 @@ def _load(path: str, plan: DecodePlan, max_pixels: int, facts: FileFacts) -> Loa
 def _read(path: str, facts: FileFacts) -> bytes:
     """The file's bytes, after checking it is a regular, non-empty file of acceptable size."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise _Failure("not_a_file", f"{path} is {kind}; give image files or folders of them")
-        facts.file_size = info.st_size
-        if info.st_size > MAX_FILE_BYTES:
-            raise _Failure(
-                "file_too_large",
-                f"the file is {info.st_size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit",
-            )
-        with open(path, "rb") as fh:
-            # The size stat gave, plus one byte to see growth: never a buffer of the limit's size, which
+        fh, info = open_regular(path)
+        with fh:
+            facts.file_size = info.st_size
+            if info.st_size > MAX_FILE_BYTES:
+                raise _Failure(
+                    "file_too_large",
+                    f"the file is {info.st_size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit",
+                )
+            # The size fstat gave, plus one byte to see growth: never a buffer of the limit's size, which
             # would fail small files under an address-space limit.
             data = fh.read(min(info.st_size, MAX_FILE_BYTES) + 1)
+    except NotRegularFile as exc:
+        raise _Failure("not_a_file", f"{path} is {exc.kind}; give image files or folders of them") from None
     except FileNotFoundError:
         raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
     except PermissionError:
         raise _Failure("permission_denied", "no permission to read the file") from None
-    except IsADirectoryError:
-        raise _Failure("not_a_file", f"{path} is a folder; give image files or folders of them") from None
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
