@@ -432,3 +432,43 @@ def test_a_file_swapped_for_a_fifo_as_it_is_opened_is_refused_not_waited_on(
         reader.join()
         pytest.fail("opening the swapped file waited for a writer")
     assert getattr(result[0], "code", None) == "not_a_file"
+
+
+def test_a_full_disk_under_the_store_is_one_line_and_keeps_the_previous_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from iqa_cli.audit.store import ResultStore
+
+    photos, out = _tiny_photos(tmp_path / "photos", 12), tmp_path / "out"
+    assert _audit(photos, out, "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("report.*")}
+    real_open = ResultStore.open.__func__  # type: ignore[attr-defined]
+
+    class FillsUp:
+        """The store's connection on a disk that fills after the first commit, as SQLite reports it."""
+
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db, self.commits = db, 0
+
+        def executemany(self, query: str, rows: object) -> object:
+            self.commits += query.startswith("INSERT OR REPLACE INTO results")
+            if self.commits > 1:
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.executemany(query, rows)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.db, name)
+
+    def open_filling(cls: type[ResultStore], *args: object, **kwargs: object) -> ResultStore:
+        store = real_open(cls, *args, **kwargs)
+        store._db = FillsUp(store._db)  # type: ignore[assignment]
+        return store
+
+    monkeypatch.setattr(ResultStore, "open", classmethod(open_filling))
+    code, _, err = _audit(photos, out, "--rerun", "--batch-size", "2")
+    assert code == 1 and "disk is full" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
