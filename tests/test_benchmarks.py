@@ -29,6 +29,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"\| short 224 / long 672 \(DepictQA\) \| \d+ x \d+ \| \d+ \| \d+ \| \d+\.\dx \|",
         ),
         (
+            ["bench_hostile.py", "--quick"],
+            r"PNG bomb, 40000 x 40000 declared, \d+ kB on disk: too_many_pixels, peak \d+\.\d MiB",
+        ),
+        (
             ["bench_reaudit.py", "--quick"],
             r"re-audit, store only +\d+\.\d+ s +\d+ files/s +\(2000 replayed, 0 decoded\)",
         ),

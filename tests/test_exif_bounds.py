@@ -8,7 +8,6 @@ import json
 import struct
 import subprocess
 import sys
-import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -25,42 +24,9 @@ from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.report.writers import ParquetWriter
 from iqa_cli.testing.cli import invoke_iqa
 from iqa_cli.testing.engines import BrightnessEngine
+from iqa_cli.testing.images import bomb_png, gps_fan_out_tiff, png_chunk, tiff_entry, tiff_ifd
 
 # --- EXIF: bounded by entries and bytes --------------------------------------------------------------
-
-
-def _entry(tag: int, kind: int, count: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\x00")
-
-
-def _ifd(entries: list[bytes]) -> bytes:
-    return struct.pack("<H", len(entries)) + b"".join(entries) + b"\x00\x00\x00\x00"
-
-
-def gps_fan_out_tiff(pointers: int, text: int = 1300) -> bytes:
-    """A ~4 MB TIFF (for 3,000 pointers) that kept exifread busy for a minute: IFD0 holds the camera fields, an
-    EXIF pointer and `pointers` GPSInfo entries, all pointing at one GPS IFD of `pointers` text entries of `text`
-    bytes each. exifread parses the GPS IFD again for every pointer: pointers x pointers tag reads."""
-    camera = b"Canon\x00EOS R5\x002021:07:04 12:30:59\x00"
-    ifd0_at = 8
-    ifd0_size = 2 + 12 * (4 + pointers) + 4
-    camera_at = ifd0_at + ifd0_size
-    exif_at = camera_at + len(camera)
-    exif = _ifd([_entry(0x8827, 3, 1, struct.pack("<H", 400))])
-    gps_at = exif_at + len(exif)
-    text_at = gps_at + 2 + 12 * pointers + 4
-    ifd0 = _ifd(
-        [
-            _entry(0x010F, 2, 6, struct.pack("<I", camera_at)),
-            _entry(0x0110, 2, 7, struct.pack("<I", camera_at + 6)),
-            _entry(0x0132, 2, 20, struct.pack("<I", camera_at + 13)),
-            _entry(0x8769, 4, 1, struct.pack("<I", exif_at)),
-            *[_entry(0x8825, 4, 1, struct.pack("<I", gps_at)) for _ in range(pointers)],
-        ]
-    )
-    gps = _ifd([_entry(0x001B, 2, text, struct.pack("<I", text_at + i * text)) for i in range(pointers)])
-    texts = b"".join((b"text %05d " % i * (text // 10 + 1))[: text - 1] + b"\x00" for i in range(pointers))
-    return b"II*\x00" + struct.pack("<I", ifd0_at) + ifd0 + camera + exif + gps + texts
 
 
 def test_a_gps_fan_out_costs_two_ifds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,8 +59,8 @@ def test_a_tiff_with_thousands_of_text_tags() -> None:
 
 def test_entries_past_the_cap_are_not_looked_at() -> None:
     def tiff_with_make_after(fillers: int) -> bytes:
-        entries = [_entry(0x0131, 3, 1, b"\x01\x00") for _ in range(fillers)]  # Software, as a number
-        return b"II*\x00" + struct.pack("<I", 8) + _ifd([*entries, _entry(0x010F, 2, 4, b"Sny\x00")])
+        entries = [tiff_entry(0x0131, 3, 1, b"\x01\x00") for _ in range(fillers)]  # Software, as a number
+        return b"II*\x00" + struct.pack("<I", 8) + tiff_ifd([*entries, tiff_entry(0x010F, 2, 4, b"Sny\x00")])
 
     assert read_exif(tiff_with_make_after(MAX_IFD_ENTRIES - 1)).camera_make == "Sny"
     assert read_exif(tiff_with_make_after(MAX_IFD_ENTRIES)) == ExifInfo()
@@ -102,12 +68,9 @@ def test_entries_past_the_cap_are_not_looked_at() -> None:
 
 def test_a_long_text_is_cut_to_the_cap() -> None:
     make = b"M" * 1_000_000 + b"\x00"
-    data = b"II*\x00" + struct.pack("<I", 8) + _ifd([_entry(0x010F, 2, len(make), struct.pack("<I", 26))]) + make
+    ifd = tiff_ifd([tiff_entry(0x010F, 2, len(make), struct.pack("<I", 26))])
+    data = b"II*\x00" + struct.pack("<I", 8) + ifd + make
     assert read_exif(data).camera_make == "M" * MAX_TEXT_BYTES
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def _exif_block(tag: int, text: str) -> bytes:
@@ -121,10 +84,10 @@ def test_the_container_walk_stops_at_its_budget(monkeypatch: pytest.MonkeyPatch)
     Image.new("L", (4, 4)).save(png, "PNG")
     head, tail = png.getvalue()[:33], png.getvalue()[33:]  # signature + IHDR, then IDAT and IEND
 
-    exif = _chunk(b"eXIf", _exif_block(0x010F, "Canon"))
+    exif = png_chunk(b"eXIf", _exif_block(0x010F, "Canon"))
 
     def png_with_chunks_before_exif(count: int) -> bytes:
-        return head + _chunk(b"prVt", b"") * count + tail[:-12] + exif + tail[-12:]
+        return head + png_chunk(b"prVt", b"") * count + tail[:-12] + exif + tail[-12:]
 
     monkeypatch.setattr(iqa_cli.audit.exif, "LOCATE_READS", 50)
     assert read_exif(png_with_chunks_before_exif(10)).camera_make == "Canon"  # found after the pixel data
@@ -145,22 +108,6 @@ def test_camera_fields_from_a_tiff() -> None:
 
 
 # --- no decode before the pixel limit ----------------------------------------------------------------
-
-
-def bomb_png(width: int, height: int, exif_after_pixels: bytes) -> bytes:
-    """A 1-bit PNG of zero rows, with an eXIf chunk after its pixel data: ~200 KB on disk for 40000 x 40000, and
-    1.6 GB once Pillow decodes it (one byte per pixel)."""
-    row = bytes(1 + (width + 7) // 8)
-    packer = zlib.compressobj(9)
-    pixels = b"".join(packer.compress(row * 1000) for _ in range(height // 1000)) + packer.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", pixels)
-        + _chunk(b"eXIf", exif_after_pixels)
-        + _chunk(b"IEND", b"")
-    )
 
 
 # The child's own peak: VmHWM belongs to its address space. (Its ru_maxrss would not do: Linux carries the peak of
