@@ -14,9 +14,10 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr
 class NotRegularFile(OSError):
     """The path is a folder, a pipe, a device or a socket, or became one between the look and the open."""
 
-    def __init__(self, path: str, kind: str) -> None:
+    def __init__(self, path: str, kind: str, *, swapped: bool = False) -> None:
         super().__init__(f"{path} is {kind}")
         self.kind = kind
+        self.swapped = swapped  # it was a regular file when looked at, and another one (or none) when opened
 
 
 def open_regular(path: str) -> tuple[BinaryIO, os.stat_result]:
@@ -33,7 +34,7 @@ def open_regular(path: str) -> tuple[BinaryIO, os.stat_result]:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
-            raise NotRegularFile(path, "a file that changed as it was opened")
+            raise NotRegularFile(path, "a file that changed as it was opened", swapped=True)
         os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
         return os.fdopen(fd, "rb"), info
     except BaseException:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from iqa_cli.report.schema import VERDICTS
 
+from iqa_html.dupes import Duplicates
 from iqa_html.thumbs import Thumbnail
 
 GALLERY_SIZE = 12  # images in each gallery (worst, needs review)
@@ -14,6 +15,10 @@ GALLERY_SIZE = 12  # images in each gallery (worst, needs review)
 # browser opens in a second or two (~2 MB); every row is in the Parquet/CSV/JSONL reports.
 TABLE_LIMIT = 5000
 ERRORS_LISTED = 200  # error rows listed by name; the counts by code always cover all of them
+# Table rows with a small thumbnail: the worst ones (the order the table keeps rows in). Each costs a
+# decode when the report is written and ~2 KB of page, so the page stays small and quick to write
+# whatever the collection's size; a gallery image's is made from the same decode as its gallery one.
+TABLE_THUMBS = 100
 
 
 @dataclass(slots=True)
@@ -35,6 +40,8 @@ class Entry:
     content_hash: str | None = None  # of the bytes assessed: a thumbnail is made of those bytes only
     file_name: str | None = None  # the name to open where `path` is not it (a non-UTF-8 name's exact bytes)
     thumbnail: Thumbnail | None = None  # made in close(), for gallery images only
+    table_thumbnail: Thumbnail | None = None  # made in close(), for the TABLE_THUMBS worst table rows only
+    href: str | None = None  # the original's URL relative to the report, set in close() for regular files
 
 
 @dataclass
@@ -54,6 +61,7 @@ class ReportData:
     review: list[Entry] = field(default_factory=list)  # least confident first
     failed: list[Entry] = field(default_factory=list)  # the first ERRORS_LISTED error rows
     table: list[Entry] = field(default_factory=list)  # in run order
+    duplicates: Duplicates = field(default_factory=Duplicates)
     generated_at: str = ""
     gallery_size: int = GALLERY_SIZE
     table_limit: int = TABLE_LIMIT

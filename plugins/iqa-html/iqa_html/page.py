@@ -13,9 +13,12 @@ from iqa_cli.report.schema import safe_text
 from iqa_cli.text import printable
 
 from iqa_html.data import Entry, ReportData
+from iqa_html.dupes import Group
+from iqa_html.thumbs import Thumbnail
 
 _RATING_RANK = {"bad": 1, "poor": 2, "fair": 3, "good": 4, "excellent": 5}
 _VERDICT_RANK = {"error": 0, "bad": 1, "degraded": 2, "ok": 3}  # the table sorts verdicts worst first
+_VERDICT_KEYS = ("ok", "degraded", "bad", "error")  # the only verdict class names and filter values
 
 
 def _e(value: object) -> str:
@@ -50,6 +53,31 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def _verdict_key(entry: Entry) -> str:
+    """The entry's verdict as a class name: one of ours (ok, degraded, bad, error), never the data's text."""
+    if entry.status != "ok":
+        return "error"
+    return entry.verdict if entry.verdict in _VERDICT_KEYS else "unknown"
+
+
+def _badge(entry: Entry) -> str:
+    """The verdict as a word in a coloured badge: the colour helps, the word carries it."""
+    key = _verdict_key(entry)
+    word = entry.verdict if key == "unknown" else key
+    return f'<span class="badge verdict-{key}">{_e(word)}</span>' if word else ""
+
+
+def _linked(text: str, href: str | None) -> str:
+    """`text` as a link to the original when there is one (a relative, percent-encoded URL: see links.py)."""
+    return f'<a href="{_e(href)}">{_e(text)}</a>' if href else _e(text)
+
+
+def _thumb_img(thumb: Thumbnail, alt: str, kind: str) -> str:
+    """A thumbnail (data URI) on the checkerboard the stylesheet draws behind transparent pixels."""
+    # The URI is ours (thumbs.py's base64 of an image it encoded), so it needs no escaping.
+    return f'<img class="thumb {kind}" src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" alt="{_e(alt)}">'
+
+
 def render(data: ReportData) -> Iterator[str]:
     """The whole page, in pieces to be written one after another."""
     css, script = _asset("report.css"), _asset("report.js")
@@ -74,6 +102,7 @@ def render(data: ReportData) -> Iterator[str]:
         "review", "Needs review (least confident first)", data.review, "No answer fell under the confidence threshold."
     )
     yield from _errors(data)
+    yield from _duplicates(data)
     yield from _table(data)
     yield f"<script>{script}</script>\n</body>\n</html>\n"
 
@@ -126,16 +155,17 @@ def _gallery(key: str, title: str, entries: list[Entry], empty: str) -> Iterator
     for entry in entries:
         thumb = entry.thumbnail
         if thumb is not None and thumb.uri is not None:
-            picture = f'<img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" alt="{_e(entry.path)}">'
+            picture = _thumb_img(thumb, entry.path, "card-thumb")
+            if entry.href:  # the path below is the link for keyboards and screen readers; this one is for a click
+                picture = f'<a href="{_e(entry.href)}" tabindex="-1" aria-hidden="true">{picture}</a>'
         else:
             problem = thumb.problem if thumb is not None else "no preview"
             picture = f'<div class="placeholder" role="img" aria-label="{_e(problem)}">{_e(problem)}</div>'
-        flag = entry.verdict if entry.verdict in ("bad", "degraded") else "other"
         yield (
-            f'<figure class="card verdict-{flag}">{picture}<figcaption>'
-            f'<div class="path">{_e(entry.path)}</div><dl>'
+            f'<figure class="card verdict-{_verdict_key(entry)}">{picture}<figcaption>'
+            f'<div class="path">{_linked(entry.path, entry.href)}</div><dl>'
             f"<dt>answer</dt><dd>{_e(entry.answer)}</dd>"
-            f"<dt>verdict</dt><dd>{_e(entry.verdict)}</dd>"
+            f"<dt>verdict</dt><dd>{_badge(entry)}</dd>"
             f"<dt>rating</dt><dd>{_e(entry.rating)}</dd>"
             f"<dt>score</dt><dd>{_num(entry.score)}</dd>"
             f"<dt>confidence</dt><dd>{_num(entry.confidence)}</dd>"
@@ -155,10 +185,51 @@ def _errors(data: ReportData) -> Iterator[str]:
     yield '<th scope="col">message</th></tr></thead>\n<tbody>\n'
     for entry in data.failed:
         yield (
-            f'<tr><td class="path">{_e(entry.path)}</td><td>{_e(entry.error_code)}</td>'
+            f'<tr><td class="path">{_linked(entry.path, entry.href)}</td><td>{_e(entry.error_code)}</td>'
             f"<td>{_e(entry.error)}</td></tr>\n"
         )
     yield "</tbody>\n</table>\n</section>\n"
+
+
+def _duplicates(data: ReportData) -> Iterator[str]:
+    dupes = data.duplicates
+    yield '<section id="duplicates">\n<h2>Duplicates</h2>\n'
+    yield (
+        f'<p><span id="exact-count">{dupes.exact_copies:,}</span> {_files(dupes.exact_copies)} the bytes of an '
+        f'earlier one; <span id="near-count">{dupes.near_copies:,}</span> {_files(dupes.near_copies, "look")} '
+        "like an earlier one (near copies, found by the iqa-dupes check where it is installed).</p>\n"
+    )
+    kinds = [
+        ("exact", "Exact copies (same bytes)", list(dupes.exact.values()), dupes.exact_unlisted, "duplicate_of"),
+        ("near", "Near copies (look alike)", dupes.near, dupes.near_unlisted, "findings"),
+    ]
+    for key, title, groups, unlisted, column in kinds:
+        if not groups:
+            continue
+        yield f'<h3>{_e(title)}</h3>\n<ol class="groups" id="{key}-groups">\n'
+        for group in groups:
+            yield from _group(group)
+        yield "</ol>\n"
+        if unlisted:
+            yield (
+                f'<p class="muted">The first {len(groups):,} groups are listed; {unlisted:,} more copies are in '
+                f"others (every row's <code>{column}</code> is in the Parquet, CSV and JSONL reports).</p>\n"
+            )
+    yield "</section>\n"
+
+
+def _files(count: int, verb: str = "repeat") -> str:
+    return f"file {verb}s" if count == 1 else f"files {verb}"
+
+
+def _group(group: Group) -> Iterator[str]:
+    yield f'<li class="group"><span class="muted">{group.size:,} files</span><ul>'
+    for member in (group.first, *group.copies):
+        note = f' <span class="muted">({_e(member.note)})</span>' if member.note else ""
+        yield f'<li><span class="path">{_linked(member.path, member.href)}</span>{note}</li>'
+    if group.more:
+        yield f'<li class="muted">and {group.more:,} more</li>'
+    yield "</ul></li>\n"
 
 
 # (key for #sort=, header, sorts as number). Keys are ours, never data, so the script may use them.
@@ -188,6 +259,16 @@ def _table(data: ReportData) -> Iterator[str]:
         '<span class="screen">Click a column header to sort; click again to reverse. Add <code>#sort=score</code> '
         "(or <code>#sort=-score</code>, descending) to the address to open the page sorted.</span></p>\n"
     )
+    # Shown by the script (which does the filtering): without it, or on paper, they would do nothing.
+    options = "".join(f'<option value="{key}">{key}</option>' for key in _VERDICT_KEYS)
+    yield (
+        '<div id="table-tools" class="screen" hidden>'
+        '<label for="filter">Filter</label> <input type="search" id="filter" autocomplete="off" spellcheck="false" '
+        'placeholder="text in file, answer or distortions"> '
+        '<label for="verdict-filter">verdict</label> <select id="verdict-filter">'
+        f'<option value="">any</option>{options}</select> '
+        '<span id="filter-count" role="status"></span></div>\n'
+    )
     yield '<table id="images" class="sortable">\n<thead><tr>'
     for key, label, numeric in _COLUMNS:
         kind = ' data-type="number"' if numeric else ""
@@ -200,16 +281,23 @@ def _table(data: ReportData) -> Iterator[str]:
 
 
 def _row(entry: Entry) -> str:
-    if entry.status != "ok":
-        verdict, answer = "error", f"{entry.error_code or 'error'}: {entry.error or ''}"
-    else:
-        verdict, answer = entry.verdict or "", entry.answer
+    answer = f"{entry.error_code or 'error'}: {entry.error or ''}" if entry.status != "ok" else entry.answer
+    key = _verdict_key(entry)
     rating_rank = _RATING_RANK.get(entry.rating or "", "")
     score = "" if entry.score is None else repr(float(entry.score))
     confidence = "" if entry.confidence is None else repr(float(entry.confidence))
+    thumb = entry.table_thumbnail
+    if thumb is not None and thumb.uri is not None:
+        picture = _thumb_img(thumb, "", "mini")  # decorative: the name beside it says what it is
+    elif thumb is not None:
+        picture = f'<span class="mini placeholder" title="{_e(thumb.problem)}">no preview</span>'
+    else:
+        picture = ""
     return (
-        f'<tr><td class="num" data-v="{entry.order}">{entry.order}</td><td class="path">{_e(entry.path)}</td>'
-        f'<td data-v="{_VERDICT_RANK.get(verdict, "")}">{_e(verdict)}</td><td>{_e(answer)}</td>'
+        f'<tr class="verdict-{key}" data-verdict="{key}">'
+        f'<td class="num" data-v="{entry.order}">{entry.order}</td>'
+        f'<td class="path">{picture}{_linked(entry.path, entry.href)}</td>'
+        f'<td data-v="{_VERDICT_RANK.get(key, "")}">{_badge(entry)}</td><td>{_e(answer)}</td>'
         f"<td>{_e(', '.join(entry.distortions))}</td>"
         f'<td data-v="{rating_rank}">{_e(entry.rating)}</td>'
         f'<td class="num" data-v="{score}">{_num(entry.score)}</td>'

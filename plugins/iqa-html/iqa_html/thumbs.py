@@ -1,19 +1,23 @@
-"""Gallery thumbnails: a small upright JPEG as a data URI, or the reason there is none; never raises."""
+"""Thumbnails: small upright images as data URIs (JPEG, or WebP/PNG keeping transparency), or why none; never raises."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
-import os
-import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from iqa_cli.files import NotRegularFile, open_regular
+from PIL import Image, ImageOps, features
 
-THUMB_SIZE = 160  # longest side, CSS pixels
+THUMB_SIZE = 160  # longest side, CSS pixels: the galleries'
+TABLE_THUMB_SIZE = 48  # the table's, beside the file name
+# Images with transparent pixels keep them (the page draws a checkerboard behind thumbnails): WebP where
+# Pillow can write it (an eighth of PNG's size for a 160 px photo), PNG otherwise. Opaque images: JPEG.
+_ALPHA_FORMAT = ("WEBP", "image/webp") if features.check("webp") else ("PNG", "image/png")
 # Pixels the decoder may produce for one preview, checked from the header before anything is decoded
 # (a decompression bomb declares a huge size in a small file). JPEGs count at their draft size: they
 # decode at 1/2 .. 1/8 scale, so a camera file costs a fraction of its full size.
@@ -21,14 +25,11 @@ MAX_PREVIEW_PIXELS = 150_000_000
 # Files larger than this are not read for a preview: iqa's loader refuses them too (file_too_large).
 MAX_PREVIEW_BYTES = 1 << 30
 _CHUNK = 1 << 20
-# Opening must never wait: O_NONBLOCK makes opening a FIFO (a pipe with no writer) return at once
-# instead of blocking until a writer appears; O_NOCTTY keeps a terminal from becoming ours.
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
 class Thumbnail:
-    """A data URI of a JPEG with its size, or `problem` saying why the image has no preview."""
+    """A data URI of the image (JPEG, or WebP/PNG with alpha) with its size, or `problem` saying why there is none."""
 
     uri: str | None = None
     width: int = 0
@@ -53,25 +54,49 @@ _register_heif()
 
 
 def make_thumbnail(path: str, size: int = THUMB_SIZE, *, content_hash: str | None = None) -> Thumbnail:
-    """The image at `path` fitted into size x size, EXIF orientation applied, alpha flattened onto white.
+    """The image at `path` fitted into size x size, EXIF orientation applied, transparency kept.
 
     Only a regular file is read, and opening it never blocks (a file replaced by a FIFO, a device or a
     socket after it was assessed gets a placeholder). With `content_hash` (the row's BLAKE2b-128) a file
     whose bytes are no longer those that were assessed gets a placeholder too, never another picture.
     """
+    return make_thumbnails(path, (size,), content_hash=content_hash)[0]
+
+
+def make_thumbnails(path: str, sizes: Sequence[int], *, content_hash: str | None = None) -> list[Thumbnail]:
+    """`make_thumbnail` at each of `sizes` from one read and one decode (a gallery's and the table's)."""
     try:
         with _open_assessed(path, content_hash) as file:
-            rgb = _preview(file, size)
-        buffer = io.BytesIO()
-        rgb.save(buffer, "JPEG", quality=80, optimize=True)
+            largest = _preview(file, max(sizes))
+        return [_encode(_fitted(largest, size)) for size in sizes]
     except _NoPreview as reason:
-        return Thumbnail(problem=str(reason))
+        problem = str(reason)
     except Image.DecompressionBombError:  # Pillow's own guard, where iqa's loader has not replaced it
-        return Thumbnail(problem="too large to preview")
+        problem = "too large to preview"
     except Exception as exc:  # any decoder failure only costs this image its preview, never the report
-        return Thumbnail(problem=f"no preview ({type(exc).__name__})")
-    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return Thumbnail(uri=uri, width=rgb.width, height=rgb.height)
+        problem = f"no preview ({type(exc).__name__})"
+    return [Thumbnail(problem=problem) for _ in sizes]
+
+
+def _fitted(image: Image.Image, size: int) -> Image.Image:
+    if max(image.size) <= size:
+        return image
+    small = image.copy()
+    small.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return small
+
+
+def _encode(image: Image.Image) -> Thumbnail:
+    """A data URI: WebP or PNG when some pixel is (partly) transparent, else JPEG."""
+    buffer = io.BytesIO()
+    if image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255:
+        kind, mime = _ALPHA_FORMAT
+        image.save(buffer, kind, **({"quality": 80} if kind == "WEBP" else {"optimize": True}))
+    else:
+        mime = "image/jpeg"
+        image.convert("RGB").save(buffer, "JPEG", quality=80, optimize=True)
+    uri = f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return Thumbnail(uri=uri, width=image.width, height=image.height)
 
 
 def _open_assessed(path: str, content_hash: str | None) -> BinaryIO:
@@ -88,26 +113,18 @@ def _open_assessed(path: str, content_hash: str | None) -> BinaryIO:
 
 
 def _open_regular(path: str) -> BinaryIO:
-    """`path` opened for reading if it is a regular file of acceptable size; `_NoPreview` if not.
-
-    Checked twice: `stat` first, so a device is never even opened, then `fstat` on what was opened, which
-    must be that same file: a path swapped for a FIFO or a link to a device in between is refused.
-    """
-    before = os.stat(path)
-    if not stat.S_ISREG(before.st_mode):
-        raise _NoPreview("no preview (not a regular file)")
-    fd = os.open(path, _OPEN_FLAGS)
+    """`path` opened for reading as iqa's loader opens it (a regular file, never waiting on a FIFO or device, the
+    same file that was looked at), of acceptable size; `_NoPreview` if not."""
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
-            raise _NoPreview("no preview (the file changed while it was opened)")
-        if info.st_size > MAX_PREVIEW_BYTES:
-            raise _NoPreview(f"no preview (over {MAX_PREVIEW_BYTES >> 30} GiB)")
-        os.set_blocking(fd, True)  # a regular file: blocking reads, as Pillow expects
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        file, info = open_regular(path)
+    except NotRegularFile as exc:
+        raise _NoPreview(
+            "no preview (the file changed while it was opened)" if exc.swapped else "no preview (not a regular file)"
+        ) from None
+    if info.st_size > MAX_PREVIEW_BYTES:
+        file.close()
+        raise _NoPreview(f"no preview (over {MAX_PREVIEW_BYTES >> 30} GiB)")
+    return file
 
 
 def _digest(file: BinaryIO) -> str:
@@ -122,7 +139,8 @@ def _digest(file: BinaryIO) -> str:
 
 
 def _preview(file: BinaryIO, size: int) -> Image.Image:
-    """The opened image file as an RGB image fitted into size x size; its size checked before any decode."""
+    """The opened image file as RGB, or RGBA where it has alpha, fitted into size x size; its size checked
+    before any decode."""
     with Image.open(file) as image:
         width, height = image.size
         # JPEGs decode at 1/2 .. 1/8 scale, never below the requested size: far faster for camera files.
@@ -132,7 +150,7 @@ def _preview(file: BinaryIO, size: int) -> Image.Image:
             raise _NoPreview(f"too large to preview ({width} x {height})")
         small = _resizable(ImageOps.exif_transpose(image))
         small.thumbnail((size, size), Image.Resampling.LANCZOS)
-        return _flatten(small)
+        return _with_alpha_or_rgb(small)
 
 
 def _resizable(image: Image.Image) -> Image.Image:
@@ -153,10 +171,8 @@ def _resizable(image: Image.Image) -> Image.Image:
     return image
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """RGB for JPEG: transparent parts become white, as most viewers show them."""
+def _with_alpha_or_rgb(image: Image.Image) -> Image.Image:
+    """RGBA when the image has an alpha channel (whether any pixel uses it is decided per size), else RGB."""
     if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return image.convert("RGBA")
     return image.convert("RGB")

@@ -9,20 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from iqa_cli.report.summary import TopK, badness
-from iqa_cli.report.writers import ReportWriter
+from iqa_cli.report.writers import ReportWriter, create_temporary
 
-from iqa_html.data import ERRORS_LISTED, GALLERY_SIZE, TABLE_LIMIT, Entry, ReportData
+from iqa_html.data import ERRORS_LISTED, GALLERY_SIZE, TABLE_LIMIT, TABLE_THUMBS, Entry, ReportData
+from iqa_html.links import relative_href
 from iqa_html.page import render
-from iqa_html.thumbs import THUMB_SIZE, make_thumbnail
+from iqa_html.thumbs import TABLE_THUMB_SIZE, THUMB_SIZE, make_thumbnails
 
 
 class HtmlWriter(ReportWriter):
     """One self-contained HTML page: inline thumbnails, CSS and script, no network access.
 
     Memory does not grow with the collection: totals are counters, the galleries and the table are
-    bounded heaps of compact entries, and thumbnails are made in `close()` for the at most
-    2 x gallery_size images that made a gallery (decoding at arrival would redo the work for every
-    image that is later pushed out, which in a collection that gets worse as it goes is every image).
+    bounded heaps of compact entries, the duplicate groups are the first few of each kind, and
+    thumbnails are made in `close()` for the at most 2 x gallery_size images that made a gallery and
+    the table_thumbs worst rows of the table (decoding at arrival would redo the work for every image
+    that is later pushed out, which in a collection that gets worse as it goes is every image). Links
+    to the originals are made in `close()` too, for the files the page names.
     """
 
     format = "html"
@@ -37,10 +40,15 @@ class HtmlWriter(ReportWriter):
         table_limit: int = TABLE_LIMIT,
         errors_listed: int = ERRORS_LISTED,
         thumb_size: int = THUMB_SIZE,
+        table_thumbs: int = TABLE_THUMBS,
+        table_thumb_size: int = TABLE_THUMB_SIZE,
     ) -> None:
         super().__init__(out_dir, stem)
+        self._out_dir = out_dir
         self._data = ReportData(gallery_size=gallery_size, table_limit=table_limit, errors_listed=errors_listed)
         self._thumb_size = thumb_size
+        self._table_thumbs = table_thumbs
+        self._table_thumb_size = table_thumb_size
         self._worst: TopK[Entry] = TopK(gallery_size)
         self._review: TopK[Entry] = TopK(gallery_size)
         self._table: TopK[Entry] = TopK(table_limit)
@@ -74,6 +82,9 @@ class HtmlWriter(ReportWriter):
         engine = " ".join(str(part) for part in (row.get("engine"), row.get("engine_version")) if part)
         if engine and engine not in data.engines and len(data.engines) < 5:
             data.engines.append(engine)
+        duplicate_of = row.get("duplicate_of")
+        findings = [str(finding) for finding in row.get("findings") or ()]
+        data.duplicates.add(entry.path, entry.file_name, str(duplicate_of) if duplicate_of else None, findings)
         if entry.status != "ok":
             data.errors += 1
             data.error_codes[entry.error_code or "error"] += 1
@@ -98,12 +109,34 @@ class HtmlWriter(ReportWriter):
         data.worst = self._worst.ranked()
         data.review = self._review.ranked()
         data.table = sorted(self._table, key=lambda entry: entry.order)
-        for entry in (*data.worst, *data.review):
-            if entry.thumbnail is None:  # an image in both galleries is decoded once
-                name = entry.file_name or entry.path
-                entry.thumbnail = make_thumbnail(name, self._thumb_size, content_hash=entry.content_hash)
+        self._thumbnails()
+        self._links()
         data.generated_at = datetime.now().astimezone().isoformat(timespec="seconds")
-        with open(self._tmp, "w", encoding="utf-8") as file:
+        # Created afresh, never through a link planted at the temporary name (as iqa's own writers do).
+        with open(create_temporary(self._tmp), "w", encoding="utf-8") as file:
             file.writelines(render(data))
             file.flush()
             os.fsync(file.fileno())
+
+    def _thumbnails(self) -> None:
+        """Gallery thumbnails, and small ones for the worst table rows: one decode per image for both."""
+        data = self._data
+        in_gallery = {id(entry): entry for entry in (*data.worst, *data.review)}
+        ranked = [entry for entry in self._table.ranked() if entry.status == "ok"]  # worst first
+        in_table = {id(entry): entry for entry in ranked[: self._table_thumbs]}
+        for key, entry in {**in_gallery, **in_table}.items():  # an image in both galleries is decoded once
+            sizes = [self._thumb_size] * (key in in_gallery) + [self._table_thumb_size] * (key in in_table)
+            made = make_thumbnails(entry.file_name or entry.path, sizes, content_hash=entry.content_hash)
+            if key in in_gallery:
+                entry.thumbnail = made.pop(0)
+            if key in in_table:
+                entry.table_thumbnail = made.pop(0)
+
+    def _links(self) -> None:
+        """The originals' URLs relative to the report's folder, for each file the page names that is a
+        regular file now: at most the table, the galleries, the listed errors and duplicate groups."""
+        data = self._data
+        for entry in {id(entry): entry for entry in (*data.table, *data.worst, *data.review, *data.failed)}.values():
+            entry.href = relative_href(entry.file_name or entry.path, self._out_dir)
+        for member in data.duplicates.members():
+            member.href = relative_href(member.file_name or member.path, self._out_dir)

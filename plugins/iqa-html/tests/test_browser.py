@@ -7,31 +7,24 @@ import hashlib
 import html
 import json
 import os
-import shutil
-import subprocess
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import pytest
 
 pytest.importorskip("iqa_html", reason="the iqa-html plugin is not installed: pip install -e plugins/iqa-html")
-from pagetools import EVIL_ANSWER, Node, content_hash, failed_row, ok_row, parse_page, save_image
+from browsertools import dump_dom, with_probe
+from pagetools import EVIL_ANSWER, Node, content_hash, failed_row, ok_row, save_image
 
 from iqa_html.writer import HtmlWriter
 
 pytestmark = pytest.mark.browser
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # The file name runs script if it ever becomes markup; no "/" in it, so POSIX filesystems accept it.
 EVIL_FILE = "<img src=x onerror=\"document.title='pwned'\">.png"
 TITLE = "iqa report: 7 images"
-
-
-def _browser() -> str:
-    found = os.environ.get("IQA_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
-    if not found:
-        pytest.skip("chromium not installed: apt-get install chromium")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -92,29 +85,12 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return writer.close()
 
 
-def _dump_dom(url: str, profile: Path) -> Node:
-    """The DOM after the page loaded and its scripts (load handlers included) ran."""
-    command = [
-        _browser(),
-        "--headless",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--dump-dom",
-        url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-3000:]
-    return parse_page(done.stdout)
-
-
 def _column(page: Node, index: int) -> list[str]:
     return [row.find_all("td")[index].text for row in page.by_id("images").find_all("tbody")[0].find_all("tr")]
 
 
 def test_page_shows_summary_galleries_and_no_injected_markup(report: Path, tmp_path: Path) -> None:
-    page = _dump_dom(report.as_uri(), tmp_path / "profile")
+    page = dump_dom(report.as_uri(), tmp_path / "profile")
     counts = {
         key: page.by_id(f"stat-{key}").find_all("dd")[0].text
         for key in ("files", "assessed", "errors", "ok", "degraded", "bad", "review")
@@ -137,25 +113,12 @@ def test_page_shows_summary_galleries_and_no_injected_markup(report: Path, tmp_p
         "img20.png",
     ]
     assert EVIL_ANSWER in worst.text
-    images = page.find_all("img")
-    assert len(images) == 6 and all(i.attrs["src"].startswith("data:image/jpeg;base64,") for i in images)
+    cards = [image for figure in page.find_all("figure") for image in figure.find_all("img")]
+    assert len(cards) == 6 and all(i.attrs["src"].startswith("data:image/jpeg;base64,") for i in cards)
+    minis = page.by_id("images").find_all("img", class_="mini")  # every assessed row's, under TABLE_THUMBS
+    assert len(minis) == 6 and len(page.find_all("img")) == 12
     assert len(page.find_all("script")) == 1 and not page.find_all("b")
     assert "broken.jpg" in page.by_id("errors").text
-
-
-def _with_probe(report: Path, probe: str) -> Path:
-    """A copy of the report with a test script that records what the browser did into <pre id="probe">.
-
-    The page's Content-Security-Policy runs only scripts whose hash it lists, so the probe's is added.
-    """
-    digest = base64.b64encode(hashlib.sha256(probe.encode("utf-8")).digest()).decode("ascii")
-    text = report.read_text(encoding="utf-8")
-    source = html.escape(f"'sha256-{digest}'")  # the CSP sits in an attribute, so its quotes are escaped
-    text = text.replace("script-src ", f"script-src {source} ", 1)
-    text = text.replace("</body>", f"<script>{probe}</script>\n</body>", 1)
-    copy = report.with_name("probe.html")
-    copy.write_text(text, encoding="utf-8")
-    return copy
 
 
 PROBE = """window.addEventListener("load", () => {
@@ -181,7 +144,7 @@ PROBE = """window.addEventListener("load", () => {
 
 
 def test_thumbnails_load_and_clicking_headers_sorts(report: Path, tmp_path: Path) -> None:
-    page = _dump_dom(_with_probe(report, PROBE).as_uri(), tmp_path / "profile")
+    page = dump_dom(with_probe(report, PROBE).as_uri(), tmp_path / "profile")
     probe: dict[str, Any] = json.loads(page.by_id("probe").text)
     # Every gallery thumbnail decoded (a data URI that failed would have naturalWidth 0).
     assert len(probe["images"]) == 6 and all(done and width > 0 for done, width in probe["images"])
@@ -213,7 +176,7 @@ def test_thumbnails_load_and_clicking_headers_sorts(report: Path, tmp_path: Path
 def test_page_opens_sorted_from_the_address(
     report: Path, tmp_path: Path, fragment: str, column: int, expected: list[str]
 ) -> None:
-    page = _dump_dom(report.as_uri() + fragment, tmp_path / "profile")
+    page = dump_dom(report.as_uri() + fragment, tmp_path / "profile")
     assert _column(page, column) == expected
     key = fragment.removeprefix("#sort=").lstrip("-")
     sorted_header = [th for th in page.by_id("images").find_all("th") if th.attrs.get("aria-sort")]
@@ -242,13 +205,15 @@ HOSTILE_TITLE = "iqa report: 8 images"
 REPORT_TAGS = {
     *("html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p", "section", "dl", "dt", "dd"),
     *("div", "span", "strong", "code", "table", "thead", "tbody", "tr", "th", "td", "button", "svg", "rect"),
-    *("figure", "figcaption", "img", "script", "pre"),
+    *("figure", "figcaption", "img", "script", "pre", "a", "label", "input", "select", "option", "h3"),
+    *("ol", "ul", "li"),
 }
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """A report of files with hostile names, answers, EXIF, engine and errors; and the paths as shown."""
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[str]]:
+    """A report of files with hostile names, answers, EXIF, engine and errors; the paths as shown, and as
+    Python holds them."""
     from iqa_cli.images import ExifInfo
     from iqa_cli.report.schema import EngineStamp
 
@@ -285,7 +250,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     out.mkdir()
     writer = HtmlWriter(out)
     writer.write(rows)
-    return writer.close(), [shown for _, shown in paths]
+    return writer.close(), [shown for _, shown in paths], [path for path, _ in paths]
 
 
 # Runs first (from <head>): records any dialog an injected handler opens, then what the page became.
@@ -296,7 +261,8 @@ for (const name of ["alert", "confirm", "prompt", "print", "open"]) {
 window.addEventListener("load", () => {
   const pre = document.createElement("pre");
   pre.id = "probe";
-  pre.textContent = JSON.stringify({ dialogs: window.__dialogs, title: document.title });
+  const links = Array.from(document.querySelectorAll("[href]"), (a) => [a.getAttribute("href"), a.href, a.protocol]);
+  pre.textContent = JSON.stringify({ dialogs: window.__dialogs, title: document.title, links });
   document.body.appendChild(pre);
 });"""
 # Proves the probe sees what runs: inline markup of the test's own that opens a dialog when allowed to.
@@ -322,10 +288,10 @@ def _hostile_copy(report: Path, keep_csp: bool) -> Path:
 
 @pytest.mark.parametrize("keep_csp", [True, False], ids=["with-csp", "without-csp"])
 def test_hostile_names_answers_exif_and_errors_are_inert_and_shown_literally(
-    hostile: tuple[Path, list[str]], tmp_path: Path, keep_csp: bool
+    hostile: tuple[Path, list[str], list[str]], tmp_path: Path, keep_csp: bool
 ) -> None:
-    report, shown_paths = hostile
-    page = _dump_dom(_hostile_copy(report, keep_csp).as_uri(), tmp_path / "profile")
+    report, shown_paths, files = hostile
+    page = dump_dom(_hostile_copy(report, keep_csp).as_uri(), tmp_path / "profile")
     probe: dict[str, Any] = json.loads(page.by_id("probe").text)
     # Nothing from the data ran: no dialog (the canary's shows the probe would see one, where the page's
     # policy does not forbid inline handlers), the title as written.
@@ -347,8 +313,11 @@ def test_hostile_names_answers_exif_and_errors_are_inert_and_shown_literally(
     worst, review = page.by_id("worst"), page.by_id("review")
     thumbnails = worst.find_all("img")  # every file has its thumbnail, found under its name as the row holds it
     assert len(thumbnails) == len(shown_paths) and len(review.find_all("img")) == (len(shown_paths) + 1) // 2
-    assert len(page.find_all("img")) == len(thumbnails) + len(review.find_all("img")) + 1  # and the canary
-    assert all(i.attrs["src"].startswith("data:image/jpeg;base64,") for i in thumbnails + review.find_all("img"))
+    minis = page.by_id("images").find_all("img", class_="mini")
+    assert len(minis) == len(shown_paths) and all(i.attrs["alt"] == "" for i in minis)
+    assert len(page.find_all("img")) == len(thumbnails) + len(review.find_all("img")) + len(minis) + 1  # canary
+    everyone = thumbnails + review.find_all("img") + minis
+    assert all(i.attrs["src"].startswith("data:image/jpeg;base64,") for i in everyone)
 
     # Every string shown as its text, literally: names in the gallery (worst first: run order here), the alt
     # text and the table; no control character or direction override left raw anywhere.
@@ -363,6 +332,18 @@ def test_hostile_names_answers_exif_and_errors_are_inert_and_shown_literally(
     assert f"Engine {HOSTILE_ENGINE[0]} {HOSTILE_ENGINE[1]}, test-engine 1.0." in page.find_all("header")[0].text
     errors = page.by_id("errors").find_all("tbody")[0].find_all("td")
     assert [cell.text for cell in errors[1:]] == [HOSTILE_ERROR[0], HOSTILE_ERROR[1].replace("\x1b", "\\x1b")]
+    # Links to the originals stay links to them: each href relative (no scheme, host or absolute path:
+    # `javascript:alert('js').png` is `..%3A..`), and each, as the browser resolves it, names one of the files,
+    # by its exact bytes; every file is linked from the table, the error row's missing file from nowhere.
+    assert probe["links"], "no links to the originals"
+    linked = set()
+    for written, resolved, protocol in probe["links"]:
+        assert not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:|[/\\]", written) and protocol == "file:", written
+        assert re.fullmatch(r"[A-Za-z0-9_.~%/-]+", written), written  # nothing but percent-encoded segments
+        linked.add(unquote_to_bytes(urlsplit(resolved).path))
+    assert linked == {os.fsencode(os.path.abspath(path)) for path in files}
+    table_links = [a.attrs["href"] for a in page.by_id("images").find_all("a")]
+    assert len(table_links) == len(files)
     # The EXIF strings are not on the page at all (it shows no EXIF column), so they cannot act there.
     text = report.read_text(encoding="utf-8")
     assert all(html.escape(value) not in text and value not in text for value in HOSTILE_EXIF)

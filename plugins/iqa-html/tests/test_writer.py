@@ -17,7 +17,8 @@ from pagetools import EVIL_ANSWER, EVIL_NAME, Node, failed_row, ok_row, parse_pa
 from PIL import Image
 
 import iqa_html.writer as writer_module
-from iqa_html.thumbs import make_thumbnail
+from iqa_html.data import TABLE_THUMBS
+from iqa_html.thumbs import THUMB_SIZE, make_thumbnail, make_thumbnails
 from iqa_html.writer import HtmlWriter
 
 
@@ -138,12 +139,16 @@ def test_strings_from_the_data_are_escaped(tmp_path: Path, photo: Callable[..., 
     text = path.read_text(encoding="utf-8")
     for raw in (EVIL_NAME, "<script>document.title", "<script>alert(2)", "<i>blur</i>", "<b>code</b>", "<img src=y"):
         assert raw not in text
-    # Nothing from the data became an element: one script (ours), one image per gallery card.
+    # Nothing from the data became an element: one script (ours), one image per gallery card and the
+    # table's small one (its alt empty: the name is beside it).
     assert len(page.find_all("script")) == 1
-    assert len(page.find_all("img")) == 2 and not page.find_all("i") and not page.find_all("b")
+    cards = [image for figure in page.find_all("figure") for image in figure.find_all("img")]
+    assert len(cards) == 2 and not page.find_all("i") and not page.find_all("b")
+    assert [image.attrs["alt"] for image in page.find_all("img", class_="mini")] == [""]
+    assert len(page.find_all("img")) == 3
     assert [Path(p).name for p in _gallery_paths(page, "worst")] == [EVIL_NAME]  # shown as text, literally
     assert EVIL_ANSWER in page.by_id("worst").text and "<i>blur</i>" in page.by_id("images").text
-    assert all(image.attrs["alt"] == evil for image in page.find_all("img"))
+    assert all(image.attrs["alt"] == evil for image in cards)
 
 
 def test_file_appears_only_on_close_and_replaces_the_old_one_atomically(
@@ -166,12 +171,15 @@ def test_galleries_are_bounded_and_only_their_images_are_decoded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[str] = []
+    at_gallery_size: list[str] = []
 
-    def counting(path: str, size: int, **kw: Any) -> Any:
+    def counting(path: str, sizes: list[int], **kw: Any) -> Any:
         decoded.append(path)
-        return make_thumbnail(path, size, **kw)
+        if THUMB_SIZE in sizes:
+            at_gallery_size.append(path)
+        return make_thumbnails(path, sizes, **kw)
 
-    monkeypatch.setattr(writer_module, "make_thumbnail", counting)
+    monkeypatch.setattr(writer_module, "make_thumbnails", counting)
     rng = np.random.default_rng(0)
     scores, confidences = rng.permutation(500) / 500, rng.permutation(500) / 500
     rows = [
@@ -190,9 +198,12 @@ def test_galleries_are_bounded_and_only_their_images_are_decoded(
     assert _gallery_paths(page, "worst") == [r["path"] for r in bad[:5]]
     unsure = sorted((r for r in rows if r["needs_review"]), key=lambda r: r["confidence"])
     assert _gallery_paths(page, "review") == [r["path"] for r in unsure[:5]]
-    assert len(decoded) == len(set(decoded)) <= 10
+    assert len(at_gallery_size) == len(set(at_gallery_size)) <= 10
+    # Besides them only the table's worst rows get (small) thumbnails: each image decoded once, for both.
+    assert len(decoded) == len(set(decoded)) <= 10 + TABLE_THUMBS
     # The files do not exist: each card gets a placeholder saying so, and the report is still written.
     assert len(page.find_all("div", class_="placeholder")) == 10 and not page.find_all("img")
+    assert len(page.by_id("images").find_all("span", class_="placeholder")) == TABLE_THUMBS
 
 
 def test_table_keeps_the_worst_rows_when_capped(tmp_path: Path) -> None:
@@ -246,7 +257,12 @@ def test_thumbnails_of_common_kinds(tmp_path: Path, make: str) -> None:
     else:
         Image.new("CMYK", (200, 200), (0, 255, 0, 0)).save(path, format="JPEG")
     thumb = make_thumbnail(str(path), 160)
-    assert thumb.uri is not None and thumb.uri.startswith("data:image/jpeg;base64,"), thumb.problem
+    assert thumb.uri is not None, thumb.problem
+    # Transparency is kept (WebP, or PNG where Pillow has no WebP); everything else is a JPEG.
+    kinds = (
+        ("data:image/webp;base64,", "data:image/png;base64,") if make == "png_alpha" else ("data:image/jpeg;base64,",)
+    )
+    assert thumb.uri.startswith(kinds)
     assert max(thumb.width, thumb.height) == 160 or make == "cmyk"
 
 

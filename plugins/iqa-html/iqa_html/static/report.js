@@ -1,4 +1,5 @@
-// Sorts the images table: click a header (again to reverse), or open the page with #sort=KEY / #sort=-KEY.
+// The images table: sorting (click a header, again to reverse, or open the page with #sort=KEY / #sort=-KEY)
+// and filtering (words in the file, answer or distortions, all of them, any case; and a verdict).
 "use strict";
 (function () {
   const table = document.getElementById("images");
@@ -56,4 +57,41 @@
   }
   window.addEventListener("hashchange", sortFromHash);
   sortFromHash();
+
+  const tools = document.getElementById("table-tools");
+  const filter = document.getElementById("filter");
+  const verdict = document.getElementById("verdict-filter");
+  const count = document.getElementById("filter-count");
+  if (!tools || !filter || !verdict || !count) return;
+  const searched = ["file", "answer", "distortions"].map((key) => headers.findIndex((th) => th.dataset.key === key));
+  const texts = new Map(); // row -> its searched text, lower case; rows never change, only their order does
+
+  function textOf(row) {
+    let text = texts.get(row);
+    if (text === undefined) {
+      text = searched.map((index) => (index < 0 ? "" : row.cells[index].textContent)).join("\n").toLowerCase();
+      texts.set(row, text);
+    }
+    return text;
+  }
+
+  function applyFilter() {
+    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    const wanted = verdict.value;
+    let shown = 0;
+    for (const row of body.rows) {
+      const text = textOf(row);
+      const match = (!wanted || row.dataset.verdict === wanted) && words.every((word) => text.includes(word));
+      row.hidden = !match;
+      shown += match;
+    }
+    const total = body.rows.length;
+    count.textContent = shown === total ? "" : `${shown.toLocaleString()} of ${total.toLocaleString()} rows shown`;
+    table.dataset.shown = String(shown);
+  }
+
+  filter.addEventListener("input", applyFilter);
+  verdict.addEventListener("change", applyFilter);
+  tools.hidden = false; // the controls work only with this script, so they appear only with it
+  if (filter.value || verdict.value) applyFilter(); // a browser may restore typed values on reload
 })();
