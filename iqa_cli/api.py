@@ -19,7 +19,7 @@ from iqa_cli.engines.base import Engine, EngineOptions
 from iqa_cli.errors import UsageError
 from iqa_cli.plugins import AUTO, create_engine, writers
 from iqa_cli.plugins import checks as plugin_checks
-from iqa_cli.report.schema import SCHEMA, ReportRow, safe_text
+from iqa_cli.report.schema import SCHEMA, ReportRow, writable_cell
 from iqa_cli.report.summary import Summary
 from iqa_cli.report.writers import ReportWriter
 
@@ -263,13 +263,5 @@ class _Borrowed:
         pass
 
 
-def _utf8(value: Any) -> Any:
-    if isinstance(value, str):
-        return safe_text(value)
-    if isinstance(value, list):
-        return [_utf8(item) for item in value]
-    return value
-
-
 def _utf8_row(row: ReportRow) -> dict[str, Any]:
-    return {name: _utf8(value) for name, value in row.items()}
+    return {name: writable_cell(value) for name, value in row.items()}

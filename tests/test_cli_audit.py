@@ -275,10 +275,10 @@ def test_an_interrupted_rerun_keeps_every_row_the_store_has(tmp_path: Path, sign
 def test_summary_prints_bracketed_text_literally(photos: Path, tmp_path: Path, monkeypatch) -> None:
     # Rich would swallow "[depictqa]" as a markup tag; the engine note must reach the user intact.
     monkeypatch.setattr(
-        "iqa_cli.cli.options.create_engine", _signal_with_note("install it with pip install 'iqa-cli[depictqa]'")
+        "iqa_cli.cli.options.create_engine", _signal_with_note("install it with pip install '.[depictqa]'")
     )
     code, out, _ = audit(str(photos / "clean.png"), "--out", str(tmp_path), "--workers", "0")
-    assert code == 0 and "'iqa-cli[depictqa]'" in out
+    assert code == 0 and "'.[depictqa]'" in out
 
 
 def _signal_with_note(note: str):
@@ -325,3 +325,23 @@ def test_a_spawned_worker_does_not_import_the_cli(how: str) -> None:
     probe = f"import runpy, sys; {run}; print(sorted({{'typer', 'rich', 'pyarrow'}} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_reports_name_files_absolutely_whatever_folder_they_are_read_from(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path as typed (relative) would name other files for an `iqa report --export` run elsewhere."""
+    monkeypatch.chdir(photos.parent)
+    out = tmp_path / "out"
+    code, _, err = audit(photos.name, "--out", str(out), "--workers", "0", "--quiet", "--format", "parquet,jsonl")
+    assert code == 0, err
+    rows = pd.read_parquet(out / "report.parquet")
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in rows["path"])
+    assert set(rows["root"]) == {photos.name}  # as typed, for display
+    assert [json.loads(line)["root"] for line in (out / "report.jsonl").read_text().splitlines()] == list(rows["root"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, exported, err = invoke_iqa("report", str(out), "--export", "-")
+    assert code == 0, err
+    assert exported.split() == list(rows["path"])

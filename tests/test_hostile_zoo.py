@@ -128,11 +128,11 @@ def test_files_deleted_or_changed_mid_run(tmp_path: Path, monkeypatch: pytest.Mo
     photos.mkdir()
     for name in ("a_vanishes.png", "b_shrinks.png", "c_grows.png", "d_fine.png"):
         Image.new("RGB", (32, 32), (200, 100, 50)).save(photos / name)
-    real_discover = iqa_cli.audit.run.discover
+    real_discover = iqa_cli.audit.run.discover_with_roots
 
     def discover(*args: Any, **kwargs: Any) -> Iterator[Any]:
         # Between discovery and decoding (workers=0 decodes each file right after it is found).
-        for item in real_discover(*args, **kwargs):
+        for root, item in real_discover(*args, **kwargs):
             name = getattr(item, "name", "")
             if name == "a_vanishes.png":
                 item.unlink()
@@ -140,9 +140,9 @@ def test_files_deleted_or_changed_mid_run(tmp_path: Path, monkeypatch: pytest.Mo
                 item.write_bytes(item.read_bytes()[:60])
             elif name == "c_grows.png":
                 item.write_bytes(png_header_only(60_000, 60_000))
-            yield item
+            yield root, item
 
-    monkeypatch.setattr(iqa_cli.audit.run, "discover", discover)
+    monkeypatch.setattr(iqa_cli.audit.run, "discover_with_roots", discover)
     summary, rows = audit([photos], tmp_path / "out", workers=0)
     codes = {Path(r["path"]).name: r["error_code"] for r in rows}
     assert codes == {

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import errno
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -274,6 +276,20 @@ def _tiny_photos(folder: Path, count: int) -> Path:
     return folder
 
 
+def _wrap_store_connection(monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Any], Any]) -> None:
+    """Every store the run opens gets `wrap(connection)` as its connection: a disk or a file failing on cue."""
+    from iqa_cli.audit.store import ResultStore
+
+    real_open = ResultStore.open.__func__  # type: ignore[attr-defined]
+
+    def open_wrapped(cls: type[ResultStore], *args: object, **kwargs: object) -> ResultStore:
+        store = real_open(cls, *args, **kwargs)
+        store._db = wrap(store._db)
+        return store
+
+    monkeypatch.setattr(ResultStore, "open", classmethod(open_wrapped))
+
+
 @pytest.mark.parametrize("rerun", [False, True])
 def test_a_store_damaged_past_its_first_page_is_set_aside_and_rebuilt(tmp_path: Path, rerun: bool) -> None:
     import pandas as pd
@@ -303,12 +319,9 @@ def test_a_store_failing_during_a_run_is_one_line_and_keeps_the_earlier_reports(
 ) -> None:
     import sqlite3
 
-    from iqa_cli.audit.store import ResultStore
-
     photos, out = _tiny_photos(tmp_path / "photos", 20), tmp_path / "out"
     assert _audit(photos, out, "--quiet")[0] == 0
     before = {p.name: p.read_bytes() for p in out.glob("report.*")}
-    real_open = ResultStore.open.__func__  # type: ignore[attr-defined]
 
     class DamagedLater:
         """The store's connection, failing its lookups after a few: the file was damaged after the check at open."""
@@ -326,12 +339,7 @@ def test_a_store_failing_during_a_run_is_one_line_and_keeps_the_earlier_reports(
         def __getattr__(self, name: str) -> object:
             return getattr(self.db, name)
 
-    def open_damaged_later(cls: type[ResultStore], *args: object, **kwargs: object) -> ResultStore:
-        store = real_open(cls, *args, **kwargs)
-        store._db = DamagedLater(store._db)  # type: ignore[assignment]
-        return store
-
-    monkeypatch.setattr(ResultStore, "open", classmethod(open_damaged_later))
+    _wrap_store_connection(monkeypatch, DamagedLater)
     code, _, err = _audit(photos, out)
     assert code == 1 and "damaged during this run" in err and "Traceback" not in err, err
     assert {p.name: p.read_bytes() for p in out.glob("report.*")} == before
@@ -439,12 +447,9 @@ def test_a_full_disk_under_the_store_is_one_line_and_keeps_the_previous_reports(
 ) -> None:
     import sqlite3
 
-    from iqa_cli.audit.store import ResultStore
-
     photos, out = _tiny_photos(tmp_path / "photos", 12), tmp_path / "out"
     assert _audit(photos, out, "--quiet")[0] == 0
     before = {p.name: p.read_bytes() for p in out.glob("report.*")}
-    real_open = ResultStore.open.__func__  # type: ignore[attr-defined]
 
     class FillsUp:
         """The store's connection on a disk that fills after the first commit, as SQLite reports it."""
@@ -461,12 +466,7 @@ def test_a_full_disk_under_the_store_is_one_line_and_keeps_the_previous_reports(
         def __getattr__(self, name: str) -> object:
             return getattr(self.db, name)
 
-    def open_filling(cls: type[ResultStore], *args: object, **kwargs: object) -> ResultStore:
-        store = real_open(cls, *args, **kwargs)
-        store._db = FillsUp(store._db)  # type: ignore[assignment]
-        return store
-
-    monkeypatch.setattr(ResultStore, "open", classmethod(open_filling))
+    _wrap_store_connection(monkeypatch, FillsUp)
     code, _, err = _audit(photos, out, "--rerun", "--batch-size", "2")
     assert code == 1 and "disk is full" in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1

@@ -42,6 +42,7 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _BASE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
 # HEIC/HEIF decode only through pillow-heif (the `heif` extra); load.py registers its opener when it
@@ -94,9 +95,43 @@ def discover(
 ) -> Iterator[Path | DiscoveryProblem]:
     """Yield the image files under `paths` (files and folders, mixed), and problems, lazily.
 
-    See the module docstring for the order, filters, links and problem codes.
+    See the module docstring for the order, filters, links and problem codes. Paths come out as given (a
+    relative folder gives relative paths); `discover_with_roots` makes them absolute and says where each came from.
     """
-    options = _Options(
+    options = _options(
+        recursive=recursive,
+        include=include,
+        exclude=exclude,
+        include_hidden=include_hidden,
+        extensions=extensions,
+        follow_outside=follow_outside,
+    )
+    seen = _Seen()
+    for given in paths:
+        yield from _given(Path(given), options, seen)
+
+
+def discover_with_roots(paths: Iterable[str | Path], **options: Any) -> Iterator[tuple[str, Path | DiscoveryProblem]]:
+    """`discover`, with every path made absolute (so a report names the same files from any folder) and paired
+    with the path it was found under, as given (for display): (root, file or problem)."""
+    seen = _Seen()
+    settings = _options(**options)
+    for given in paths:
+        root = str(given)
+        for item in _given(Path(os.path.abspath(given)), settings, seen):
+            yield root, item
+
+
+def _options(
+    *,
+    recursive: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    extensions: Iterable[str] | None = None,
+    follow_outside: bool = True,
+) -> _Options:
+    return _Options(
         recursive=recursive,
         include=tuple(p.lower() for p in include),
         exclude=tuple(p.lower() for p in exclude),
@@ -104,32 +139,33 @@ def discover(
         extensions=IMAGE_EXTENSIONS if extensions is None else _normalise_extensions(extensions),
         follow_outside=follow_outside,
     )
-    seen = _Seen()
-    for given in paths:
-        path = Path(given)
-        if not follow_outside and os.path.islink(path) and not _inside(path, os.path.realpath(path.parent)):
-            yield _outside(path)
-            continue
-        try:
-            info = os.stat(path)
-        except FileNotFoundError:
-            if os.path.islink(path):
-                yield DiscoveryProblem(str(path), "broken_link", "the link points to nothing")
-            else:
-                yield DiscoveryProblem(str(path), "not_found", "no such file or folder; check the path")
-            continue
-        except OSError as exc:
-            yield DiscoveryProblem(str(path), "unreadable", f"cannot examine the path: {exc.strerror or exc}")
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            yield from _walk(path, (info.st_dev, info.st_ino), options, seen)
-        elif stat.S_ISREG(info.st_mode):
-            key = (info.st_dev, info.st_ino)
-            if key not in seen.files and not _walked_already(Path(os.path.realpath(path)), options, seen):
-                seen.files.add(key)
-                yield path
+
+
+def _given(path: Path, options: _Options, seen: _Seen) -> Iterator[Path | DiscoveryProblem]:
+    """One path given: a file, a folder walked, or a problem."""
+    if not options.follow_outside and os.path.islink(path) and not _inside(path, os.path.realpath(path.parent)):
+        yield _outside(path)
+        return
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            yield DiscoveryProblem(str(path), "broken_link", "the link points to nothing")
         else:
-            yield DiscoveryProblem(str(path), "not_a_file", "not a regular file or folder (a pipe or device?)")
+            yield DiscoveryProblem(str(path), "not_found", "no such file or folder; check the path")
+        return
+    except OSError as exc:
+        yield DiscoveryProblem(str(path), "unreadable", f"cannot examine the path: {exc.strerror or exc}")
+        return
+    if stat.S_ISDIR(info.st_mode):
+        yield from _walk(path, (info.st_dev, info.st_ino), options, seen)
+    elif stat.S_ISREG(info.st_mode):
+        key = (info.st_dev, info.st_ino)
+        if key not in seen.files and not _walked_already(Path(os.path.realpath(path)), options, seen):
+            seen.files.add(key)
+            yield path
+    else:
+        yield DiscoveryProblem(str(path), "not_a_file", "not a regular file or folder (a pipe or device?)")
 
 
 def _normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:

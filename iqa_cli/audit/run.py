@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from iqa_cli.audit.discover import DiscoveryProblem, discover
+from iqa_cli.audit.discover import DiscoveryProblem, discover_with_roots
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, CheckFailed, Outcome, Prefetcher, WorkerSpec, default_workers
@@ -110,6 +110,8 @@ def run_audit(
     def write(outcomes: list[Outcome]) -> None:
         nonlocal failed, last_written
         rows = batch.rows(outcomes)
+        for outcome, row in zip(outcomes, rows, strict=True):
+            row["root"] = sources.roots.pop(outcome.key, None)
         try:
             for writer in list(writers):
                 try:
@@ -163,7 +165,7 @@ def run_audit(
                     # The reports get the remembered row of every file this run did not reach, so an interrupted
                     # run (a --rerun too) never leaves a shorter report than the store can give. Only replays, no
                     # decoding. A further Ctrl-C here means "stop now": complete earlier reports are then kept.
-                    for chunk in _chunks(_Sources(settings, store, key).remembered(after=last_written), HELD_ROWS):
+                    for chunk in _chunks(sources.remembered(store, after=last_written), HELD_ROWS):
                         if stop_signals.later:
                             insisted = any(writer.path.exists() for writer in writers)
                             break
@@ -343,7 +345,8 @@ class _Rewalkable:
 class _Sources:
     """The run's work items in discovery order: paths to load, and ready outcomes (problems, replays).
 
-    `stats` holds the stat taken before each path was read, for the store, only while it is in flight.
+    `stats` holds the stat taken before each path was read, for the store, and `roots` the path given that each
+    was found under, for its row, only while it is in flight.
     """
 
     def __init__(self, settings: AuditSettings, store: ResultStore | None, key: str) -> None:
@@ -351,35 +354,42 @@ class _Sources:
         self.store = store
         self.key = key
         self.stats: dict[int, os.stat_result | None] = {}
+        self.roots: dict[int, str] = {}
 
     def items(self) -> Iterator[tuple[int, str] | Outcome]:
-        for key, item in self._found():
+        for key, root, item in self._found():
+            self.roots[key] = root
             if isinstance(item, DiscoveryProblem):
                 yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
                 continue
-            st, replayed = self._replay(item)
+            st, replayed = self._replay(item, self.store)
             if replayed is not None:
                 yield Outcome(key, FileFacts(path=item), replayed=replayed)
             else:
                 self.stats[key] = st
                 yield key, item
 
-    def remembered(self, *, after: int) -> Iterator[Outcome]:
-        """The discovery walked again from key `after` + 1: the store's row of each unchanged file and the
+    def remembered(self, store: ResultStore, *, after: int) -> Iterator[Outcome]:
+        """The discovery walked again from key `after` + 1: `store`'s row of each unchanged file and the
         problems, skipping files that would need work. Settings's `paths` must be walkable twice (a list)."""
-        for key, item in self._found():
+        self.stats.clear()
+        self.roots.clear()  # of outcomes that were in flight: they come again, with their roots
+        for key, root, item in self._found():
             if key <= after:
                 continue
             if isinstance(item, DiscoveryProblem):
+                self.roots[key] = root
                 yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
                 continue
-            _, replayed = self._replay(item)
+            _, replayed = self._replay(item, store)
             if replayed is not None:
+                self.roots[key] = root
                 yield Outcome(key, FileFacts(path=item), replayed=replayed)
 
-    def _found(self) -> Iterator[tuple[int, str | DiscoveryProblem]]:
+    def _found(self) -> Iterator[tuple[int, str, str | DiscoveryProblem]]:
+        """(key, root given, absolute path or problem) in discovery order, up to the --limit'th file."""
         s = self.settings
-        found = discover(
+        found = discover_with_roots(
             s.paths,
             recursive=s.recursive,
             include=s.include,
@@ -388,22 +398,22 @@ class _Sources:
             follow_outside=s.follow_outside,
         )
         files = 0
-        for key, item in enumerate(found):
+        for key, (root, item) in enumerate(found):
             if isinstance(item, DiscoveryProblem):
-                yield key, item
+                yield key, root, item
                 continue
             if s.limit is not None and files >= s.limit:
                 return
             files += 1
-            yield key, str(item)
+            yield key, root, str(item)
 
-    def _replay(self, path: str) -> tuple[os.stat_result | None, ReportRow | None]:
-        """The file's stat before it is read, and its remembered row when it is unchanged."""
+    def _replay(self, path: str, store: ResultStore | None) -> tuple[os.stat_result | None, ReportRow | None]:
+        """The file's stat before it is read, and its remembered row in `store` when it is unchanged."""
         try:
             st: os.stat_result | None = os.stat(path)
         except OSError:
             return None, None  # the loader will say what is wrong with it
-        replayed = self.store.replay(path, st, self.key) if self.store is not None and st is not None else None
+        replayed = store.replay(path, st, self.key) if store is not None and st is not None else None
         return st, replayed
 
 

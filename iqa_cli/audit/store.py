@@ -75,7 +75,7 @@ RETRIED_CODES = frozenset(
 # Bump when the table layout changes; the row layout is covered by the schema fingerprint.
 _FORMAT = 1
 # A row is stored per content, for every path with those bytes: the columns of the path come from the path.
-_PATH_COLUMNS = ("path", "path_bytes")
+_PATH_COLUMNS = ("path", "path_bytes", "root")
 _STORED = [name for name, _, _ in COLUMNS if name not in _PATH_COLUMNS]
 _TIMESTAMPS = frozenset(name for name, dtype, _ in COLUMNS if pa.types.is_timestamp(dtype))
 _SCHEMA_FINGERPRINT = hashlib.blake2b(
@@ -293,7 +293,9 @@ def _encode(row: Mapping[str, Any]) -> str:
 
 
 def _decode(text: str, path: str | None) -> ReportRow:
-    row: dict[str, Any] = dict.fromkeys(_PATH_COLUMNS) if path is None else path_columns(path)  # as a fresh row
+    row: dict[str, Any] = dict.fromkeys(_PATH_COLUMNS)  # the path's own columns: as a fresh row has them
+    if path is not None:
+        row.update(path_columns(path))
     row.update(zip(_STORED, json.loads(text), strict=True))
     for name in _TIMESTAMPS:
         if row[name] is not None:

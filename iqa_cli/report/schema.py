@@ -23,8 +23,9 @@ def _list_of(item: pa.DataType) -> pa.DataType:
 
 # (name, type, meaning). The README's schema table is generated from this list by tests/test_docs.py.
 COLUMNS: list[tuple[str, pa.DataType, str]] = [
-    ("path", pa.string(), "file path as discovered (bytes that are not UTF-8 as `\\xNN`; JSONL keeps them exactly)"),
+    ("path", pa.string(), "absolute file path (bytes that are not UTF-8 as `\\xNN`; JSONL keeps them exactly)"),
     ("path_bytes", pa.binary(), "the path's exact bytes when it is not valid UTF-8, else null (hex in CSV and JSONL)"),
+    ("root", pa.string(), "the file, folder or list entry given, as typed, under which the file was found"),
     ("status", pa.string(), "`ok` when the image was assessed, `error` when it could not be"),
     ("error_code", pa.string(), "short stable code when status is error (e.g. `truncated`, `not_an_image`)"),
     ("error", pa.string(), "what went wrong, for people"),
@@ -85,6 +86,7 @@ class ReportRow(TypedDict):
 
     path: str
     path_bytes: bytes | None
+    root: str | None
     status: str
     error_code: str | None
     error: str | None
@@ -152,6 +154,15 @@ def safe_text(text: str) -> str:
     return _SURROGATES.sub(_escaped, text) if _SURROGATES.search(text) else text
 
 
+def writable_cell(value: Any) -> Any:
+    """A cell with its text (lists' items too) writable as UTF-8 (`safe_text`); other values as they are."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, list):
+        return [writable_cell(item) for item in value]
+    return value
+
+
 def path_columns(path: str) -> dict[str, Any]:
     """The `path` and `path_bytes` columns of a file name as Python holds it (os.fsdecode's text, where the
     bytes of a name that is not UTF-8 are lone surrogates): readable text, and the exact bytes when needed."""
@@ -176,6 +187,7 @@ def file_columns(facts: FileFacts) -> dict[str, Any]:
     exif = facts.exif
     return {
         **path_columns(facts.path),
+        "root": None,  # known to the run, which sets it
         "file_size": facts.file_size,
         "content_hash": facts.content_hash,
         "width": facts.width,

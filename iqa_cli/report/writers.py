@@ -25,7 +25,7 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iqa_cli.report.schema import SCHEMA, safe_text
+from iqa_cli.report.schema import SCHEMA, safe_text, writable_cell
 
 LIST_SEPARATOR = "; "
 
@@ -165,17 +165,8 @@ class ParquetWriter(ReportWriter):
             self._sink.close()
 
 
-def _utf8(value: Any) -> Any:
-    """A cell with its text (lists' items too) writable as UTF-8."""
-    if isinstance(value, str):
-        return safe_text(value)
-    if isinstance(value, list):
-        return [_utf8(item) for item in value]
-    return value
-
-
 def _utf8_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _utf8(value) for name, value in row.items()}
+    return {name: writable_cell(value) for name, value in row.items()}
 
 
 # A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(...) in a file name).
