@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder holding the tiny DepictQA checkpoint set in both variants, built once per session."""
-    pytest.importorskip("torch", reason="the DepictQA fixture needs torch (pip install 'iqa-cli[depictqa]')")
+    pytest.importorskip("torch", reason="the DepictQA fixture needs torch (pip install '.[depictqa]')")
     from iqa_cli.testing.tiny_depictqa import build_tiny_models
 
     root = tmp_path_factory.getbasetemp() / "depictqa-tiny"

@@ -177,3 +177,17 @@ def test_pick_pair_draws_allowed_pairs_with_severity_1_to_3() -> None:
         seen.add((c1, c2))
     assert len(seen) == 78
     assert pick_pair(9) == pick_pair(9)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (5, 9, 3), (128, 96, 1)])
+def test_the_numpy_filters_are_scipys_bit_for_bit(shape: tuple[int, int, int]) -> None:
+    """The distortions need no scipy at run time; its filters are the reference (scipy is in the test extra)."""
+    from scipy import ndimage
+
+    from iqa_cli.evaluation.distortions import _box3, _gauss
+
+    x = np.random.default_rng(sum(shape)).random(shape)
+    for sigma in (0.5, 1.0, 2.3, 4.0):
+        assert np.array_equal(_gauss(x, sigma), ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0), mode="nearest"))
+    # The box mean's last bits depend on scipy's summation order, which has changed between releases.
+    np.testing.assert_allclose(_box3(x), ndimage.uniform_filter(x, size=(3, 3, 1), mode="mirror"), rtol=0, atol=1e-15)

@@ -31,6 +31,7 @@ from iqa_cli.evaluation.metrics import (
     score,
     spearman,
 )
+from iqa_cli.install import install_hint
 from iqa_cli.testing.engines import ScriptedEngine
 
 runner = CliRunner()
@@ -283,7 +284,7 @@ def test_plot_without_matplotlib_is_one_line(labelled: Path, tmp_path: Path, mon
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
     args = ["eval", str(labelled), "--out", str(tmp_path / "e"), "-j", "0", "--plot", str(tmp_path / "p.png")]
     result = runner.invoke(app, args, env={"COLUMNS": "400"})
-    assert result.exit_code == 2 and "pip install 'iqa-cli[plot]'" in result.stderr
+    assert result.exit_code == 2 and install_hint("plot") in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

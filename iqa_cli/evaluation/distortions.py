@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance
-from scipy import ndimage
 
 from iqa_cli.categories import CATEGORIES  # noqa: F401  (re-exported; the one copy lives in a light module)
 
@@ -33,9 +32,47 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _along(padded: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
+    index = [slice(None)] * padded.ndim
+    index[axis] = slice(start, start + length)
+    return padded[tuple(index)]
+
+
 def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
-    # skimage.filters.gaussian: scipy's filter, 'nearest' edges, truncated at 4 sigma, channels apart.
-    return ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0), mode="nearest")
+    """skimage.filters.gaussian as DQ-495K calls it: scipy.ndimage's filter with 'nearest' edges, truncated at 4
+    sigma, rows then columns, channels apart. The same sums in the same order as scipy's symmetric correlation
+    (centre tap, then pairs from the outermost in), so the result is bit for bit scipy's, without scipy."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 / (sigma * sigma) * taps * taps)
+    weights /= weights.sum()
+    out = np.asarray(x, dtype=np.float64)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        widths = [(0, 0)] * out.ndim
+        widths[axis] = (radius, radius)
+        padded = np.pad(out, widths, mode="edge")
+        acc = _along(padded, axis, radius, n) * weights[radius]
+        for j in range(-radius, 0):
+            pair = _along(padded, axis, radius + j, n) + _along(padded, axis, radius - j, n)
+            acc = acc + pair * weights[radius + j]
+        out = acc
+    return out
+
+
+def _box3(x: np.ndarray) -> np.ndarray:
+    """A 3 x 3 box mean with reflect-101 edges, channels apart: scipy.ndimage.uniform_filter(size=(3, 3, 1),
+    mode="mirror") computed as scipy 1.17 does: a running sum along rows, then columns, each output that sum / 3."""
+    out = np.asarray(x, dtype=np.float64)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        widths = [(0, 0)] * out.ndim
+        widths[axis] = (1, 1)
+        padded = np.pad(out, widths, mode="reflect")
+        first = _along(padded, axis, 0, 1) + _along(padded, axis, 1, 1) + _along(padded, axis, 2, 1)
+        steps = _along(padded, axis, 3, n - 1) - _along(padded, axis, 0, n - 1)
+        out = np.cumsum(np.concatenate([first, steps], axis=axis), axis=axis) / 3
+    return out
 
 
 def _shuffle(x: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -287,7 +324,7 @@ def noise_spatially_correlated(img: np.ndarray, severity: int, rng: np.random.Ge
     sigma = [0.08, 0.11, 0.14, 0.18, 0.22][severity - 1]
     noisy = _unit(img) + rng.normal(0, sigma, img.shape)
     # cv2.blur(3x3): box mean, reflect-101 edges (scipy's "mirror").
-    return _to_u8(ndimage.uniform_filter(noisy, size=(3, 3, 1), mode="mirror"))
+    return _to_u8(_box3(noisy))
 
 
 def noise_poisson(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

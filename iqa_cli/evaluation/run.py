@@ -17,11 +17,11 @@ from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.engines.base import Engine
 from iqa_cli.errors import UsageError
 from iqa_cli.evaluation.metrics import Answer, EvalReport, Label, answer_from_row, group_labels
+from iqa_cli.install import install_hint
 from iqa_cli.report.summary import Summary
 from iqa_cli.report.writers import ReportWriter
 
 WRITTEN_TABLES = ("identification", "confidence", "rows")  # each as eval-NAME.FORMAT; the rest are in the summary
-PLOT_INSTALL = "pip install 'iqa-cli[plot]'"
 
 
 def assess_labels(
@@ -90,7 +90,7 @@ def plot_report(report: EvalReport, path: Path) -> Path:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise UsageError(f"--plot needs matplotlib: {PLOT_INSTALL}") from None
+        raise UsageError(f"--plot needs matplotlib: {install_hint('plot')}") from None
     figure = Figure(figsize=(13, 5), layout="constrained")
     FigureCanvasAgg(figure)  # the Agg backend, without touching pyplot's global state
     reliability, bars = figure.subplots(1, 2, width_ratios=(1, 1.6))

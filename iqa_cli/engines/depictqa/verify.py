@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iqa_cli.engines.depictqa.checkpoint import read_checkpoint, state_mismatch
+from iqa_cli.engines.depictqa.checkpoint import checkpoint_problem, read_checkpoint, state_mismatch
 from iqa_cli.engines.depictqa.files import (
     CHECKPOINT,
     CLIP_ARCHIVE,
@@ -28,6 +28,7 @@ from iqa_cli.engines.depictqa.files import (
     vicuna_context_problem,
 )
 from iqa_cli.errors import ModelFilesError, first_line
+from iqa_cli.install import install_hint
 
 
 @dataclass(frozen=True)
@@ -208,11 +209,16 @@ def _check_depictqa(
             folder / CHECKPOINT, num_layers=llm.layers, hidden=llm.hidden, vision_width=vision_width
         )
     except ImportError:
-        report.add(
-            part,
-            "warning",
-            "checkpoint not verified: torch is not installed (pip install 'iqa-cli[depictqa]').",
-        )
+        # Without torch the tensor names still tell a checkpoint from a file that is none.
+        problem = checkpoint_problem(folder / CHECKPOINT, variant)
+        if problem:
+            report.add(part, "error", f"{problem} Re-fetch it with `iqa model download --variant {variant}`.")
+        else:
+            report.add(
+                part,
+                "warning",
+                f"checkpoint not verified: torch is not installed; install it with {install_hint('depictqa')}",
+            )
         return False
     except ModelFilesError as exc:
         report.add(part, "error", str(exc))

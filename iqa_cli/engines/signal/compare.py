@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from skimage.metrics import structural_similarity
 
 from iqa_cli.engines.base import Comparison
 from iqa_cli.engines.signal.decide import brief_answer, decide_many
@@ -24,6 +23,11 @@ SSIM_SHORT_SIDE = 256
 # that wipes out mid-scale detail. As in MS-SSIM, we average a near and a far view (the 256 px copy and
 # its half), which ranks mild noise above heavy blur on every photo of the tests.
 SSIM_SCALES = 2
+# Wang et al.'s SSIM window: a Gaussian of sigma 1.5 over 11 x 11 pixels (radius 5), as skimage's
+# structural_similarity(gaussian_weights=True) has it (truncated at 3.5 sigma).
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)
+SSIM_WINDOW = 2 * SSIM_RADIUS + 1
 # How far apart two measures must be for a clear answer: the difference that gives confidence 0.73
 # (e^1 : 1 odds). An SSIM step of 0.01 is about the smallest a viewer notices on natural photos; the
 # no-reference score moves 0.2 per rating word, so 0.05 is a quarter of a word.
@@ -90,8 +94,10 @@ def fidelity(image: ComparePayload, reference: ComparePayload, name: str = "the 
         h, w = reference.luma.shape
         luma = np.asarray(Image.fromarray(luma).resize((w, h), Image.Resampling.BICUBIC))
     x, y = luma.astype(np.float64), reference.luma.astype(np.float64)
-    if min(x.shape) < 7:
-        raise ValueError(f"{name} is too small ({image.width}x{image.height}) for SSIM (7x7 window)")
+    if min(x.shape) < SSIM_WINDOW:
+        raise ValueError(
+            f"{name} is too small ({image.width}x{image.height}) for SSIM ({SSIM_WINDOW}x{SSIM_WINDOW} window)"
+        )
     ssim = float(np.mean([_ssim(_half(x, k), _half(y, k)) for k in range(SSIM_SCALES)]))
     mse = float(np.mean((x - y) ** 2))
     psnr = 100.0 if mse == 0 else min(100.0, 10.0 * math.log10(255.0**2 / mse))
@@ -102,17 +108,42 @@ def _half(x: np.ndarray, times: int) -> np.ndarray:
     """`x` downsampled 2x `times` times (2x2 means), while it stays large enough for the SSIM window."""
     for _ in range(times):
         h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
-        if min(h, w) < 14:
+        if min(h, w) < 2 * SSIM_WINDOW:
             break
         x = x[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
     return x
 
 
+def _gaussian_taps() -> np.ndarray:
+    taps = np.exp(-0.5 * (np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1) / SSIM_SIGMA) ** 2)
+    return taps / taps.sum()
+
+
+_TAPS = _gaussian_taps()
+
+
+def _windowed(x: np.ndarray) -> np.ndarray:
+    """Gaussian-weighted means of `x` at every position where the whole window lies inside it ([h-10, w-10])."""
+    h, w = x.shape
+    n = SSIM_WINDOW
+    rows = sum(t * x[k : h - n + 1 + k] for k, t in enumerate(_TAPS))
+    return sum(t * rows[:, k : w - n + 1 + k] for k, t in enumerate(_TAPS))
+
+
 def _ssim(x: np.ndarray, y: np.ndarray) -> float:
-    # Wang et al.'s settings: 11x11 Gaussian window (sigma 1.5), population covariances.
-    return float(
-        structural_similarity(x, y, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    )
+    """Mean SSIM of two float64 luma planes (0-255), both at least SSIM_WINDOW on each side.
+
+    Wang et al.'s settings: the 11x11 Gaussian window (sigma 1.5), population covariances, K1 0.01, K2 0.03,
+    averaged over the window positions inside the image: what skimage's structural_similarity(data_range=255,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False) gives, which crops the border it pads.
+    """
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    ux, uy = _windowed(x), _windowed(y)
+    vx = _windowed(x * x) - ux * ux
+    vy = _windowed(y * y) - uy * uy
+    vxy = _windowed(x * y) - ux * uy
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s.mean(dtype=np.float64))
 
 
 def _confidence(margin: float, scale: float) -> float:
