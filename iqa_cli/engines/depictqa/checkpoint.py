@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iqa_cli.engines.depictqa.files import CLIP_REPO, VICUNA_REPO
+from iqa_cli.engines.depictqa.files import CLIP_REPO, VARIANTS, VICUNA_REPO
 from iqa_cli.errors import ModelFilesError, first_line
 
 if TYPE_CHECKING:
@@ -29,6 +33,10 @@ ABSTRACTOR_QUERIES = 64
 ABSTRACTOR_HEADS = 8
 # Most names to show per kind of problem, so one line stays readable for a 7B-sized mismatch.
 _SHOWN = 6
+# A release's pickle (tensor names and storage records) is tens of KB; a bigger one is not a checkpoint's.
+_PICKLE_LIMIT = 16 * 1024 * 1024
+# torch.save's legacy (pre-zip) format opens with this number, pickled on its own.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def lora_key(layer: int, target: str, half: str) -> str:
@@ -151,6 +159,82 @@ def read_checkpoint(path: Path, *, num_layers: int, hidden: int, vision_width: i
         abstractor=abstractor,
         variant=variant,
     )
+
+
+def checkpoint_structure(path: Path) -> str:
+    """The structure of `ckpt.pt`, "abstractor" or "dq495k" (that of DQ495K, QPath and QInst), from its
+    tensor names alone: no torch, no tensor read, so cheap enough for `iqa model info` on a 7B-sized setup.
+
+    Raises ModelFilesError when the file is not a PyTorch checkpoint or holds no DepictQA2 weights. Shapes
+    are not checked here: `read_checkpoint` (and so `iqa model check`) checks every one.
+    """
+    path = Path(path)
+    names = _pickled_strings(path)
+    lacking = [
+        what
+        for what, found in (
+            ("vision_proj.weight", "vision_proj.weight" in names),
+            (f"LoRA tensors under {LORA_PREFIX}", any(n.startswith(LORA_PREFIX + ".") for n in names)),
+        )
+        if not found
+    ]
+    if lacking:
+        raise ModelFilesError(
+            f"{path} is a PyTorch file but not a DepictQA2 checkpoint: it has no {' and no '.join(lacking)}."
+        )
+    return "abstractor" if any(n.startswith(ABSTRACTOR_PREFIX) for n in names) else "dq495k"
+
+
+def checkpoint_problem(path: Path, variant: str) -> str | None:
+    """Why `path` cannot be `variant`'s checkpoint, judged from its tensor names (`checkpoint_structure`),
+    or None when it looks like one."""
+    try:
+        structure = checkpoint_structure(path)
+    except ModelFilesError as exc:
+        return str(exc)
+    if (structure == "abstractor") != (variant == "abstractor"):
+        has = "has" if structure == "abstractor" else "lacks"
+        return f"{path} {has} Abstractor weights, so it is not {VARIANTS[variant]}."
+    return None
+
+
+def _pickled_strings(path: Path) -> set[str]:
+    """Every string in the pickle of a torch.save file (the tensor names among them), read with pickletools,
+    which parses opcodes and runs none: both the zip archive (`<name>/data.pkl`) and the legacy format."""
+    unreadable = (
+        f"{path} is not a PyTorch checkpoint (neither torch.save's zip archive nor its legacy format); "
+        "it may be truncated or corrupted"
+    )
+    try:
+        # Garbage can hold pickle's text opcodes with bad escapes, which warn as they are decoded.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ops = _pickle_ops(path, unreadable)
+    except ModelFilesError:
+        raise
+    except Exception as exc:
+        # Damaged files fail in many ways here: unknown opcodes, truncation, bad UTF-8, a broken zip.
+        raise ModelFilesError(unreadable) from exc
+    return {arg for _, arg, _ in ops if isinstance(arg, str)}
+
+
+def _pickle_ops(path: Path, unreadable: str) -> list[tuple[Any, Any, Any]]:
+    """The opcodes of a torch.save file's object pickle (`pickletools.genops`); ModelFilesError(`unreadable`)
+    when a file that is no zip does not open with the legacy format's magic number."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            pickles = [i for i in archive.infolist() if i.filename.rpartition("/")[2] == "data.pkl"]
+            if len(pickles) != 1 or pickles[0].file_size > _PICKLE_LIMIT:
+                raise ModelFilesError(f"{path} is a zip archive but not a PyTorch checkpoint (no one data.pkl)")
+            return list(pickletools.genops(archive.read(pickles[0])))
+    with path.open("rb") as whole:
+        # The legacy format's pickles come before the tensors' bytes, so a bounded head holds them.
+        f = io.BytesIO(whole.read(_PICKLE_LIMIT))
+        if _LEGACY_MAGIC not in [arg for _, arg, _ in pickletools.genops(f)]:
+            raise ModelFilesError(unreadable)
+        for _ in range(2):  # the protocol version, then the system's facts; the object comes third
+            list(pickletools.genops(f))
+        return list(pickletools.genops(f))
 
 
 def _load_tensors(path: Path) -> dict[str, Tensor]:

@@ -1,12 +1,16 @@
-"""The DepictQA models folder: where each part lives, fetching it, and what is installed (`check.py` verifies it)."""
+"""The DepictQA models folder: where each part lives, fetching it, and what is installed (`verify.py` verifies it)."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iqa_cli.errors import ModelFilesError, UsageError, first_line
 
@@ -182,38 +186,104 @@ def download(
     """Fetch Vicuna-7B v1.5, CLIP ViT-L/14, the variant's checkpoint and (optionally) MiniLM into `root`.
 
     Uses huggingface_hub, so HF_HOME, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply as usual; files
-    already in `root` are not fetched again. `on_item` is told before each repository starts.
+    already in `root` are not fetched again. `on_item` is told before each repository starts. One request
+    first checks that the hub answers at all (within HF_HUB_ETAG_TIMEOUT), so an unreachable host is one
+    ModelFilesError at once rather than huggingface_hub's half a minute of retries per repository; its own
+    log lines and warnings are silenced meanwhile unless HF_HUB_VERBOSITY asks for them.
     """
     import huggingface_hub
+    from huggingface_hub import constants
 
     root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    for item in download_plan(variant, minilm=minilm):
-        if on_item is not None:
-            on_item(item)
-        try:
-            repo_files: list[str] | None = list(huggingface_hub.list_repo_files(item.repo_id))
-        except Exception:
-            # Offline or unreachable: let snapshot_download decide, it reuses what is already local.
-            repo_files = None
-        try:
-            huggingface_hub.snapshot_download(
-                item.repo_id,
-                local_dir=root / item.folder,
-                allow_patterns=allow_patterns(item.kind, repo_files),
-            )
-        except Exception as exc:
-            # huggingface_hub's errors differ between its versions; the message is what the user needs.
-            raise ModelFilesError(
-                f"Could not fetch {item.repo_id} into {root / item.folder}: {first_line(exc)}. "
-                f"{_hub_hint()}Re-run the command to resume; finished files are kept."
-            ) from exc
+    plan = download_plan(variant, minilm=minilm)
+    with _quiet_hub():
+        if not _offline():
+            # The endpoint huggingface_hub read from HF_ENDPOINT when imported, which its calls below use.
+            _require_reachable(constants.ENDPOINT, root)
+        root.mkdir(parents=True, exist_ok=True)
+        for item in plan:
+            if on_item is not None:
+                on_item(item)
+            try:
+                repo_files: list[str] | None = list(huggingface_hub.list_repo_files(item.repo_id))
+            except Exception:
+                # Offline or unreachable: let snapshot_download decide, it reuses what is already local.
+                repo_files = None
+            try:
+                huggingface_hub.snapshot_download(
+                    item.repo_id,
+                    local_dir=root / item.folder,
+                    allow_patterns=allow_patterns(item.kind, repo_files),
+                )
+            except Exception as exc:
+                # huggingface_hub's errors differ between its versions; the message is what the user needs.
+                raise ModelFilesError(
+                    f"Could not fetch {item.repo_id} into {root / item.folder}: {first_line(exc).rstrip('.')}. "
+                    f"{_hub_hint()}Re-run the command to resume; finished files are kept."
+                ) from exc
     return locate(root, variant)
+
+
+# Proxy variables httpx and requests (huggingface_hub's HTTP clients) read, in the order they prefer them.
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+# Loggers that print a line per retry or per failed connection while huggingface_hub works.
+_HUB_LOGGERS = ("huggingface_hub", "httpx", "httpx2", "httpcore", "urllib3")
+
+
+def _require_reachable(endpoint: str, root: Path) -> None:
+    """One request to the hub's endpoint, without retries; any HTTP answer will do. Raises ModelFilesError
+    naming the host and what to do when no answer comes (no DNS, no route, refused, a dead proxy, a timeout)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        # get_session() is huggingface_hub's own client: its proxies, certificates and headers.
+        get_session().request("HEAD", endpoint, timeout=float(constants.HF_HUB_ETAG_TIMEOUT))
+    except Exception as exc:
+        raise ModelFilesError(
+            f"Cannot reach {urlsplit(endpoint).netloc or endpoint} ({type(exc).__name__}: "
+            f"{first_line(exc, 160).rstrip('.')}). {_network_hint(endpoint)} Or copy the files in by hand, "
+            f"into the folders `iqa model info {root}` lists, and run `iqa model check {root}`."
+        ) from exc
+
+
+def _network_hint(endpoint: str) -> str:
+    """What to check when the hub does not answer: the connection, the proxy variables, HF_ENDPOINT."""
+    set_proxies = [name for name in _PROXY_VARIABLES if os.environ.get(name)]
+    proxies = f"{', '.join(set_proxies)} set" if set_proxies else "none of HTTPS_PROXY, HTTP_PROXY, ALL_PROXY is set"
+    if os.environ.get("HF_ENDPOINT"):
+        return f"Check the network connection, the proxy variables ({proxies}) and HF_ENDPOINT ({endpoint})."
+    return f"Check the network connection and the proxy variables ({proxies}), or set HF_ENDPOINT to a mirror."
+
+
+@contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub's log lines (a warning per retry) and Python warnings off for the block, then restored;
+    left alone when HF_HUB_VERBOSITY is set, since then someone asked to see them."""
+    if os.environ.get("HF_HUB_VERBOSITY"):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _HUB_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _offline() -> bool:
+    """Whether HF_HUB_OFFLINE asks huggingface_hub not to touch the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _hub_hint() -> str:
     """A hint about the environment variables that most often explain a failed download."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if _offline():
         return "HF_HUB_OFFLINE is set, so nothing can be downloaded: unset it, or copy the files in by hand. "
     if os.environ.get("HF_ENDPOINT"):
         return f"Downloads go to HF_ENDPOINT={os.environ['HF_ENDPOINT']}; check that it is reachable. "
@@ -225,17 +295,26 @@ def _hub_hint() -> str:
 
 @dataclass(frozen=True)
 class InstalledPart:
-    """One part of the models folder as found on disk (no verification: `check` does that)."""
+    """One part of the models folder as found on disk. `problem` says why a checkpoint that is present cannot
+    be the variant its folder is for (not a PyTorch file, not DepictQA2 weights, Abstractor weights or not);
+    nothing else is verified here (`verify.check` does that)."""
 
     name: str
     repo_id: str
     path: Path
     present: bool
     size_bytes: int
+    problem: str | None = None
 
 
 def info(root: Path) -> list[InstalledPart]:
-    """What is installed under `root`: the base models, every DepictQA variant and MiniLM, with sizes."""
+    """What is installed under `root`: the base models, every DepictQA variant and MiniLM, with sizes.
+
+    Each checkpoint that is present is looked at from its tensor names alone (no torch, no tensor read), so a
+    file that is not a DepictQA2 checkpoint is never listed as a variant."""
+    # checkpoint.py imports this module, so it is imported here, when needed.
+    from iqa_cli.engines.depictqa.checkpoint import checkpoint_problem
+
     root = Path(root).expanduser()
     clip = root / CLIP_DIR if (root / CLIP_DIR).is_dir() or not (root / CLIP_ARCHIVE).is_file() else root / CLIP_ARCHIVE
     parts = [("vicuna", VICUNA_REPO, root / LLM_DIR, "config.json"), ("clip", CLIP_REPO, clip, "config.json")]
@@ -244,7 +323,8 @@ def info(root: Path) -> list[InstalledPart]:
     found = []
     for name, repo, path, marker in parts:
         present = path.is_file() or (path / marker).is_file()
-        found.append(InstalledPart(name, repo, path, present, _size(path) if present else 0))
+        problem = checkpoint_problem(path / CHECKPOINT, name) if present and name in VARIANTS else None
+        found.append(InstalledPart(name, repo, path, present, _size(path) if present else 0, problem))
     return found
 
 
