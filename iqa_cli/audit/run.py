@@ -18,6 +18,7 @@ from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, CheckFailed, Outcome, Prefetcher, WorkerSpec, default_workers
 from iqa_cli.audit.store import ResultStore, cache_key
+from iqa_cli.audit.watch import CountAhead, FoundCallback, decisions
 from iqa_cli.checks import Check, Finding
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
 from iqa_cli.images import FileFacts
@@ -63,8 +64,17 @@ def run_audit(
     engine_note: str = "",
     on_row: RowCallback | None = None,
     on_note: Callable[[str], None] | None = None,
+    on_found: FoundCallback | None = None,
+    on_ready: Callable[[], None] | None = None,
+    on_decision: Callable[[str], None] | None = None,
 ) -> Summary:
     """Assess every image under `settings.paths`, stream rows to `writers`, and return the summary.
+
+    For a live display: `on_found` hears how many files (and discovery problems) have been found, with True
+    once that is the total (walked ahead of the work in a thread when the paths can be walked twice);
+    `on_ready` hears each one as it comes out of the work queue, before its batch; `on_decision` hears
+    what the run chose (engine, batch size, workers) and, at the end, what the store replayed.
+    `summary.timings` has the seconds spent per stage.
 
     With a `store`, an unchanged file's earlier row is replayed (no decoding, no engine) unless
     `settings.rerun`, and every fresh row is recorded batch by batch, so a killed run loses only the
@@ -83,11 +93,27 @@ def run_audit(
         detail=settings.detail,
         extra={"max_pixels": settings.max_pixels, "checks": sorted(c.name for c in checks)},
     )
-    sources = _Sources(settings, store if not settings.rerun else None, key)
+    ahead = CountAhead(_Sources(settings, None, key).walk_again(), on_found)
+    sources = _Sources(settings, store if not settings.rerun else None, key, on_found, ahead)
     batch_size = settings.batch_size or engine.preferred_batch_size
     # Two batches in flight: the workers decode the next batch while the engine works on this one.
     prefetcher = Prefetcher(spec, workers=settings.workers, window=2 * batch_size, file_timeout=settings.file_timeout)
+    if on_decision is not None:
+        for line in decisions(
+            engine,
+            engine_note,
+            batch_size=batch_size,
+            batch_size_given=settings.batch_size is not None,
+            window=prefetcher.window,
+            workers=settings.workers,
+            checks=checks,
+            store=store is not None,
+            rerun=settings.rerun,
+        ):
+            on_decision(line)
     started = time.perf_counter()
+    timings = dict.fromkeys(("discovery", "decode_prepare", "engine", "writing"), 0.0)
+    replayed = 0
     interrupted = False
 
     failed = False  # a writer or the store failed (a full disk): the earlier complete reports are kept
@@ -110,6 +136,7 @@ def run_audit(
     def write(outcomes: list[Outcome]) -> None:
         nonlocal failed, last_written
         rows = batch.rows(outcomes)
+        writing = time.perf_counter()
         for outcome, row in zip(outcomes, rows, strict=True):
             row["root"] = sources.roots.pop(outcome.key, None)
         try:
@@ -131,6 +158,8 @@ def run_audit(
         except Exception:
             failed = True  # keep the earlier complete reports rather than a torn or short set
             raise
+        finally:
+            timings["writing"] += time.perf_counter() - writing
         if outcomes:
             last_written = outcomes[-1].key
 
@@ -142,11 +171,15 @@ def run_audit(
 
     pending: list[Outcome] = []
     ready = 0  # outcomes in `pending` the engine must assess
-    with _StopSignals() as stop_signals:
+    with _StopSignals() as stop_signals, ahead:
         try:
             for outcome in prefetcher.run(sources.items()):
                 pending.append(outcome)
                 ready += outcome.needs_engine
+                timings["decode_prepare"] += outcome.seconds
+                replayed += outcome.replayed is not None
+                if on_ready is not None:
+                    on_ready()
                 # Rows that need no engine (errors, replays) are not held back for long: at most HELD_ROWS of
                 # them wait for the next engine batch, so memory stays bounded and a killed run loses few.
                 if ready >= batch_size or len(pending) - ready >= HELD_ROWS:
@@ -174,11 +207,19 @@ def run_audit(
                 # Nothing found, a writer that failed, or a stop during the carrying over: the earlier reports
                 # are worth more than an empty, torn or short set.
                 keep_earlier = summary.summary.files == 0 or failed or insisted
+                finishing = time.perf_counter()
                 reports = _abandon(writers) if keep_earlier else _finish_all(writers, drop)
+                timings["writing"] += time.perf_counter() - finishing
             finally:
                 if isinstance(settings.paths, _Rewalkable):
                     settings.paths.close()
-    return summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
+    result = summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=reports)
+    # decode_prepare is summed over the workers, which run side by side: it may exceed the total.
+    timings.update(discovery=sources.seconds, engine=batch.seconds, total=result.seconds)
+    result.timings = {name: round(seconds, 4) for name, seconds in timings.items()}
+    if on_decision is not None and store is not None:
+        on_decision(f"results store: {replayed} of {result.files} rows replayed unchanged, nothing decoded for them")
+    return result
 
 
 class _StopSignals:
@@ -284,11 +325,14 @@ def audit_folder(
     checks: Sequence[Check] = (),
     on_note: Callable[[str], None] | None = None,
     on_row: RowCallback | None = None,
+    on_found: FoundCallback | None = None,
+    on_ready: Callable[[], None] | None = None,
+    on_decision: Callable[[str], None] | None = None,
 ) -> Summary:
     """`iqa audit` into the output folder `out`: its results store opened (and locked) first, so a second run
     on the same folder is refused before a model loads; then the engine from `make_engine` (engine, note),
     one writer per class, the run, and the engine closed whatever happens. `on_note` hears the store's notes
-    (a damaged store set aside)."""
+    (a damaged store set aside); it and the other callbacks go on to `run_audit`."""
     out.mkdir(parents=True, exist_ok=True)
     with ResultStore.open(out) as store:
         for note in store.notes:
@@ -306,6 +350,9 @@ def audit_folder(
                 engine_note=engine_note,
                 on_row=on_row,
                 on_note=on_note,
+                on_found=on_found,
+                on_ready=on_ready,
+                on_decision=on_decision,
             )
         finally:
             engine.close()
@@ -319,6 +366,11 @@ class _Rewalkable:
         self._fixed = paths if isinstance(paths, (list, tuple)) else None
         self._source = iter(paths)
         self._taken: IO[bytes] | None = None
+
+    @property
+    def fixed(self) -> bool:
+        """The paths are a list: walking them again, even from another thread, reads no stream."""
+        return self._fixed is not None
 
     def __iter__(self) -> Iterator[str]:
         if self._fixed is not None:
@@ -349,15 +401,25 @@ class _Sources:
     was found under, for its row, only while it is in flight.
     """
 
-    def __init__(self, settings: AuditSettings, store: ResultStore | None, key: str) -> None:
+    def __init__(
+        self,
+        settings: AuditSettings,
+        store: ResultStore | None,
+        key: str,
+        on_found: FoundCallback | None = None,
+        ahead: CountAhead | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.key = key
+        self.on_found = on_found
+        self.ahead = ahead
+        self.seconds = 0.0  # spent walking, in stat and in the store's lookups
         self.stats: dict[int, os.stat_result | None] = {}
         self.roots: dict[int, str] = {}
 
     def items(self) -> Iterator[tuple[int, str] | Outcome]:
-        for key, root, item in self._found():
+        for key, root, item in self._walked():
             self.roots[key] = root
             if isinstance(item, DiscoveryProblem):
                 yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
@@ -386,6 +448,32 @@ class _Sources:
                 self.roots[key] = root
                 yield Outcome(key, FileFacts(path=item), replayed=replayed)
 
+    def _walked(self) -> Iterator[tuple[int, str, str | DiscoveryProblem]]:
+        """`_found`, timed, and counted for `on_found` (unless `ahead` counts), which hears the total at the end."""
+        found, count = self._found(), 0
+        counted_ahead = self.ahead is not None and self.ahead.counting
+        while True:
+            started = time.perf_counter()
+            item = next(found, None)
+            self.seconds += time.perf_counter() - started
+            if item is None:
+                break
+            count += 1
+            if self.on_found is not None and not counted_ahead:
+                self.on_found(count, False)
+            yield item
+        if self.ahead is not None:
+            self.ahead.walked.set()
+        if self.on_found is not None:
+            self.on_found(count, True)
+
+    def walk_again(self) -> Callable[[], Iterator[object]] | None:
+        """A second walk of the same paths, independent of the run's (from another thread): where they are a list."""
+        paths = self.settings.paths
+        if isinstance(paths, (list, tuple)) or (isinstance(paths, _Rewalkable) and paths.fixed):
+            return self._found
+        return None
+
     def _found(self) -> Iterator[tuple[int, str, str | DiscoveryProblem]]:
         """(key, root given, absolute path or problem) in discovery order, up to the --limit'th file."""
         s = self.settings
@@ -409,11 +497,16 @@ class _Sources:
 
     def _replay(self, path: str, store: ResultStore | None) -> tuple[os.stat_result | None, ReportRow | None]:
         """The file's stat before it is read, and its remembered row in `store` when it is unchanged."""
+        started = time.perf_counter()
         try:
             st: os.stat_result | None = os.stat(path)
         except OSError:
             return None, None  # the loader will say what is wrong with it
+        finally:
+            self.seconds += time.perf_counter() - started
+        started = time.perf_counter()
         replayed = store.replay(path, st, self.key) if store is not None and st is not None else None
+        self.seconds += time.perf_counter() - started
         return st, replayed
 
 
@@ -427,6 +520,7 @@ class _BatchContext:
     min_confidence: float
     checks: Sequence[Check]
     first_path_of: dict[str, str] = field(default_factory=dict)  # content hash -> first path with it
+    seconds: float = 0.0  # spent in the engine, for the run's timings
 
     def rows(self, outcomes: list[Outcome]) -> list[ReportRow]:
         """Run the engine on the loaded outcomes and turn every outcome into a row, in order."""
@@ -436,6 +530,7 @@ class _BatchContext:
         if ready:
             started = time.perf_counter()
             results = _assess_batch(self.engine, ready, self.request)
+            self.seconds += time.perf_counter() - started
             engine_seconds = (time.perf_counter() - started) / len(ready)
         rows = []
         for outcome in outcomes:

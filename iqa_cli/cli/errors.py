@@ -18,10 +18,15 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except IqaError as exc:
-        stderr_console().print(f"[red]error:[/red] {shown(str(exc))}", highlight=False)
+        _say(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
         # The output folder, a log file or a list that the system refuses (a file where a folder should
         # be, no permission, a full disk): say which and why, as a runtime failure.
-        stderr_console().print(f"[red]error:[/red] {shown(str(exc))}", highlight=False)
+        _say(str(exc))
         raise typer.Exit(EXIT_FAILURE) from None
+
+
+def _say(message: str) -> None:
+    # soft_wrap: one line that Rich never breaks (a terminal folds it on screen; a log or a mail keeps it whole).
+    stderr_console().print(f"[red]error:[/red] {shown(message)}", highlight=False, soft_wrap=True)

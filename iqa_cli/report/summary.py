@@ -9,11 +9,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from iqa_cli.report.schema import VERDICTS, ReportRow
-from iqa_cli.text import shown
+from iqa_cli.text import printable, shown
 
 LISTED = 10  # images named in each list of the summary
 
@@ -57,6 +60,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)  # things that went wrong beside the images (a plugin dropped)
     carried_over: int = 0  # of `files`: rows an interrupted run took from the results store for files it did not reach
     reports: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each stage of the run
 
     @property
     def images_per_second(self) -> float:
@@ -168,9 +172,7 @@ class SummaryBuilder:
         return s
 
 
-def render(summary: Summary, console: Console) -> None:
-    """Print the summary as Rich tables (plain text when the console has no colour)."""
-    s = summary
+def _render_run_heading(s: Summary, console: Console) -> None:
     head = f"[bold]iqa audit[/bold]: {s.files} files, {s.assessed} assessed, {s.errors} errors"
     if s.interrupted:
         head += " [yellow](interrupted: partial results"
@@ -181,6 +183,14 @@ def render(summary: Summary, console: Console) -> None:
     engine = f"engine {s.engine} {s.engine_version}"
     console.print(shown(engine + (f" ({s.engine_note})" if s.engine_note else "")), highlight=False)
     console.print(f"{s.seconds:.1f} s, {s.images_per_second:.1f} images/s")
+
+
+def render(summary: Summary, console: Console, *, run_heading: bool = True) -> None:
+    """Print the summary as Rich tables (plain text when the console has no colour); `run_heading=False` leaves
+    out the run's lines (files, engine, time) for a caller that heads it itself (`iqa report`)."""
+    s = summary
+    if run_heading:
+        _render_run_heading(s, console)
 
     verdicts = Table(title="Verdicts", show_header=True)
     verdicts.add_column("verdict")
@@ -203,13 +213,13 @@ def render(summary: Summary, console: Console) -> None:
         if lines:
             table = Table(title=title)
             # The path gets the room: the other columns are short words and numbers.
-            table.add_column("image", overflow="fold", ratio=3)
+            table.add_column("image", ratio=3)
             table.add_column("answer", ratio=2)
             for column in ("verdict", "rating", "score", "confidence"):
                 table.add_column(column, no_wrap=True)
             for line in lines:
                 table.add_row(
-                    shown(line.path),
+                    PathCell(line.path),
                     shown(line.answer or ""),
                     line.verdict or "",
                     line.rating or "",
@@ -219,11 +229,11 @@ def render(summary: Summary, console: Console) -> None:
             console.print(table)
     if s.failed:
         table = Table(title=f"Errors ({', '.join(f'{k}: {v}' for k, v in s.error_codes.items())})")
-        table.add_column("file", overflow="fold")
+        table.add_column("file")
         table.add_column("code")
         table.add_column("message")
         for line in s.failed:
-            table.add_row(shown(line.path), line.error_code or "", shown(line.error or ""))
+            table.add_row(PathCell(line.path), line.error_code or "", shown(line.error or ""))
         console.print(table)
     if s.duplicates:
         console.print(f"{s.duplicates} files repeat the bytes of an earlier one; same content:")
@@ -235,3 +245,46 @@ def render(summary: Summary, console: Console) -> None:
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
+
+
+class PathCell:
+    """A path as a table cell: on one line, shortened in the middle when the column is too narrow for it
+    (`middle_truncated`), never folded onto several lines."""
+
+    def __init__(self, path: str) -> None:
+        self.text = printable(path)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        whole = cell_len(self.text)
+        return Measurement(min(whole, 8), whole)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(middle_truncated(self.text, options.max_width), no_wrap=True, overflow="crop")
+
+
+def middle_truncated(path: str, width: int) -> str:
+    """`path` in at most `width` terminal cells: whole when it fits; else the start of its folder, "…" and its
+    file name (which says which image it is); when even the name does not fit, "…" and the name's end."""
+    if cell_len(path) <= width:
+        return path
+    if width < 2:
+        return "…"[:width]
+    head, sep, name = path.rpartition("/")
+    tail = sep + name
+    room = width - 1 - cell_len(tail)
+    if head and room >= 1:
+        return _first_cells(head, room) + "…" + tail
+    return "…" + _last_cells(name, width - 1)
+
+
+def _first_cells(text: str, cells: int) -> str:
+    used = 0
+    for index, char in enumerate(text):
+        used += cell_len(char)
+        if used > cells:
+            return text[:index]
+    return text
+
+
+def _last_cells(text: str, cells: int) -> str:
+    return _first_cells(text[::-1], cells)[::-1]
