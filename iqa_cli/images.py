@@ -7,6 +7,9 @@ from datetime import datetime
 
 import numpy as np
 
+PIXEL_MODES = ("iqa", "authors")
+"""The values of `DecodePlan.pixels`: iqa's conversion to RGB, or DepictQA's authors' loader."""
+
 
 @dataclass(frozen=True)
 class DecodePlan:
@@ -22,6 +25,12 @@ class DecodePlan:
     grid, fine noise) are erased by downscaling. A JPEG whose long side is at most ``native_max_side`` is
     then decoded at full size; a larger one keeps its draft scale and the crop comes from that scale
     (`LoadedImage.native_scale` says which), so a 12 MP photo costs no more to decode than before.
+
+    ``pixels`` says whose conversion to RGB: ``"iqa"`` (EXIF orientation applied, transparency composited over
+    white, 16-bit and wider values scaled, CMYK through its ICC profile) or ``"authors"``: DepictQA's own
+    loader, ``Image.open(path).convert("RGB")`` and then the resize above, none of those (no draft decoding
+    either; a native crop then comes from the same unrotated pixels). ``authors_notes`` (DepictQA's engine sets
+    it) adds a note, starting "pixels:", to every image whose pixels differ between the two for those reasons.
     """
 
     short_side: int | None = None
@@ -29,6 +38,12 @@ class DecodePlan:
     draft: bool = True
     native_crop: int | None = None
     native_max_side: int = 2048
+    pixels: str = "iqa"
+    authors_notes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pixels not in PIXEL_MODES:
+            raise ValueError(f"unknown pixels mode {self.pixels!r}; choose from {', '.join(PIXEL_MODES)}")
 
 
 def fit_size(width: int, height: int, plan: DecodePlan) -> tuple[int, int]:

@@ -20,7 +20,8 @@
 Pixels come back as C-contiguous ``uint8`` H x W x 3 RGB, EXIF orientation applied, scaled to
 `fit_size` of the oriented size. Transparency is composited over white. 16-bit and 32-bit images
 are scaled (not clipped) to 8 bits. JPEGs that will be downscaled are decoded in draft mode when
-the plan allows it (see docs/decoding.md for the speed/fidelity trade-off).
+the plan allows it (see docs/decoding.md for the speed/fidelity trade-off). A plan with
+``pixels="authors"`` gets DepictQA's authors' loader instead: ``convert("RGB")`` and the resize only.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from iqa_cli.audit.exif import read_exif
+from iqa_cli.defaults import DEFAULT_MAX_PIXELS
 from iqa_cli.files import NotRegularFile, open_regular
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure, fit_size
-
-DEFAULT_MAX_PIXELS = 200_000_000
-"""Images with more pixels than this (from the header) are refused as ``too_many_pixels``."""
+from iqa_cli.install import install_hint
 
 MAX_FILE_BYTES = 1 << 30
 """Files larger than this (1 GiB) are refused as ``file_too_large`` without being read."""
@@ -202,6 +202,8 @@ def _decode(
     final bicubic resize has more to work from; the benchmark measures its effect.
     """
     image = _open_header(data, max_pixels, facts)
+    if plan.pixels == "authors":
+        return _decode_as_authors(image, plan, facts)
     width, height = image.size
     if image.format not in ("JPEG", "MPO"):
         # Decode now, where errors are caught: _orientation's getexif() decodes some formats (PNG) itself
@@ -227,7 +229,10 @@ def _decode(
         image.draft("RGB", request)
 
     image.load()
-    image, note = _to_rgb(image)
+    if plan.authors_notes and orientation in _ORIENTATION_TRANSPOSE:
+        facts.notes.append("pixels: EXIF orientation applied (the authors' loader ignores it)")
+    image, note, differs = _to_rgb(image)
+    note = differs if plan.authors_notes and differs else note
     if note:
         facts.notes.append(note)
     native, native_scale = None, 1.0
@@ -243,6 +248,43 @@ def _decode(
         raise _Failure("corrupt", f"decoded to an unexpected shape {pixels.shape}")
     # np.asarray of a Pillow image is read-only; engines may want to write in place.
     return np.array(pixels, dtype=np.uint8, order="C", copy=True), native, native_scale
+
+
+def _decode_as_authors(
+    image: Image.Image, plan: DecodePlan, facts: FileFacts
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """DepictQA's authors' loader: ``Image.open(path).convert("RGB")``, then the plan's resize (PIL bicubic).
+
+    Nothing else: EXIF orientation ignored, alpha dropped (the colours under it shown), 16-bit and wider grey
+    clipped to 0-255, CMYK by Pillow's formula whatever its profile, no draft decoding. `facts` still carry
+    the file's upright size, and a note, starting "pixels:", for each of these that changed what is shown.
+    """
+    width, height = image.size
+    image.load()
+    orientation = _orientation(image)
+    facts.width, facts.height = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    if orientation in _ORIENTATION_TRANSPOSE:
+        facts.notes.append("pixels: EXIF orientation ignored, as the authors' loader does")
+    mode = image.mode
+    if mode == "CMYK":
+        profiled = bool(image.info.get("icc_profile"))
+        facts.notes.append(
+            "pixels: CMYK converted without its ICC profile, as the authors' loader does"
+            if profiled
+            else "converted from CMYK"
+        )
+    elif mode.startswith("I;16") or mode in ("I", "F"):
+        facts.notes.append("pixels: values clipped to 0-255, as the authors' loader does")
+    else:
+        rgba = _as_rgba(image)
+        if rgba is not None and rgba.getchannel("A").getextrema()[0] < 255:
+            facts.notes.append("pixels: transparency dropped (the colours under it shown), as the authors' loader does")
+    rgb = image.convert("RGB")
+    native = _central_crop(rgb, plan.native_crop, None) if plan.native_crop is not None else None
+    target = fit_size(width, height, plan)
+    if rgb.size != target:
+        rgb = rgb.resize(target, Image.Resampling.BICUBIC)
+    return np.array(rgb, dtype=np.uint8, order="C", copy=True), native, 1.0
 
 
 def _open_header(data: bytes, max_pixels: int, facts: FileFacts) -> Image.Image:
@@ -304,30 +346,46 @@ def _orientation(image: Image.Image) -> int | None:
         return None
 
 
-def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
-    """`image` as mode RGB, and a note for the user when the conversion changed what they see."""
+def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None, str | None]:
+    """`image` as mode RGB, a note for the user when the conversion changed what they see, and another (starting
+    "pixels:") when the result differs from the authors' plain ``convert("RGB")`` (DepictQA's loader)."""
     mode = image.mode
     if mode == "RGB":
-        return image, None
+        return image, None, None
     if mode in ("L", "1", "YCbCr", "LAB", "HSV", "RGBX"):
-        return image.convert("RGB"), None
+        return image.convert("RGB"), None, None
     if mode == "CMYK":
-        return _cmyk_to_rgb(image), "converted from CMYK"
+        rgb, profiled = _cmyk_to_rgb(image)
+        differs = "pixels: CMYK converted through its ICC profile (the authors' loader ignores it)"
+        return rgb, "converted from CMYK", differs if profiled else None
+    rgba = _as_rgba(image)
+    if rgba is not None:
+        rgb, note = _over_white(rgba)
+        return rgb, note, f"pixels: {note} (the authors' loader drops alpha)" if note else None
+    if mode == "P":
+        return image.convert("RGB"), None, None
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        rgb, note = _high_depth_to_rgb(image)
+        return rgb, note, f"pixels: {note} (the authors' loader clips the values to 0-255)"
+    try:
+        return image.convert("RGB"), f"converted from pixel mode {mode}", None
+    except (ValueError, OSError) as exc:
+        raise _Failure("unsupported", f"pixel mode {mode} cannot be converted to RGB ({exc})") from None
+
+
+def _as_rgba(image: Image.Image) -> Image.Image | None:
+    """The image as RGBA when its mode can hold transparency (an alpha channel, a transparent palette), else None."""
+    mode = image.mode
     if mode == "P":
         palette = image.palette
         if "transparency" in image.info or (palette is not None and palette.mode == "RGBA"):
-            return _over_white(image.convert("RGBA"))
-        return image.convert("RGB"), None
+            return image.convert("RGBA")
+        return None
     if mode in ("RGBA", "RGBa", "LA", "PA"):
-        return _over_white(image.convert("RGBA"))
+        return image.convert("RGBA")
     if mode == "La":
-        return _over_white(image.convert("LA").convert("RGBA"))
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return _high_depth_to_rgb(image)
-    try:
-        return image.convert("RGB"), f"converted from pixel mode {mode}"
-    except (ValueError, OSError) as exc:
-        raise _Failure("unsupported", f"pixel mode {mode} cannot be converted to RGB ({exc})") from None
+        return image.convert("LA").convert("RGBA")
+    return None
 
 
 def _over_white(rgba: Image.Image) -> tuple[Image.Image, str | None]:
@@ -371,8 +429,9 @@ def _grey(values: np.ndarray) -> Image.Image:
 _SRGB_PROFILE: ImageCms.ImageCmsProfile | None = None
 
 
-def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
-    """CMYK to RGB through the embedded ICC profile when there is one, else Pillow's formula."""
+def _cmyk_to_rgb(image: Image.Image) -> tuple[Image.Image, bool]:
+    """CMYK to RGB through the embedded ICC profile when there is one, else Pillow's formula; and whether the
+    profile was used."""
     global _SRGB_PROFILE
     icc = image.info.get("icc_profile")
     if icc:
@@ -382,10 +441,10 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             converted = ImageCms.profileToProfile(image, source, _SRGB_PROFILE, outputMode="RGB")
             if converted is not None:
-                return converted
+                return converted, True
         except Exception:
             pass  # a broken or mismatched profile: the plain formula is still a fair picture
-    return image.convert("RGB")
+    return image.convert("RGB"), False
 
 
 def _unidentified(data: bytes) -> _Failure:
@@ -393,7 +452,7 @@ def _unidentified(data: bytes) -> _Failure:
     head = data[:32]
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis"):
         if not HEIF_SUPPORTED:
-            return _Failure("unsupported", "HEIC/HEIF needs pillow-heif: pip install 'iqa-cli[heif]'")
+            return _Failure("unsupported", f"HEIC/HEIF needs pillow-heif: {install_hint('heif')}")
         return _Failure("corrupt", "a HEIF file whose header cannot be read")
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
         return _Failure("unsupported", "this Pillow cannot decode AVIF; upgrade Pillow (11.3 or later)")

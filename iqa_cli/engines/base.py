@@ -94,6 +94,8 @@ class EngineOptions:
     max_new_tokens: int | None = None
     # JPEG draft decoding for engines that decode exactly by default: faster, pixels ~48 dB from exact.
     draft_decode: bool = False
+    # Whose conversion to RGB (images.PIXEL_MODES): iqa's, or "authors" for DepictQA's authors' own loader.
+    pixels: str = "iqa"
 
 
 class Engine(ABC):

@@ -27,7 +27,8 @@ from iqa_cli.engines.depictqa.tokenizer import SPACE
 #   pooling over the attention mask, L2 norm; load_minilm matches SentenceTransformer.encode);
 # - the authors drop their leading start token and any padding (id 0) first; AnswerTokens has neither;
 # - re-ask: a brief answer to a question without a single-word phrase is scored by asking again
-#   with SINGLE_WORD_TAIL appended and scoring that second answer.
+#   with SINGLE_WORD_TAIL appended and scoring that second answer; the reasoning (detail) questions
+#   have no such phrase, so a short detailed answer is re-asked too.
 # Our choices where the authors' code has no usable answer:
 # - an empty brief answer scores 0.0 (authors: ZeroDivisionError swallowed, confidence None);
 # - a comparison answer without "Image A"/"Image B" gives (None, 0.0) (authors: endless loop);

@@ -18,7 +18,8 @@ from iqa_cli.engines.depictqa import files, questions
 from iqa_cli.engines.depictqa.preprocess import DepictQAPreparer, config_for_variant, depictqa_decode_plan
 from iqa_cli.engines.depictqa.prompts import ImageSlot, build_chunks, task_type
 from iqa_cli.errors import EngineUnavailable, IqaError
-from iqa_cli.images import DecodePlan
+from iqa_cli.images import PIXEL_MODES, DecodePlan
+from iqa_cli.install import install_hint
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +62,7 @@ class DepictQAEngine(Engine):
         dtype: str,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         draft_decode: bool = False,
+        pixels: str = "iqa",
         minilm: Path | None = None,
         token_budget: int | None = None,
         max_rows: int | None = None,
@@ -70,13 +72,16 @@ class DepictQAEngine(Engine):
         static_kv: bool = False,
         compile_decode: bool = False,
     ) -> None:
-        """Generation is continuously batched (`scheduler.ContinuousBatcher`); these bound it:
+        """`pixels`: "iqa" (iqa's conversion to RGB, each difference from the authors' loader noted on the row)
+        or "authors" (their `Image.open(path).convert("RGB")` exactly; no draft decoding then).
+
+        Generation is continuously batched (`scheduler.ContinuousBatcher`); these bound it:
 
         - `token_budget`: KV-cache tokens, rows x (padded length + tokens still to generate). None: sized from
           the free GPU memory on CUDA at each call, 8192 on the CPU.
         - `max_rows`: rows decoded together (None: 512 on CUDA, 64 on the CPU).
         - `prefill_tokens`: rows x padded prompt length of one prefill forward (None: 16384 CUDA, 4096 CPU).
-        - `brief_max_new_tokens`: a separate cap for the brief questions (None: `max_new_tokens`).
+        - `brief_max_new_tokens`: a separate cap for the brief questions and every re-ask (None: `max_new_tokens`).
         - `ignore_eos`: every answer runs to its cap (benchmarks with forced lengths only: answers change).
         - `static_kv`: decode in fixed-shape blocks with a static KV cache instead (`static_decode.py`; the same
           tokens, no continuous batching), and `compile_decode` captures its step with torch.compile: a path
@@ -88,7 +93,10 @@ class DepictQAEngine(Engine):
         self.device = device
         self.dtype = dtype
         self.max_new_tokens = max_new_tokens
-        self.draft_decode = draft_decode
+        if pixels not in PIXEL_MODES:
+            raise ValueError(f"unknown pixels mode {pixels!r}; choose from {', '.join(PIXEL_MODES)}")
+        self.pixels = pixels
+        self.draft_decode = draft_decode and pixels != "authors"  # the authors' loader decodes in full
         cuda = device.startswith("cuda")
         self.token_budget = token_budget if token_budget is not None else (None if cuda else 8192)
         self.max_rows = max_rows or (512 if cuda else 64)
@@ -110,7 +118,7 @@ class DepictQAEngine(Engine):
     def availability(cls, options: EngineOptions) -> str | None:
         missing = [m for m in _REQUIRED if importlib.util.find_spec(m) is None]
         if missing:
-            return f"{', '.join(missing)} not installed; install them with `pip install 'iqa-cli[depictqa]'`"
+            return f"{', '.join(missing)} not installed; install them with {install_hint('depictqa')}"
         try:
             files.locate(_models_root(options))
         except IqaError as exc:
@@ -132,6 +140,8 @@ class DepictQAEngine(Engine):
             dtype = parse_dtype(options.dtype, device)
         except ValueError as exc:
             raise EngineUnavailable(str(exc)) from exc
+        if options.pixels not in PIXEL_MODES:
+            raise EngineUnavailable(f"unknown pixels mode {options.pixels!r}; choose from {', '.join(PIXEL_MODES)}")
         model, tokenizer = load_depictqa(layout, device=device, dtype=dtype)
         return cls(
             model,
@@ -141,13 +151,14 @@ class DepictQAEngine(Engine):
             dtype=str(dtype).removeprefix("torch."),
             max_new_tokens=options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             draft_decode=options.draft_decode,
+            pixels=options.pixels,
             minilm=layout.minilm,
         )
 
     @property
     def decode_plan(self) -> DecodePlan:
-        plan = depictqa_decode_plan(self.preprocess)
-        return replace(plan, draft=True) if self.draft_decode else plan
+        plan = replace(depictqa_decode_plan(self.preprocess), pixels=self.pixels, authors_notes=True)
+        return replace(plan, draft=True) if self.draft_decode and self.pixels != "authors" else plan
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -158,6 +169,7 @@ class DepictQAEngine(Engine):
             "resize": self.preprocess.resize,
             "max_size": self.preprocess.max_size,
             "draft_decode": self.draft_decode,
+            "pixels": self.pixels,
         }
 
     @property
@@ -252,12 +264,9 @@ class DepictQAEngine(Engine):
             Ask(a.task, questions.default_question(task, reference=ImageSlot.REFERENCE in a.images), a.images)
             for a in asks
         ]
-        generated = self._ask(detail_asks, self.max_new_tokens)
-        texts = self._texts(generated)
-        scores: list[float | None] = [
-            self._confidence(t, g, compare=compare) for t, g in zip(texts, generated, strict=True)
-        ]
-        return [questions.clean_answer(t) for t in texts], scores, [a.question for a in detail_asks]
+        # A short answer to the reasoning question is scored by the re-ask rule, exactly as a brief one is.
+        texts, scores = self._answer_with_confidence(detail_asks, compare=compare, max_new_tokens=self.max_new_tokens)
+        return [questions.clean_answer(t) for t in texts], list(scores), [a.question for a in detail_asks]
 
     def _encode(self, payloads: Sequence[Any]) -> list[torch.Tensor]:
         """Prepared pixels (float32 [3, H, W] arrays) -> image embeddings [N_i, hidden] on the device.
@@ -344,12 +353,25 @@ class DepictQAEngine(Engine):
     def _texts(self, generated: Sequence[Generated]) -> list[str]:
         return [self.tokenizer.decode(g.ids, skip_special_tokens=True) for g in generated]
 
-    def _answer_with_confidence(self, asks: Sequence[Ask], *, compare: bool) -> tuple[list[str], list[float]]:
-        """Brief answers and their confidences, the re-ask rule applied in one batch."""
+    def _brief_limit(self) -> int:
+        """The token cap of a question with the single-word tail (the brief questions and every re-ask)."""
         limit = self.max_new_tokens
         if self.brief_max_new_tokens is not None:
             limit = min(limit, self.brief_max_new_tokens)
-        generated = self._ask(asks, limit)
+        return limit
+
+    def _answer_with_confidence(
+        self, asks: Sequence[Ask], *, compare: bool, max_new_tokens: int | None = None
+    ) -> tuple[list[str], list[float]]:
+        """Answers to `asks` and their confidences, the re-ask rule applied in one batch.
+
+        An answer of fewer than 22 words to a question without a single-word instruction (the reasoning
+        questions, whose answers can come out short) is scored by asking again with the single-word tail,
+        and the second answer's confidence is the first's, as in the authors' code. `max_new_tokens`
+        caps the first answers (None: the brief cap); the re-asks are brief questions and get the brief cap.
+        """
+        limit = self._brief_limit()
+        generated = self._ask(asks, limit if max_new_tokens is None else max_new_tokens)
         texts = self._texts(generated)
         scored, scored_texts = list(generated), list(texts)
         reask = [i for i, (a, t) in enumerate(zip(asks, texts, strict=True)) if conf.needs_reask(a.question, t)]

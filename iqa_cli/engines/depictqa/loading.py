@@ -22,6 +22,7 @@ from iqa_cli.engines.depictqa.model import AbstractorConfig, DepictQAConfig, Dep
 from iqa_cli.engines.depictqa.tokenizer import PromptTokenizer
 from iqa_cli.engines.depictqa.vision import VisionConfig
 from iqa_cli.errors import EngineUnavailable, ModelFilesError
+from iqa_cli.install import install_hint
 
 if TYPE_CHECKING:
     from iqa_cli.engines.depictqa.files import ModelLayout
@@ -172,7 +173,7 @@ def load_minilm(path: Path | None, *, device: str = "cpu", batch_size: int = 64)
         from transformers import AutoModel, AutoTokenizer
     except ImportError as exc:
         raise EngineUnavailable(
-            "the detail confidence needs torch and transformers: pip install 'iqa-cli[depictqa]'"
+            f"the detail confidence needs torch and transformers: {install_hint('depictqa')}"
         ) from exc
     max_length = _read_json(folder / "sentence_bert_config.json").get("max_seq_length", 256)
     pooling = _read_json(folder / "1_Pooling" / "config.json")
