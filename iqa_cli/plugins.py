@@ -10,12 +10,12 @@ import pluggy
 
 from iqa_cli import builtins, hookspecs
 from iqa_cli.checks import Check
+from iqa_cli.defaults import AUTO
 from iqa_cli.engines.base import Engine, EngineOptions
 from iqa_cli.errors import EngineUnavailable, UsageError
 from iqa_cli.report.writers import ReportWriter
 
 ENTRY_POINT_GROUP = "iqa"
-AUTO = "auto"
 # Tried in this order when no engine is named: the model gives the answers iqa exists for.
 PREFERENCE = ("depictqa", "signal")
 
@@ -136,10 +136,19 @@ def checks() -> dict[str, type[Check]]:
     return _by_name(_contributions("iqa_checks", "name"), "name", "check")
 
 
-def origin(cls: type) -> str:
-    """Where a plugin class comes from: "built in", or the distribution ("name version") that provides it."""
+def distribution(cls: type) -> tuple[str, str] | None:
+    """The installed distribution (name, version) whose `iqa` entry point provides a plugin class, or None: built
+    in, or registered some other way."""
     package = cls.__module__.split(".")[0]
     for plugin, dist in plugin_manager().list_plugin_distinfo():
         if getattr(plugin, "__name__", "").split(".")[0] == package:
-            return f"{dist.metadata['name']} {dist.version}"
-    return "built in" if package == "iqa_cli" else package
+            return dist.metadata["name"], dist.version
+    return None
+
+
+def origin(cls: type) -> str:
+    """Where a plugin class comes from: "built in", or the distribution ("name version") that provides it."""
+    found = distribution(cls)
+    if found is not None:
+        return f"{found[0]} {found[1]}"
+    return "built in" if cls.__module__.split(".")[0] == "iqa_cli" else cls.__module__.split(".")[0]

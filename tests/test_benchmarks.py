@@ -33,6 +33,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"PNG bomb, 40000 x 40000 declared, \d+ kB on disk: too_many_pixels, peak \d+\.\d MiB",
         ),
         (
+            ["bench_startup.py", "--quick"],
+            r"iqa --version +\d+\.\d+ s +none",
+        ),
+        (
             ["bench_reaudit.py", "--quick"],
             r"re-audit, store only +\d+\.\d+ s +\d+ files/s +\(2000 replayed, 0 decoded\)",
         ),

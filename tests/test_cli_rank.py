@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 from pathlib import Path
@@ -46,8 +47,8 @@ def ladder(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_help_explains_every_option() -> None:
     for command, options, example in (
-        ("rank", ("--ref", "--no-ref", "--ref-dir", "--out", "--format", "--pair-limit", "--seed", "--json"),
-         "iqa rank a.png b.png c.png ref.png"),
+        ("rank", ("--ref", "--ref-dir", "--out", "--format", "--pair-limit", "--seed", "--json"),
+         "iqa rank out/*.png"),
         ("compare", ("--ref", "--detail", "--json", "--engine", "--model", "--device", "--dtype"),
          "iqa compare a.png b.png --ref clean.png"),
     ):  # fmt: skip
@@ -63,9 +64,9 @@ def ranked(out_dir: Path) -> list[str]:
     return [Path(p).stem for p in rows["path"]]
 
 
-def test_rank_with_the_reference_last(ladder: dict[str, str], tmp_path: Path) -> None:
+def test_rank_against_the_reference_given_with_ref(ladder: dict[str, str], tmp_path: Path) -> None:
     code, out, err = invoke(
-        "rank", ladder["s3"], ladder["s1"], ladder["s2"], ladder["ref"], *SIGNAL, "--out", str(tmp_path)
+        "rank", ladder["s3"], ladder["s1"], ladder["s2"], "--ref", ladder["ref"], *SIGNAL, "--out", str(tmp_path)
     )
     assert code == 0, err
     assert ranked(tmp_path) == ["s1", "s2", "s3"]
@@ -74,14 +75,29 @@ def test_rank_with_the_reference_last(ladder: dict[str, str], tmp_path: Path) ->
     assert len(pairs) == 3 and pairs["agree"].all() and (pairs["reference"] == ladder["ref"]).all()
     assert pairs["ab_answer"].isin(["Image A", "Image B"]).all() and pairs["ba_answer"].notna().all()
     assert len(pd.read_csv(tmp_path / "ranking.csv")) == 3
-    # --ref names the same reference explicitly.
-    code, out, _ = invoke("rank", ladder["s3"], ladder["s1"], ladder["s2"], "--ref", ladder["ref"], *SIGNAL, "--json")
-    assert code == 0 and [Path(r["path"]).stem for r in json.loads(out)["ranking"]] == ["s1", "s2", "s3"]
+
+
+def test_rank_of_a_shell_glob_ranks_every_file(ladder: dict[str, str], tmp_path: Path) -> None:
+    """`iqa rank out/*.png`: the shell expands the glob, and no file of it may be taken as a reference."""
+    out = tmp_path / "out"
+    for name in ("ref", "s1", "s2", "s3"):
+        out.mkdir(exist_ok=True)
+        shutil.copy(ladder[name], out / f"{name}.png")
+    expanded = sorted(glob.glob(str(out / "*.png")))  # as bash expands it: sorted names
+    assert len(expanded) == 4
+    code, stdout, err = invoke("rank", *expanded, *SIGNAL, "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert sorted(Path(r["path"]).name for r in result["ranking"]) == ["ref.png", "s1.png", "s2.png", "s3.png"]
+    assert [r["rank"] for r in result["ranking"]] == [1, 2, 3, 4]
+    assert all(r["reference"] is None for r in result["ranking"] + result["pairs"]) and len(result["pairs"]) == 6
+    code, text, _ = invoke("rank", *expanded, *SIGNAL)
+    assert code == 0 and "no reference" in text and all(name in text for name in ("ref.png", "s3.png"))
 
 
 def test_rank_without_a_reference(ladder: dict[str, str], tmp_path: Path) -> None:
     paths = [ladder["s2"], ladder["ref"], ladder["s3"], ladder["s1"]]
-    code, out, err = invoke("rank", *paths, "--no-ref", *SIGNAL, "--out", str(tmp_path), "--format", "csv")
+    code, out, err = invoke("rank", *paths, *SIGNAL, "--out", str(tmp_path), "--format", "csv")
     assert code == 0, err
     rows = pd.read_csv(tmp_path / "ranking.csv")
     assert [Path(p).stem for p in rows["path"]] == ["ref", "s1", "s2", "s3"]
@@ -90,8 +106,20 @@ def test_rank_without_a_reference(ladder: dict[str, str], tmp_path: Path) -> Non
     assert not (tmp_path / "ranking.parquet").exists() and "no reference" in out
 
 
+def test_no_ref_is_still_accepted_and_contradicts_a_reference(ladder: dict[str, str]) -> None:
+    """Scripts written when the last path was the reference said --no-ref to rank every path: now the default."""
+    paths = [ladder["s2"], ladder["ref"], ladder["s1"]]
+    code, out, err = invoke("rank", *paths, "--no-ref", *SIGNAL, "--json")
+    assert code == 0, err
+    assert sorted(Path(r["path"]).stem for r in json.loads(out)["ranking"]) == ["ref", "s1", "s2"]
+    code, _, err = invoke("rank", ladder["s1"], ladder["s2"], "--no-ref", "--ref", ladder["ref"], *SIGNAL)
+    assert code == 2 and "--no-ref contradicts --ref" in err
+    code, out, _ = invoke("rank", "--help")
+    assert code == 0 and "--no-ref" not in out
+
+
 def test_rank_writes_every_table_format_the_audit_does(ladder: dict[str, str], tmp_path: Path) -> None:
-    paths = [ladder["s2"], ladder["s3"], ladder["s1"], ladder["ref"]]
+    paths = [ladder["s2"], ladder["s3"], ladder["s1"], "--ref", ladder["ref"]]
     code, _, err = invoke("rank", *paths, *SIGNAL, "--out", str(tmp_path), "--format", "jsonl,parquet")
     assert code == 0, err
     lines = [json.loads(line) for line in (tmp_path / "ranking.jsonl").read_text().splitlines()]
@@ -101,7 +129,7 @@ def test_rank_writes_every_table_format_the_audit_does(ladder: dict[str, str], t
 
 
 def test_rank_refuses_a_format_that_only_holds_audit_reports(ladder: dict[str, str], tmp_path: Path) -> None:
-    code, _, err = invoke("rank", ladder["s1"], ladder["s2"], "--no-ref", *SIGNAL, "--out", str(tmp_path), "-f", "xml")
+    code, _, err = invoke("rank", ladder["s1"], ladder["s2"], *SIGNAL, "--out", str(tmp_path), "-f", "xml")
     assert code == 2 and "unknown report format xml" in err and "jsonl" in err
 
 
@@ -147,7 +175,7 @@ def test_bad_inputs_become_rows_and_clear_errors(ladder: dict[str, str], tmp_pat
     fake = tmp_path / "page.jpg"
     fake.write_text("<!doctype html>")
     missing = str(tmp_path / "gone.png")
-    code, out, err = invoke("rank", ladder["s1"], missing, str(fake), ladder["s2"], "--no-ref", *SIGNAL, "--json")
+    code, out, err = invoke("rank", ladder["s1"], missing, str(fake), ladder["s2"], *SIGNAL, "--json")
     assert code == 0, err
     rows = {Path(r["path"]).name: r for r in json.loads(out)["ranking"]}
     assert rows["gone.png"]["error_code"] == "not_found" and rows["gone.png"]["rank"] is None
@@ -156,7 +184,7 @@ def test_bad_inputs_become_rows_and_clear_errors(ladder: dict[str, str], tmp_pat
     assert "skipped" in err and "gone.png" in err
     # An unreadable reference stops the run: ranking without it would answer another question.
     code, _, err = invoke("rank", ladder["s1"], ladder["s2"], "--ref", missing, *SIGNAL)
-    assert code == 2 and "could not be read" in err and "--no-ref" in err
+    assert code == 2 and "could not be read" in err and "leave out --ref" in " ".join(err.split())
     code, _, err = invoke("compare", ladder["s1"], missing, *SIGNAL)
     assert code == 1 and "not_found" in err and "gone.png" in err
     code, _, err = invoke("rank", ladder["s1"], str(tmp_path), *SIGNAL)
@@ -196,7 +224,7 @@ def test_compare_asks_both_orders_and_shows_disagreement(ladder: dict[str, str],
 
 
 def test_depictqa_end_to_end_on_the_tiny_checkpoint(ladder: dict[str, str], tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip("torch", reason="the depictqa engine needs torch (pip install 'iqa-cli[depictqa]')")
+    pytest.importorskip("torch", reason="the depictqa engine needs torch (pip install '.[depictqa]')")
     pytest.importorskip("transformers", reason="the depictqa engine needs transformers")
     pytest.importorskip("sentencepiece", reason="the depictqa engine needs sentencepiece")
     from iqa_cli.engines.depictqa import questions
@@ -215,7 +243,7 @@ def test_depictqa_end_to_end_on_the_tiny_checkpoint(ladder: dict[str, str], tmp_
     model = ("--engine", "depictqa", "--model", str(tmp_path / "models"), "--device", "cpu", "--dtype", "float32",
              "--max-new-tokens", "4", "--workers", "0")  # fmt: skip
     code, out, err = invoke(
-        "rank", ladder["s1"], ladder["s2"], ladder["s3"], ladder["ref"], *model, "--out", str(tmp_path)
+        "rank", ladder["s1"], ladder["s2"], ladder["s3"], "--ref", ladder["ref"], *model, "--out", str(tmp_path)
     )
     assert code == 0, err
     rated = [a for a in asked if a[1].startswith(questions.default_question(questions.INSTANT_RATING, reference=True))]

@@ -41,3 +41,17 @@ def test_every_command_is_invoked_by_a_test() -> None:
         leaf = r"invoke\([^)]*\[\s*" + words[-1]
         called = r"invoke\(\s*" + r",\s*".join(words)  # invoke("rank", ...)
         assert any(re.search(p, text) for p in (full, leaf, called) for text in SOURCES.values()), " ".join(path)
+
+
+def test_every_parameter_names_its_value_in_words() -> None:
+    """The meta-test of --help: an option shows a metavar (PATH, N, GLOB) or, a flag, nothing; an argument its name;
+    never the Python type Typer derives from the annotation (<list[str]>, <path>, <bool>)."""
+    from iqa_cli.cli import manpage
+
+    shown_types = []
+    for path, ctx in manpage._commands(manpage.root_context()):
+        for param in ctx.command.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and ("<" in record[0] or "list[" in record[0]):
+                shown_types.append(f"{' '.join(path)} {record[0]}")
+    assert not shown_types, f"give these a metavar: {', '.join(shown_types)}"

@@ -24,7 +24,7 @@ from iqa_cli.rank.model import (
     swiss_rounds,
     tournament,
 )
-from iqa_cli.rank.run import RankSettings, _judge, match_folders, plan_rank, split_reference
+from iqa_cli.rank.run import RankSettings, _judge, match_folders, plan_rank
 
 
 def answer(winner: str, confidence: float) -> Comparison:
@@ -172,13 +172,12 @@ def test_judge_retries_a_failing_batch_pair_by_pair() -> None:
 # ------------------------------------------------------------------------------- command rules
 
 
-def test_reference_rules() -> None:
-    assert split_reference(["a", "b", "r"], None, False) == (["a", "b"], "r")  # three or more: last
-    assert split_reference(["a", "b"], None, False) == (["a", "b"], None)
-    assert split_reference(["a", "b", "c"], None, True) == (["a", "b", "c"], None)
-    assert split_reference(["a", "b", "c"], "r", False) == (["a", "b", "c"], "r")
-    with pytest.raises(UsageError, match="contradict"):
-        split_reference(["a", "b"], "r", True)
+def test_every_path_is_a_candidate_and_only_ref_names_a_reference(tmp_path: Path) -> None:
+    _touch(tmp_path, "a.png", "b.png", "c.png", "r.png")
+    paths = [str(tmp_path / name) for name in ("a.png", "b.png", "c.png", "r.png")]
+    assert (plan_rank(paths, None, None).candidates, plan_rank(paths, None, None).reference) == (paths, None)
+    with_ref = plan_rank(paths[:3], paths[3], None)
+    assert (with_ref.candidates, with_ref.reference) == (paths[:3], paths[3])
 
 
 # -------------------------------------------------------------------------------- aggregation
@@ -245,16 +244,16 @@ def test_plan_rank_picks_files_or_folders_and_refuses_mixes(tmp_path: Path) -> N
     _touch(tmp_path / "m2", "a.png")
     _touch(tmp_path / "lone", "z.png")
     a, b, r = (str(tmp_path / "m1" / n) for n in ("a.png", "b.png", "a.png"))
-    files = plan_rank([a, b, r], None, False, None)
+    files = plan_rank([a, b], r, None)
     assert (files.candidates, files.reference, files.matching) == ([a, b], r, None)
-    folders = plan_rank([str(tmp_path / "m1"), str(tmp_path / "m2")], None, False, None)
+    folders = plan_rank([str(tmp_path / "m1"), str(tmp_path / "m2")], None, None)
     assert folders.matching is not None and [name for name, _, _ in folders.matching.groups] == ["a"]
     with pytest.raises(UsageError, match="not both"):
-        plan_rank([a, str(tmp_path / "m2")], None, False, None)
+        plan_rank([a, str(tmp_path / "m2")], None, None)
     with pytest.raises(UsageError, match="not files or --ref"):
-        plan_rank([str(tmp_path / "m1"), str(tmp_path / "m2")], a, False, None)
+        plan_rank([str(tmp_path / "m1"), str(tmp_path / "m2")], a, None)
     with pytest.raises(UsageError, match="no file name is present in every folder"):
-        plan_rank([str(tmp_path / "m1"), str(tmp_path / "lone")], None, False, None)
+        plan_rank([str(tmp_path / "m1"), str(tmp_path / "lone")], None, None)
 
 
 def test_all_pairs_count() -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from iqa_cli.defaults import DEFAULT_MIN_CONFIDENCE as DEFAULT_MIN_CONFIDENCE  # the --min-confidence default
 from iqa_cli.engines.base import Assessment
-
-DEFAULT_MIN_CONFIDENCE = 0.6  # the authors' accuracy-by-confidence table drops sharply under .6
 
 
 def verdict_for(result: Assessment) -> str:

@@ -21,13 +21,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
+from iqa_cli.audit.load import load_image
 from iqa_cli.checks import Check
+from iqa_cli.defaults import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_PIXELS
 from iqa_cli.engines.base import Preparer
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure
-
-DEFAULT_FILE_TIMEOUT = 120.0
-"""Seconds one file may spend in a worker (load to measurements) before it is skipped as ``timeout``."""
 
 
 def default_workers() -> int:

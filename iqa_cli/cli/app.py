@@ -2,61 +2,61 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from iqa_cli import __version__
-from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
-from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT
-from iqa_cli.audit.run import AuditSettings, RowCallback, audit_folder
-from iqa_cli.checks import Check
 from iqa_cli.cli.config import apply_config, config_app
 from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.eval import EVAL_EPILOG, eval_command
 from iqa_cli.cli.model import model_app
 from iqa_cli.cli.options import (
+    BEHAVIOUR,
+    ENGINE,
+    INPUT,
+    MODEL,
+    OUTPUT,
     DeviceOpt,
     DtypeOpt,
     EngineBatchOpt,
     EngineOpt,
+    HelpGroup,
     MaxPixelsOpt,
     ModelOpt,
+    Pixels,
+    PixelsOpt,
     TokensOpt,
+    VerboseOpt,
     WorkersOpt,
+    complete_checks,
+    complete_formats,
     decode_workers,
     engine_from,
     writer_classes,
 )
 from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
-from iqa_cli.cli.terminal import live_display, stderr_console, stdout_console
+from iqa_cli.cli.terminal import stderr_console, stdout_console
+from iqa_cli.defaults import AUTO, DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE
 from iqa_cli.errors import EXIT_FLAGGED, EXIT_INTERRUPTED, EXIT_NOTHING_FOUND, UsageError
-from iqa_cli.plugins import AUTO, engines, origin, writers
-from iqa_cli.plugins import checks as plugin_checks
-from iqa_cli.report.reread import RowFilter, read_rows, summarise
-from iqa_cli.report.schema import ReportRow
-from iqa_cli.report.summary import Summary, render
-from iqa_cli.text import printable, shown
+from iqa_cli.text import shown
+
+if TYPE_CHECKING:
+    # What the commands run is imported when they run: `iqa --help`, `--version` and shell completion must not
+    # load numpy, Pillow and PyArrow (the audit, the reports, the plugins), nor the progress display.
+    from iqa_cli.checks import Check
+    from iqa_cli.report.summary import Summary
 
 app = typer.Typer(
     name="iqa",
+    cls=HelpGroup,
     help="Audit the quality of photo collections and say, in words, what is wrong with each image.",
     no_args_is_help=True,
     add_completion=True,
@@ -87,90 +87,103 @@ def _root(
     apply_config(ctx)  # iqa.toml files and IQA_* variables become the commands' defaults
 
 
-AUDIT_EPILOG = """Examples:
-
-  iqa audit ./photos --detail
-
-  iqa audit a.jpg ./scans --format csv --out reports/ --fail-on bad
-
-  find /data/scrape -newer stamp -name '*.jpg' | iqa audit --from-file - --quiet --log-file audit.log
-
-Re-running over the same --out folder reuses the answers for files that have not changed (--rerun to
-redo them); a killed run resumes where it stopped.
-
-Exit codes: 0 done, 1 runtime failure, 2 usage error (also: no path given exists), 3 an image met --fail-on,
-4 no image found under the paths (the earlier reports are kept), 130 interrupted (Ctrl-C or SIGTERM)."""
+# Each paragraph is one line, which --help wraps to the terminal; the man page splits the epilog at blank lines.
+AUDIT_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        "  iqa audit ./photos --detail",
+        "  iqa audit a.jpg ./scans --format csv --out reports/ --fail-on bad",
+        "  find scrape/ -newer stamp -name '*.jpg' | iqa audit --from-file -",
+        "  iqa audit --from-file new.txt --quiet --log-file audit.log",
+        "Re-running over the same --out folder reuses the answers for files that have not changed (--rerun to "
+        "redo them); a killed run resumes where it stopped.",
+        "Exit codes: 0 done, 1 runtime failure, 2 usage error (also: no path given exists), 3 an image met "
+        "--fail-on, 4 no image found under the paths (the earlier reports are kept), 130 interrupted (Ctrl-C or "
+        "SIGTERM).",
+    ]
+)
 
 
 @app.command(epilog=AUDIT_EPILOG)
 def audit(
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Image files and folders, mixed.", show_default=False)
+        list[str] | None,
+        typer.Argument(metavar="PATH", help="Image files and folders, mixed.", show_default=False),
     ] = None,
     from_file: Annotated[
         str | None,
-        typer.Option("--from-file", help="Also read paths from this file, one per line ('-': standard input)."),
-    ] = None,
-    detail: Annotated[bool, typer.Option("--detail", help="Add a paragraph explaining each verdict.")] = False,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path("iqa-report"),
-    formats: Annotated[
-        str,
         typer.Option(
-            "--format",
-            "-f",
-            help="Report formats, comma-separated: parquet, csv, jsonl, or a plugin's (see iqa plugins).",
+            "--from-file",
+            metavar="LIST",
+            help="Also read paths from this file, one per line ('-': standard input).",
+            rich_help_panel=INPUT,
         ),
-    ] = "parquet,csv",
-    engine: EngineOpt = AUTO,
-    min_confidence: Annotated[
-        float,
-        typer.Option("--min-confidence", min=0.0, max=1.0, help="Flag answers less confident than this for review."),
-    ] = DEFAULT_MIN_CONFIDENCE,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.", rich_help_panel=INPUT)
+    ] = True,
     include: Annotated[
-        list[str] | None, typer.Option("--include", help="Only files matching this glob (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--include", metavar="GLOB", help="Only files matching this glob (repeatable).", rich_help_panel=INPUT
+        ),
     ] = None,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--exclude", metavar="GLOB", help="Skip files matching this glob (repeatable).", rich_help_panel=INPUT
+        ),
     ] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
+    hidden: Annotated[
+        bool, typer.Option("--hidden", help="Also walk hidden files and folders.", rich_help_panel=INPUT)
+    ] = False,
     follow_outside: Annotated[
         bool | None,
         typer.Option(
             "--follow-outside/--no-follow-outside",
-            help="Follow links that lead out of the folder they are in (default: yes, but no with --from-file).",
-            show_default=False,
+            help="Follow links that lead out of the folder they are in.",
+            show_default="follow, but not with --from-file",
+            rich_help_panel=INPUT,
         ),
     ] = None,
-    workers: WorkersOpt = None,
-    batch_size: EngineBatchOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=0, help="Stop after this many images.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=0,
+            metavar="N",
+            help="Stop after this many images.",
+            show_default="all",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-    file_timeout: Annotated[
+    engine: EngineOpt = AUTO,
+    detail: Annotated[
+        bool, typer.Option("--detail", help="Add a paragraph explaining each verdict.", rich_help_panel=ENGINE)
+    ] = False,
+    min_confidence: Annotated[
         float,
         typer.Option(
-            "--file-timeout",
+            "--min-confidence",
             min=0.0,
-            metavar="SECONDS",
-            help="Skip a file that takes longer than this to read, decode and prepare (error_code timeout); "
-            "0: no limit. Not applied with --workers 0.",
+            max=1.0,
+            metavar="X",
+            help="Flag answers less confident than this for review.",
+            rich_help_panel=ENGINE,
         ),
-    ] = DEFAULT_FILE_TIMEOUT,
-    rerun: Annotated[
-        bool, typer.Option("--rerun", help="Assess every file again instead of reusing unchanged files' answers.")
-    ] = False,
+    ] = DEFAULT_MIN_CONFIDENCE,
     checks: Annotated[
-        str, typer.Option("--checks", help="Plugin checks to run, comma-separated: all, none, or names.")
+        str,
+        typer.Option(
+            "--checks",
+            metavar="NAMES",
+            help="Plugin checks to run, comma-separated: all, none, or names.",
+            autocompletion=complete_checks,
+            rich_help_panel=ENGINE,
+        ),
     ] = "all",
-    log_file: Annotated[
-        Path | None, typer.Option("--log-file", help="Append one plain line per problem to this file (for cron).")
-    ] = None,
-    fail_on: Annotated[
-        FailOn | None,
-        typer.Option("--fail-on", help="Exit 3 when any image is bad, degraded (or bad), or needs review."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something fails.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    batch_size: EngineBatchOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -179,12 +192,83 @@ def audit(
         bool,
         typer.Option(
             "--draft-decode",
-            help="Model engine: decode large JPEGs at reduced scale first (several times faster; pixels differ "
-            "slightly from the exact path, so answers may too). The signal engine always does.",
+            help="Decode large JPEGs at reduced scale first (several times faster; pixels differ slightly from the "
+            "exact path, so answers may too). The signal engine always does.",
+            rich_help_panel=MODEL,
         ),
     ] = False,
+    pixels: PixelsOpt = Pixels.iqa,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the reports.", rich_help_panel=OUTPUT)
+    ] = Path("iqa-report"),
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMATS",
+            help="Report formats, comma-separated: parquet, csv, jsonl, or a plugin's (see iqa plugins).",
+            autocompletion=complete_formats,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = "parquet,csv",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout.", rich_help_panel=OUTPUT)
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No summary and no progress; problems (files skipped) still go to stderr.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    verbose: VerboseOpt = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            metavar="FILE",
+            help="Append one plain line per problem to this file (for cron).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            metavar="bad|degraded|review",
+            help="Exit 3 when any image is bad, degraded (or bad), or needs review.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    rerun: Annotated[
+        bool,
+        typer.Option(
+            "--rerun",
+            help="Assess every file again instead of reusing unchanged files' answers.",
+            rich_help_panel=BEHAVIOUR,
+        ),
+    ] = False,
+    workers: WorkersOpt = None,
+    file_timeout: Annotated[
+        float,
+        typer.Option(
+            "--file-timeout",
+            min=0.0,
+            metavar="SECONDS",
+            help="Skip a file that takes longer than this to read, decode and prepare (error_code timeout); "
+            "0: no limit. Not applied with --workers 0.",
+            rich_help_panel=BEHAVIOUR,
+        ),
+    ] = DEFAULT_FILE_TIMEOUT,
 ) -> None:
     """Assess every image, flag the bad and the doubtful, write reports and print a summary."""
+    from iqa_cli.audit.run import AuditSettings, audit_folder
+    from iqa_cli.cli.progress import ProblemLog, run_with_progress
+    from iqa_cli.report.summary import render
+
     with user_errors():
         if not paths and from_file is None:
             raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
@@ -197,7 +281,8 @@ def audit(
         chosen_writers = writer_classes(formats)
         chosen_checks = _checks(checks)
         settings = AuditSettings(
-            paths=_all_paths(paths or [], from_file),
+            # A list of paths can be walked twice: the progress display counts the files ahead of the work.
+            paths=list(paths or []) if from_file is None else _all_paths(paths or [], from_file),
             detail=detail,
             min_confidence=min_confidence,
             recursive=recursive,
@@ -213,19 +298,19 @@ def audit(
             file_timeout=file_timeout,
             rerun=rerun,
         )
-        with closing(_ProblemLog(log_file, quiet or json_out)) as problems:
-            summary = _run_with_progress(
-                lambda on_row: audit_folder(
+        with closing(ProblemLog(log_file)) as problems:  # problems reach stderr even with --quiet or --json
+            summary = run_with_progress(
+                lambda hooks: audit_folder(
                     settings,
-                    lambda: engine_from(engine, model, device, dtype, max_new_tokens, draft_decode),
+                    lambda: engine_from(engine, model, device, dtype, max_new_tokens, draft_decode, pixels),
                     out,
                     chosen_writers,
                     checks=chosen_checks,
-                    on_note=problems.note,
-                    on_row=on_row,
+                    **hooks,
                 ),
-                problems.row,
+                problems,
                 silent=quiet or json_out,
+                verbose=verbose,
             )
     if json_out:
         typer.echo(summary.to_json())
@@ -261,6 +346,13 @@ def _all_paths(paths: list[str], from_file: str | None) -> Iterator[str]:
             stream.close()
 
 
+def plugin_checks() -> dict[str, type[Check]]:
+    """The installed checks (`plugins.checks`), imported only when a run asks for checks."""
+    from iqa_cli import plugins
+
+    return plugins.checks()
+
+
 def _checks(names: str) -> list[Check]:
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     if wanted in ([], ["none"]):
@@ -274,74 +366,6 @@ def _checks(names: str) -> list[Check]:
     return [available[n]() for n in dict.fromkeys(wanted)]
 
 
-class _ProblemLog:
-    """What went wrong in a run, one line each: on stderr unless silent, and appended to --log-file (for cron).
-
-    `row` takes every finished row and reports the skipped ones; `note` reports something about the run
-    itself (a damaged results store set aside), which is not a file that was skipped."""
-
-    def __init__(self, log_file: Path | None, silent: bool) -> None:
-        self._err = stderr_console()
-        self._silent = silent
-        self._log = open(log_file, "a", encoding="utf-8", errors="backslashreplace") if log_file else None  # noqa: SIM115
-
-    def row(self, row: ReportRow) -> None:
-        if row["status"] == "ok":
-            return
-        error = row["error"] or ""
-        self._emit(
-            f"[yellow]skipped[/yellow] {shown(row['path'])}: {row['error_code']}: {shown(error)}",
-            f"{row['path']}: {row['error_code']}: {error}",
-        )
-
-    def note(self, text: str) -> None:
-        self._emit(f"[yellow]note[/yellow] {shown(text)}", f"note: {text}")
-
-    def _emit(self, marked: str, line: str) -> None:
-        if not self._silent:
-            self._err.print(marked, highlight=False)
-        if self._log is not None:
-            when = datetime.now().isoformat(timespec="seconds")
-            # One line per problem: newlines and terminal escapes in names or messages are shown escaped.
-            self._log.write(f"{when} {printable(line)}\n")
-            self._log.flush()
-
-    def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
-
-
-def _run_with_progress(
-    run: Callable[[RowCallback], Summary],
-    log_problem: RowCallback,
-    *,
-    silent: bool,
-) -> Summary:
-    """Call `run(on_row)` with a progress bar on stderr when it is a terminal."""
-    err = stderr_console()
-    if silent or not live_display(err):
-        return run(log_problem)
-    columns = (
-        SpinnerColumn(),
-        TextColumn("assessing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("audit", total=None, rate="")
-
-        def advance(row: ReportRow) -> None:
-            log_problem(row)
-            progress.advance(task)
-            elapsed = progress.tasks[0].elapsed or 0.0
-            done = progress.tasks[0].completed
-            progress.update(task, rate=f"{done / elapsed:.1f} img/s" if elapsed > 0 else "")
-
-        return run(advance)
-
-
 def _failed(summary: Summary, fail_on: FailOn) -> bool:
     if fail_on is FailOn.review:
         return summary.needs_review > 0
@@ -350,60 +374,129 @@ def _failed(summary: Summary, fail_on: FailOn) -> bool:
     return summary.verdicts.get("bad", 0) > 0
 
 
-app.add_typer(model_app, name="model")
-app.add_typer(config_app, name="config")
+app.add_typer(model_app, name="model", cls=HelpGroup)
+app.add_typer(config_app, name="config", cls=HelpGroup)
 app.command("compare", epilog=COMPARE_EPILOG)(compare)
 app.command("rank", epilog=RANK_EPILOG)(rank)
 app.command("eval", epilog=EVAL_EPILOG)(eval_command)
 
 
-REPORT_EPILOG = """Examples:
+REPORT_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        "  iqa report iqa-report/ --verdict bad",
+        "  iqa report iqa-report/ --needs-review --export review.txt",
+        "  mkdir -p review && iqa report iqa-report/ --verdict bad --export - -0 | xargs -0 mv -n -t review/ --",
+        "Paths in reports are absolute, so an export names the same files from any folder; -0 (NUL-separated) "
+        "keeps a name holding a newline whole. Move files to look at them before deleting anything.",
+        "--verdict takes ok, degraded or bad; --distortion a DQ-495K name (blur, noise, compression, "
+        "overly high brightness, ...) or its category key (brighten); an unknown value is a usage error (exit 2) "
+        "that names the closest choice.",
+    ]
+)
 
-  iqa report iqa-report/ --verdict bad
+FILTERS = "Filters (all must hold)"
 
-  iqa report iqa-report/ --needs-review --export review.txt
 
-  iqa report iqa-report/ --distortion blur --export - | xargs -d '\\n' rm --"""
+def _complete_verdicts(incomplete: str) -> list[str]:
+    from iqa_cli.report.schema import VERDICTS
+
+    return [v for v in VERDICTS if v.startswith(incomplete)]
+
+
+def _complete_distortions(incomplete: str) -> list[tuple[str, str]]:
+    """The category keys (one word each, which a shell keeps whole), with the DQ-495K name each stands for."""
+    from iqa_cli.categories import CATEGORIES
+
+    return [(key, name) for key, name in CATEGORIES.items() if key.startswith(incomplete)]
 
 
 @app.command("report", epilog=REPORT_EPILOG)
 def report(
-    out_dir: Annotated[Path, typer.Argument(help="A report folder written by iqa audit.", show_default=False)],
+    out_dir: Annotated[
+        Path, typer.Argument(metavar="OUT", help="A report folder written by iqa audit.", show_default=False)
+    ],
     verdict: Annotated[
         list[str] | None,
-        typer.Option("--verdict", help="Keep images with this verdict (ok, degraded, bad; repeatable)."),
+        typer.Option(
+            "--verdict",
+            metavar="ok|degraded|bad",
+            help="Keep images with this verdict (repeatable).",
+            autocompletion=_complete_verdicts,
+            rich_help_panel=FILTERS,
+        ),
     ] = None,
-    review: Annotated[bool, typer.Option("--needs-review", help="Keep images whose answer needs review.")] = False,
+    review: Annotated[
+        bool, typer.Option("--needs-review", help="Keep images whose answer needs review.", rich_help_panel=FILTERS)
+    ] = False,
     distortion: Annotated[
-        list[str] | None, typer.Option("--distortion", help="Keep images with this distortion (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--distortion",
+            metavar="NAME",
+            help="Keep images with this distortion (repeatable).",
+            autocompletion=_complete_distortions,
+            rich_help_panel=FILTERS,
+        ),
     ] = None,
-    errors: Annotated[bool, typer.Option("--errors", help="Keep files that could not be assessed.")] = False,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Keep files that could not be assessed.", rich_help_panel=FILTERS)
+    ] = False,
     export: Annotated[
-        str | None, typer.Option("--export", help="Write the kept paths to this file, one per line ('-': stdout).")
+        str | None,
+        typer.Option(
+            "--export",
+            metavar="FILE",
+            help="Write the kept paths to this file, one per line ('-': stdout).",
+            rich_help_panel=OUTPUT,
+        ),
     ] = None,
     null: Annotated[
         bool,
-        typer.Option("--export0", "-0", help="With --export: end each path with a NUL byte, not a newline (xargs -0)."),
+        typer.Option(
+            "--export0",
+            "-0",
+            help="With --export: end each path with a NUL byte, not a newline (xargs -0).",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout.", rich_help_panel=OUTPUT)
+    ] = False,
 ) -> None:
     """Re-print the summary of a finished audit, filtered, and export the matching paths; runs nothing.
 
-    In the one-per-line list, a path holding a newline or carriage return would read as two paths, so such
-    paths are left out (and counted on stderr); --export0 lists every path."""
+    A line list (--export) leaves out paths holding a newline (counting them on stderr); --export0 lists every path."""
+    from iqa_cli.report.reread import RowFilter, checked_filter, read_rows, select, unmatched_distortions
+    from iqa_cli.report.summary import render
+
     with user_errors():
         if null and export is None:
             raise UsageError("--export0 goes with --export FILE (or --export - for stdout)")
-        keep = RowFilter(verdicts=verdict or (), needs_review=review, distortions=distortion or (), errors=errors)
-        summary, paths = summarise(read_rows(out_dir), keep)
+        keep = checked_filter(
+            RowFilter(verdicts=verdict or (), needs_review=review, distortions=distortion or (), errors=errors)
+        )
+        chosen = select(read_rows(out_dir), keep)
+        problem = unmatched_distortions(keep, chosen.distortions)
+        if problem is not None:
+            raise problem
         if export is not None:
-            _export(paths, export, null)
+            _export(chosen.paths, export, null)
             if export == "-":
                 return
     if json_out:
-        typer.echo(summary.to_json())
-    else:
-        render(summary, stdout_console())
+        typer.echo(chosen.summary.to_json())
+        return
+    console = stdout_console()
+    s = chosen.summary
+    which = f" ({shown(keep.described())})" if keep.described() else ""
+    console.print(
+        f"[bold]iqa report[/bold] {shown(str(out_dir))}: {s.files} of {chosen.rows} files match{which}",
+        highlight=False,
+    )
+    if s.engine:
+        console.print(shown(f"engine {s.engine} {s.engine_version}"), highlight=False)
+    render(s, console, run_heading=False)
 
 
 def _export(paths: list[str], export: str, null: bool) -> None:
@@ -427,14 +520,50 @@ def _export(paths: list[str], export: str, null: bool) -> None:
         Path(export).write_bytes(data)
 
 
-@app.command("plugins")
-def list_plugins() -> None:
+PLUGINS_EPILOG = (
+    "--json prints a list of objects with kind (engine, format or check), name (what --engine, --format or "
+    "--checks takes), class (module.Class), distribution and version (the installed package that provides it: "
+    "iqa-cli for the built-in ones; null when it came from no installed package) and built_in (true or false)."
+)
+
+
+@app.command("plugins", epilog=PLUGINS_EPILOG)
+def list_plugins(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the list as JSON on stdout (keys below).", rich_help_panel=OUTPUT)
+    ] = False,
+) -> None:
     """List the installed engines, report formats and checks, and which package each comes from."""
+    from rich.table import Table
+
+    from iqa_cli import plugins
+
     with user_errors():
+        registries = (("engine", plugins.engines()), ("format", plugins.writers()), ("check", plugins.checks()))
+        found = [(kind, name, cls) for kind, registry in registries for name, cls in sorted(registry.items())]
+        if json_out:
+            typer.echo(json.dumps([_plugin_json(kind, name, cls) for kind, name, cls in found], indent=2))
+            return
         table = Table(box=None, show_header=True, pad_edge=False)
         for column in ("kind", "name", "class", "from"):
             table.add_column(column, overflow="fold")
-        for kind, found in (("engine", engines()), ("format", writers()), ("check", plugin_checks())):
-            for name, cls in sorted(found.items()):
-                table.add_row(kind, name, f"{cls.__module__}.{cls.__qualname__}", origin(cls))
+        for kind, name, cls in found:
+            table.add_row(kind, name, f"{cls.__module__}.{cls.__qualname__}", plugins.origin(cls))
         stdout_console().print(table)
+
+
+def _plugin_json(kind: str, name: str, cls: type) -> dict[str, Any]:
+    """One entry of `iqa plugins --json`: the keys PLUGINS_EPILOG documents."""
+    from iqa_cli import plugins
+
+    found = plugins.distribution(cls)
+    built_in = found is None and cls.__module__.split(".")[0] == "iqa_cli"
+    distribution, version = found or (("iqa-cli", __version__) if built_in else (None, None))
+    return {
+        "kind": kind,
+        "name": name,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "distribution": distribution,
+        "version": version,
+        "built_in": built_in,
+    }

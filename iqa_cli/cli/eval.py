@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.options import (
+    MODEL,
+    OUTPUT,
     DeviceOpt,
     DtypeOpt,
     EngineBatchOpt,
@@ -26,79 +22,134 @@ from iqa_cli.cli.options import (
     TableFormatsOpt,
     TokensOpt,
     WorkersOpt,
+    decode_workers,
     engine_from,
     writer_classes,
 )
-from iqa_cli.cli.terminal import live_display, stderr_console, stdout_console
+from iqa_cli.cli.terminal import stdout_console
+from iqa_cli.defaults import AUTO, DEFAULT_MAX_PIXELS
 from iqa_cli.errors import EXIT_INTERRUPTED, UsageError
-from iqa_cli.evaluation.metrics import SEVERITIES, EvalReport, group_labels, make_set, read_labels, score
-from iqa_cli.plugins import AUTO
 from iqa_cli.text import shown
 
-EVAL_EPILOG = """Examples:
+if TYPE_CHECKING:  # the evaluation (numpy, the audit) and the progress display load when the command runs
+    from rich.console import Console
 
-  iqa eval --make-set clean-photos/ --set-out evalset/ --pairs 2 --max-side 1024
+    from iqa_cli.evaluation.metrics import EvalReport
 
-  iqa eval evalset/labels.csv --engine signal --out eval-signal/ --plot eval-signal/reliability.png
+MAKE_SET = "Building a set (--make-set)"
 
-  iqa eval evalset/labels.csv --engine depictqa --device cuda --json
-
-The labels file has the header file,category,severity[,function]: one row per distortion of a file
-(category a DQ-495K key such as blur or brighten), or one row `none` with an empty severity for a clean
-photo; paths are relative to the file's folder. Images are assessed exactly as iqa audit assesses
-them. The metrics are defined in docs/eval.md.
-
-Exit codes: 0 done, 1 runtime failure, 2 usage error (a bad labels file), 130 interrupted."""
+# Each paragraph is one line, which --help wraps to the terminal; the man page splits the epilog at blank lines.
+EVAL_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        "  iqa eval --make-set clean-photos/ --set-out evalset/ --pairs 2 --max-side 1024",
+        "  iqa eval evalset/labels.csv --engine signal --out eval-signal/ --plot eval-signal/reliability.png",
+        "  iqa eval evalset/labels.csv --engine depictqa --device cuda --json",
+        "The labels file has the header file,category,severity[,function]: one row per distortion of a file "
+        "(category a DQ-495K key such as blur or brighten), or one row `none` with an empty severity for a clean "
+        "photo; paths are relative to the file's folder. Images are assessed exactly as iqa audit assesses them. "
+        "The metrics are defined in docs/eval.md.",
+        "Exit codes: 0 done, 1 runtime failure, 2 usage error (a bad labels file), 130 interrupted.",
+    ]
+)
 
 
 def eval_command(
     labels: Annotated[
         Path | None,
-        typer.Argument(help="The labels CSV (file,category,severity[,function]).", show_default=False),
+        typer.Argument(
+            metavar="LABELS", help="The labels CSV (file,category,severity[,function]).", show_default=False
+        ),
     ] = None,
-    engine: EngineOpt = AUTO,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the evaluation tables.")] = Path("iqa-eval"),
-    formats: TableFormatsOpt = "parquet,csv",
-    plot: Annotated[
-        Path | None,
-        typer.Option("--plot", help="Also draw a reliability diagram and identification bars into this PNG."),
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    workers: WorkersOpt = None,
-    batch_size: EngineBatchOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    engine: EngineOpt = AUTO,
+    batch_size: EngineBatchOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     max_new_tokens: TokensOpt = None,
     draft_decode: Annotated[
         bool,
-        typer.Option("--draft-decode", help="Model engine: decode large JPEGs at reduced scale first, as in audit."),
+        typer.Option(
+            "--draft-decode",
+            help="Decode large JPEGs at reduced scale first, as in audit.",
+            rich_help_panel=MODEL,
+        ),
     ] = False,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", metavar="DIR", help="Folder for the evaluation tables.", rich_help_panel=OUTPUT),
+    ] = Path("iqa-eval"),
+    formats: TableFormatsOpt = "parquet,csv",
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="PNG",
+            help="Also draw a reliability diagram and identification bars into this PNG.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print the summary as JSON on stdout.", rich_help_panel=OUTPUT),
+    ] = False,
+    workers: WorkersOpt = None,
     make_set_from: Annotated[
         Path | None,
-        typer.Option("--make-set", help="Build a labelled set from this folder of clean photos instead of evaluating."),
+        typer.Option(
+            "--make-set",
+            metavar="DIR",
+            help="Build a labelled set from this folder of clean photos instead of evaluating.",
+            rich_help_panel=MAKE_SET,
+        ),
     ] = None,
     set_out: Annotated[
-        Path | None, typer.Option("--set-out", help="With --make-set: the folder for the images and labels.csv.")
+        Path | None,
+        typer.Option(
+            "--set-out", metavar="DIR", help="The folder for the images and labels.csv.", rich_help_panel=MAKE_SET
+        ),
     ] = None,
     severities: Annotated[
-        str, typer.Option("--severities", help="With --make-set: severities to generate, comma-separated.")
+        str,
+        typer.Option(
+            "--severities", metavar="LIST", help="Severities to generate, comma-separated.", rich_help_panel=MAKE_SET
+        ),
     ] = "1,2,3,4,5",
     functions: Annotated[
         str,
-        typer.Option("--functions", help="With --make-set: every distortion function (all) or one-per-category."),
+        typer.Option(
+            "--functions",
+            metavar="all|one-per-category",
+            help="Every distortion function, or one per category.",
+            rich_help_panel=MAKE_SET,
+        ),
     ] = "all",
     pairs: Annotated[
-        int, typer.Option("--pairs", min=0, help="With --make-set: two-distortion images per clean photo.")
+        int,
+        typer.Option(
+            "--pairs", min=0, metavar="N", help="Two-distortion images per clean photo.", rich_help_panel=MAKE_SET
+        ),
     ] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="With --make-set: the random seed (same seed, same set).")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", metavar="N", help="The random seed (same seed, same set).", rich_help_panel=MAKE_SET),
+    ] = 0,
     max_side: Annotated[
         int | None,
-        typer.Option("--max-side", min=1, help="With --make-set: shrink photos to this longest side first."),
+        typer.Option(
+            "--max-side",
+            min=1,
+            metavar="N",
+            help="Shrink photos to this longest side first.",
+            show_default="no shrinking",
+            rich_help_panel=MAKE_SET,
+        ),
     ] = None,
 ) -> None:
     """Measure an engine on images with known distortions, or build such a set with --make-set."""
+    from iqa_cli.evaluation.metrics import group_labels, make_set, read_labels, score
+
     with user_errors():
         if make_set_from is not None:
             if labels is not None:
@@ -118,17 +169,18 @@ def eval_command(
             return
         if labels is None:
             raise UsageError("give a labels CSV to evaluate, or --make-set CLEAN_DIR --set-out DIR to build one")
+        from iqa_cli.cli.progress import progress_rows
         from iqa_cli.evaluation.run import assess_labels, plot_report, write_report
 
         chosen_writers = writer_classes(formats, any_schema=True)
         label_rows = read_labels(labels)
         chosen, engine_note = engine_from(engine, model, device, dtype, max_new_tokens, draft_decode)
         try:
-            with _progress(len(group_labels(label_rows)), silent=json_out) as on_row:
+            with progress_rows(len(group_labels(label_rows)), "evaluating", silent=json_out) as on_row:
                 answers, run = assess_labels(
                     label_rows,
                     chosen,
-                    workers=workers,
+                    workers=decode_workers(workers),
                     batch_size=batch_size,
                     max_pixels=max_pixels,
                     engine_note=engine_note,
@@ -151,6 +203,8 @@ def eval_command(
 
 
 def _severities(text: str) -> list[int]:
+    from iqa_cli.evaluation.metrics import SEVERITIES
+
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -161,6 +215,8 @@ def _severities(text: str) -> list[int]:
 
 
 def _set_made(labels: Path, json_out: bool) -> None:
+    from iqa_cli.evaluation.metrics import group_labels, read_labels
+
     rows = read_labels(labels)
     files = group_labels(rows)
     clean = sum(1 for file_rows in files.values() if file_rows[0].category == "none")
@@ -174,19 +230,6 @@ def _set_made(labels: Path, json_out: bool) -> None:
         )
 
 
-@contextmanager
-def _progress(total: int, *, silent: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
-    """A progress bar on stderr while it is a terminal; otherwise no callback."""
-    err = stderr_console()
-    if silent or not live_display(err):
-        yield None
-        return
-    columns = (SpinnerColumn(), TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("eval", total=total)
-        yield lambda row: progress.advance(task)
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
 
@@ -197,6 +240,10 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def render_report(report: EvalReport, console: Console, engine: str, written: list[Path]) -> None:
     """The evaluation as Rich tables: identification, clean flagged, accuracy, names, calibration."""
+    from rich.table import Table
+
+    from iqa_cli.evaluation.metrics import SEVERITIES
+
     console.print(
         f"[bold]{shown(engine)}[/bold]: {report.assessed} of {report.images} labelled images assessed", highlight=False
     )

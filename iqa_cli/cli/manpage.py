@@ -149,7 +149,7 @@ def _page(path: tuple[str, ...], ctx: Any, options: list[config.Option]) -> str:
         lines.append(".SH ARGUMENTS")
         for param in arguments:
             record = param.get_help_record(ctx)
-            lines += [".TP", f"\\fI{_esc(param.name.upper())}\\fR", _text(record[1] if record else "")]
+            lines += [".TP", f"\\fI{_esc(_argument_name(param))}\\fR", _text(record[1] if record else "")]
     mine = {opt.param.name: opt for opt in options if opt.command == path[1:]}
     records = [(p, p.get_help_record(ctx)) for p in params if getattr(p, "param_type_name", "") == "option"]
     if records:
@@ -197,9 +197,14 @@ def _synopsis(ctx: Any) -> str:
     for param in ctx.command.get_params(ctx):
         if getattr(param, "param_type_name", "") != "argument":
             continue
-        word = f"\\fI{_esc(param.name.upper())}\\fR" + ("..." if param.nargs == -1 else "")
+        word = f"\\fI{_esc(_argument_name(param))}\\fR" + ("..." if param.nargs == -1 else "")
         parts.append(word if param.required else f"[{word}]")
     return " ".join(parts)
+
+
+def _argument_name(param: Any) -> str:
+    """An argument as --help names it: its metavar (PATH), else its name in capitals."""
+    return param.metavar or param.name.upper()
 
 
 def _option_names(names: str) -> str:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.options import (
+    BEHAVIOUR,
+    ENGINE,
+    INPUT,
+    OUTPUT,
     DeviceOpt,
     DtypeOpt,
     EngineOpt,
+    JsonOpt,
     ModelOpt,
+    Pixels,
+    PixelsOpt,
     TableFormatsOpt,
     TokensOpt,
     WorkersOpt,
@@ -24,52 +29,52 @@ from iqa_cli.cli.options import (
     writer_classes,
 )
 from iqa_cli.cli.terminal import stderr_console, stdout_console
-from iqa_cli.engines.base import Engine
-from iqa_cli.errors import IqaError
-from iqa_cli.plugins import AUTO
-from iqa_cli.rank.model import (
-    PAIR_LIMIT,
-    MethodSummary,
-    Ranking,
-    method_rows,
-    pair_rows,
-    ranking_rows,
-)
-from iqa_cli.rank.run import (
-    Matching,
-    RankSettings,
-    plan_rank,
-    rank_files,
-    run_rank,
-    write_tables,
-)
+from iqa_cli.defaults import AUTO, PAIR_LIMIT
+from iqa_cli.errors import IqaError, UsageError
 from iqa_cli.text import shown
 
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Comparisons per engine batch.")]
-DetailOpt = Annotated[bool, typer.Option("--detail", help="Also ask for the reasoning behind each answer.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+if TYPE_CHECKING:  # the ranking itself (numpy, PyArrow, the decode queue) loads when a command runs
+    from rich.console import Console
 
-COMPARE_EPILOG = """Examples:
+    from iqa_cli.engines.base import Engine
+    from iqa_cli.rank.model import MethodSummary, Ranking
+    from iqa_cli.rank.run import Matching, RankSettings
 
-  iqa compare restored_a.png restored_b.png
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, metavar="N", help="Comparisons per engine batch.", rich_help_panel=ENGINE)
+]
+DetailOpt = Annotated[
+    bool,
+    typer.Option("--detail", help="Also ask for the reasoning behind each answer.", rich_help_panel=ENGINE),
+]
 
-  iqa compare a.png b.png --ref clean.png --detail
+# Each paragraph is one line, which --help wraps to the terminal; the man page splits the epilog at blank lines.
+COMPARE_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        "  iqa compare restored_a.png restored_b.png",
+        "  iqa compare a.png b.png --ref clean.png --detail",
+        "The pair is asked both ways, (A, B) and (B, A); the answers are combined to cancel position bias, and a "
+        "disagreement between the two orders lowers the confidence and is shown.",
+    ]
+)
 
-The pair is asked both ways, (A, B) and (B, A); the answers are combined to cancel position bias,
-and a disagreement between the two orders lowers the confidence and is shown."""
-
-RANK_EPILOG = """Examples:
-
-  iqa rank a.png b.png c.png ref.png          (3+ paths: the last is the reference)
-
-  iqa rank a.png b.png c.png --no-ref --out ranking/
-
-  iqa rank --ref-dir refs/ outputs/methodA outputs/methodB --out bench/
-
-Folders are matched by file name (extension and case ignored). See docs/ranking.md for the model."""
+RANK_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        "  iqa rank out/*.png",
+        "  iqa rank a.png b.png c.png --ref clean.png --out ranking/",
+        "  iqa rank --ref-dir refs/ outputs/methodA outputs/methodB --out bench/",
+        "Every image path given is a candidate; a reference is only ever the image named by --ref (in folder mode, "
+        "the files of --ref-dir). Folders are matched by file name (extension and case ignored). See "
+        "docs/ranking.md for the model.",
+    ]
+)
 
 
 def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, seed: int) -> RankSettings:
+    from iqa_cli.rank.run import RankSettings
+
     return RankSettings(
         detail=detail,
         pair_limit=pair_limit,
@@ -79,27 +84,42 @@ def _setup(workers: int | None, batch_size: int, detail: bool, pair_limit: int, 
     )
 
 
-def _engine(name: str, model: str | None, device: str | None, dtype: str | None, tokens: int | None) -> Engine:
-    return engine_from(name, model, device, dtype, tokens)[0]
+def _engine(
+    name: str, model: str | None, device: str | None, dtype: str | None, tokens: int | None, pixels: Pixels
+) -> Engine:
+    return engine_from(name, model, device, dtype, tokens, pixels=pixels)[0]
 
 
 def compare(
-    a: Annotated[str, typer.Argument(help="The first image (A).", show_default=False)],
-    b: Annotated[str, typer.Argument(help="The second image (B).", show_default=False)],
-    ref: Annotated[str | None, typer.Option("--ref", help="A clean reference image both are judged against.")] = None,
-    detail: DetailOpt = False,
-    json_out: JsonOpt = False,
+    a: Annotated[str, typer.Argument(metavar="A", help="The first image.", show_default=False)],
+    b: Annotated[str, typer.Argument(metavar="B", help="The second image.", show_default=False)],
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref", metavar="PATH", help="A clean reference image both are judged against.", rich_help_panel=INPUT
+        ),
+    ] = None,
     engine: EngineOpt = AUTO,
+    detail: DetailOpt = False,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     max_new_tokens: TokensOpt = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Decoding processes (0: in-process).")] = 0,
+    pixels: PixelsOpt = Pixels.iqa,
+    json_out: JsonOpt = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", "-j", min=0, metavar="N", help="Decoding processes (0: in-process).", rich_help_panel=BEHAVIOUR
+        ),
+    ] = 0,
 ) -> None:
     """Say which of two images has better quality, how sure that is, and (with --detail) why."""
+    from iqa_cli.rank.run import rank_files
+
     with user_errors():
         settings = _setup(workers, 2, detail, PAIR_LIMIT, 0)
-        chosen = _engine(engine, model, device, dtype, max_new_tokens)
+        chosen = _engine(engine, model, device, dtype, max_new_tokens, pixels)
         try:
             ranking = rank_files([a, b], ref, chosen, settings)
         finally:
@@ -138,6 +158,8 @@ def _compare_json(ranking: Ranking, a: str, b: str, engine: str) -> dict[str, An
 
 
 def _render_compare(result: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
     a, b, winner = shown(result["a"]), shown(result["b"]), result["winner"]
     if winner is None:
         console.print(f"[bold]A tie:[/bold] neither {a} nor {b} is better (p = 0.50)", highlight=False)
@@ -165,38 +187,88 @@ def _render_compare(result: dict[str, Any], console: Console) -> None:
 
 
 def rank(
-    paths: Annotated[list[str], typer.Argument(help="Images to rank, or one folder per method.", show_default=False)],
-    ref: Annotated[str | None, typer.Option("--ref", help="The reference image (instead of the last path).")] = None,
-    no_ref: Annotated[bool, typer.Option("--no-ref", help="Rank every path; no reference.")] = False,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH", help="Images to rank, every one a candidate; or one folder per method.", show_default=False
+        ),
+    ],
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            metavar="PATH",
+            help="A clean reference image every candidate is judged against.",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    no_ref: Annotated[
+        bool,
+        typer.Option(
+            "--no-ref",
+            hidden=True,
+            help="No reference: what iqa rank does without --ref (kept for scripts from when the last path was one).",
+        ),
+    ] = False,
     ref_dir: Annotated[
-        str | None, typer.Option("--ref-dir", help="Folder mode: references, matched to the method folders by name.")
+        str | None,
+        typer.Option(
+            "--ref-dir",
+            metavar="DIR",
+            help="Folder mode: references, matched to the method folders by name.",
+            rich_help_panel=INPUT,
+        ),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for pairs, ranking (and methods) reports.")
-    ] = None,
-    formats: TableFormatsOpt = "parquet,csv",
+    engine: EngineOpt = AUTO,
+    detail: DetailOpt = False,
     pair_limit: Annotated[
         int,
-        typer.Option("--pair-limit", min=2, help="Compare every pair up to this many candidates, else Swiss rounds."),
+        typer.Option(
+            "--pair-limit",
+            min=2,
+            metavar="N",
+            help="Compare every pair up to this many candidates, else Swiss rounds.",
+            rich_help_panel=ENGINE,
+        ),
     ] = PAIR_LIMIT,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap confidence intervals.")] = 0,
-    detail: DetailOpt = False,
-    json_out: JsonOpt = False,
-    engine: EngineOpt = AUTO,
+    batch_size: BatchOpt = 8,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     max_new_tokens: TokensOpt = None,
+    pixels: PixelsOpt = Pixels.iqa,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Folder for the pairs, ranking (and methods) tables.",
+            show_default="none: print only",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    formats: TableFormatsOpt = "parquet,csv",
+    json_out: JsonOpt = False,
     workers: WorkersOpt = None,
-    batch_size: BatchOpt = 8,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", metavar="N", help="Seed of the bootstrap confidence intervals.", rich_help_panel=BEHAVIOUR
+        ),
+    ] = 0,
 ) -> None:
     """Rank images (or methods, one folder each) by quality from pairwise comparisons, best first."""
+    from iqa_cli.rank.run import plan_rank, run_rank, write_tables
+
     err = stderr_console()
     with user_errors():
         chosen_writers = writer_classes(formats, any_schema=True)
         settings = _setup(workers, batch_size, detail, pair_limit, seed)
-        to_rank = plan_rank(paths, ref, no_ref, ref_dir)
-        chosen = _engine(engine, model, device, dtype, max_new_tokens)
+        if no_ref and (ref is not None or ref_dir is not None):
+            raise UsageError("--no-ref contradicts --ref and --ref-dir; without either there is no reference")
+        to_rank = plan_rank(paths, ref, ref_dir)
+        chosen = _engine(engine, model, device, dtype, max_new_tokens, pixels)
         try:
             rankings, summaries = run_rank(to_rank, chosen, settings)
         finally:
@@ -234,6 +306,10 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def _render_ranking(console: Console, ranking: Ranking, engine: str) -> None:
+    from rich.table import Table
+
+    from iqa_cli.rank.model import ranking_rows
+
     against = f"against {shown(ranking.reference)}" if ranking.reference else "no reference"
     # Above the table, not its title: a long reference path must not be cut to the table's width.
     console.print(f"Ranking ({engine} engine, {against})", highlight=False)
@@ -254,6 +330,10 @@ def _render_ranking(console: Console, ranking: Ranking, engine: str) -> None:
 
 
 def _render_methods(console: Console, summaries: list[MethodSummary], images: int) -> None:
+    from rich.table import Table
+
+    from iqa_cli.rank.model import method_rows
+
     table = Table(
         "rank", "method", "mean rank [95% CI]", "win rate [95% CI]", "images",
         title=f"Methods over {images} images (1 = best)",
@@ -275,6 +355,8 @@ def _rank_json(
     matching: Matching | None,
     reports: list[Path],
 ) -> dict[str, Any]:
+    from iqa_cli.rank.model import method_rows, pair_rows, ranking_rows
+
     result: dict[str, Any] = {"engine": engine}
     if summaries is not None and matching is not None:
         result["methods"] = method_rows(summaries)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from iqa_cli.defaults import PAIR_LIMIT
 from iqa_cli.engines.base import Comparison
 
-PAIR_LIMIT = 12  # up to this many candidates every pair is asked (66 pairs, 132 answers)
 PRIOR_GAMES = 1.0  # virtual games, half won, of each candidate against an average one (keeps BT finite)
 BOOTSTRAP_SAMPLES = 2000
 TIE = 1e-6  # log-strengths closer than this share a rank

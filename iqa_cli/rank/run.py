@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iqa_cli.audit.discover import DiscoveryProblem, discover
-from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
-from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, Outcome, Prefetcher, WorkerSpec
+from iqa_cli.audit.queue import Outcome, Prefetcher, WorkerSpec
+from iqa_cli.defaults import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_PIXELS, PAIR_LIMIT
 from iqa_cli.engines.base import AssessRequest, Comparison, Engine, Prepared
 from iqa_cli.errors import UsageError
 from iqa_cli.rank.model import (
     METHODS_SCHEMA,
-    PAIR_LIMIT,
     PAIRS_SCHEMA,
     RANKING_SCHEMA,
     Judge,
@@ -47,15 +46,6 @@ class RankSettings:
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     file_timeout: float = DEFAULT_FILE_TIMEOUT  # seconds a file may take in the workers; 0: no limit
-
-
-def split_reference(paths: Sequence[str], reference: str | None, no_ref: bool) -> tuple[list[str], str | None]:
-    """Candidates and reference: `--ref` names it, `--no-ref` has none, else the last of three or more paths."""
-    if reference is not None and no_ref:
-        raise UsageError("--ref and --no-ref contradict each other; give one of them")
-    if reference is not None or no_ref or len(paths) < 3:
-        return list(paths), reference
-    return list(paths[:-1]), paths[-1]
 
 
 def _judge(engine: Engine, items: Sequence[Prepared], ref: Prepared | None, settings: RankSettings) -> Judge:
@@ -140,7 +130,7 @@ def rank_files(paths: Sequence[str], reference: str | None, engine: Engine, sett
     ref = loaded[-1] if reference else None
     problem = _reference_problem(ref) if ref is not None else None
     if problem:
-        raise UsageError(f"{problem}; fix the path or rank without a reference (--no-ref)")
+        raise UsageError(f"{problem}; fix the path, or leave out --ref to rank without a reference")
     return _rank_loaded("", loaded[: len(paths)], [Path(p).name for p in paths], ref, engine, settings)
 
 
@@ -221,25 +211,26 @@ def rank_folders(matching: Matching, engine: Engine, settings: RankSettings) -> 
 
 @dataclass
 class RankPlan:
-    """What `iqa rank` ranks: image files with an optional reference, or method folders matched by name."""
+    """What `iqa rank` ranks: image files (every one a candidate) with an optional reference, or method folders
+    matched by name."""
 
     candidates: list[str]
     reference: str | None = None
     matching: Matching | None = None
 
 
-def plan_rank(paths: Sequence[str], ref: str | None, no_ref: bool, ref_dir: str | None) -> RankPlan:
-    """Folder mode when every path is a folder (or --ref-dir is given), else image files; UsageError for a mix,
-    or for folders that share no file name. Decided before any engine loads."""
+def plan_rank(paths: Sequence[str], ref: str | None, ref_dir: str | None) -> RankPlan:
+    """Folder mode when every path is a folder (or --ref-dir is given), else image files, each of them a candidate
+    (a reference only with `ref`: `iqa rank out/*.png` must rank every file); UsageError for a mix, or for folders
+    that share no file name. Decided before any engine loads."""
     folder_mode = ref_dir is not None or all(Path(p).is_dir() for p in paths)
     if folder_mode and (ref is not None or any(not Path(p).is_dir() for p in paths)):
         raise UsageError("folder mode takes only folders (one per method) and --ref-dir, not files or --ref")
     if not folder_mode and any(Path(p).is_dir() for p in paths):
         raise UsageError("give either image files or method folders, not both")
     if not folder_mode:
-        candidates, reference = split_reference(paths, ref, no_ref)
-        return RankPlan(candidates, reference)
-    matching = match_folders(paths, None if no_ref else ref_dir)
+        return RankPlan(list(paths), ref)
+    matching = match_folders(paths, ref_dir)
     if not matching.groups:
         raise UsageError("no file name is present in every folder; nothing to rank (see the unmatched list)")
     return RankPlan(list(paths), matching=matching)

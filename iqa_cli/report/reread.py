@@ -7,17 +7,19 @@ one line naming the file and saying to run the audit again, never a traceback.
 from __future__ import annotations
 
 import csv as _csv
+import difflib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iqa_cli.categories import CATEGORIES
 from iqa_cli.errors import IqaError, UsageError, first_line
-from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA, ReportRow, file_name, path_columns
+from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA, VERDICTS, ReportRow, file_name, path_columns
 from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import LIST_SEPARATOR, CsvWriter, JsonlWriter, ParquetWriter, csv_text
 
@@ -48,6 +50,51 @@ class RowFilter:
             return False
         wanted = {d.lower() for d in self.distortions}
         return not wanted or bool(wanted & {d.lower() for d in row.get("distortions") or []})
+
+    def described(self) -> str:
+        """The filter as the report header says it: "verdict=bad, needs review", or "" for none."""
+        parts = [f"verdict={'|'.join(self.verdicts)}"] if self.verdicts else []
+        parts += [f"distortion={'|'.join(self.distortions)}"] if self.distortions else []
+        parts += ["needs review"] if self.needs_review else []
+        parts += ["errors"] if self.errors else []
+        return ", ".join(parts)
+
+
+def _did_you_mean(value: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value.lower(), choices, n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def checked_filter(keep: RowFilter) -> RowFilter:
+    """`keep` with its values checked before any report is read (UsageError, exit 2, naming the closest choice):
+    verdicts must be ok, degraded or bad; distortions DQ-495K names ("blur", "overly high brightness") or their
+    category keys ("brighten"), which become the names. Another distortion name passes here and must then be
+    in the report (`unmatched_distortions`): an engine from a plugin may use its own names."""
+    verdicts = []
+    for verdict in keep.verdicts:
+        if verdict.lower() not in VERDICTS:
+            raise UsageError(
+                f"unknown verdict {verdict!r} for --verdict{_did_you_mean(verdict, VERDICTS)} "
+                f"(choose from {', '.join(VERDICTS)})"
+            )
+        verdicts.append(verdict.lower())
+    names = [CATEGORIES.get(d.lower(), d.lower()) for d in keep.distortions]
+    return replace(keep, verdicts=tuple(dict.fromkeys(verdicts)), distortions=tuple(dict.fromkeys(names)))
+
+
+def unmatched_distortions(keep: RowFilter, seen: set[str]) -> UsageError | None:
+    """The error for a --distortion that is neither a DQ-495K name nor in the report (`seen`: its distortion names,
+    lower case), or None."""
+    known = set(CATEGORIES.values())
+    unknown = [d for d in keep.distortions if d not in known and d not in seen]
+    if not unknown:
+        return None
+    choices = sorted(known | seen)
+    hint = _did_you_mean(unknown[0], list(dict.fromkeys([*choices, *CATEGORIES])))
+    return UsageError(
+        f"unknown distortion {unknown[0]!r} for --distortion{hint} (DQ-495K names, or their keys such as brighten: "
+        f"{', '.join(choices)})"
+    )
 
 
 def read_rows(out_dir: Path) -> Iterator[ReportRow]:
@@ -238,12 +285,26 @@ _READERS: dict[str, Callable[[Path], Iterator[ReportRow]]] = {
 }
 
 
-def summarise(rows: Iterator[ReportRow], keep: RowFilter) -> tuple[Summary, list[str]]:
+@dataclass
+class Selection:
+    """The rows of a report that a filter keeps: their summary and file names, and what the whole report held."""
+
+    summary: Summary
+    paths: list[str]  # in report order, as Python holds them (see `select`)
+    rows: int = 0  # rows (files) in the report, kept or not
+    distortions: set[str] = field(default_factory=set)  # every distortion name the report uses, lower case
+
+
+def select(rows: Iterator[ReportRow], keep: RowFilter) -> Selection:
     """The summary of the kept rows, and their file names in report order (as Python holds them: the exact
     bytes of a name that is not UTF-8 are lone surrogates, which os.fsencode turns back into those bytes)."""
     builder: SummaryBuilder | None = None
     paths: list[str] = []
+    total = 0
+    seen: set[str] = set()
     for row in rows:
+        total += 1
+        seen.update(d.lower() for d in row.get("distortions") or [])
         if not keep.keeps(row):
             continue
         if builder is None:
@@ -252,4 +313,10 @@ def summarise(rows: Iterator[ReportRow], keep: RowFilter) -> tuple[Summary, list
         paths.append(file_name(row))
     if builder is None:
         builder = SummaryBuilder("", "", "no rows match")
-    return builder.finish(0.0), paths
+    return Selection(builder.finish(0.0), paths, total, seen)
+
+
+def summarise(rows: Iterator[ReportRow], keep: RowFilter) -> tuple[Summary, list[str]]:
+    """`select`'s summary and file names."""
+    chosen = select(rows, keep)
+    return chosen.summary, chosen.paths
