@@ -14,14 +14,11 @@ from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, default_workers
 from iqa_cli.audit.run import AuditSettings, audit_folder, run_audit
-from iqa_cli.checks import Check
 from iqa_cli.engines.base import Engine, EngineOptions
 from iqa_cli.errors import UsageError
-from iqa_cli.plugins import AUTO, create_engine, writers
-from iqa_cli.plugins import checks as plugin_checks
+from iqa_cli.plugins import AUTO, chosen_checks, chosen_writers, create_engine
 from iqa_cli.report.schema import SCHEMA, ReportRow, writable_cell
 from iqa_cli.report.summary import Summary
-from iqa_cli.report.writers import ReportWriter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,7 +144,7 @@ def audit(
             raise NoSuchPath(f"no such file or folder: {', '.join(missing)}; nothing was audited{unchanged}")
     if formats is not None and out_dir is None:
         raise UsageError("formats= names the reports written into out=; give out= too, or leave formats out")
-    chosen_writers = _writer_classes(formats or DEFAULT_FORMATS) if out_dir is not None else []
+    selected_writers = chosen_writers(formats or DEFAULT_FORMATS) if out_dir is not None else []
     settings = AuditSettings(
         paths=given,
         detail=detail,
@@ -164,7 +161,7 @@ def audit(
         rerun=rerun,
     )
     _check_settings(settings)
-    chosen_checks = _checks(checks)
+    selected_checks = chosen_checks(checks)
     options = engine_options or EngineOptions()
     make_engine = _lent(engine) if isinstance(engine, Engine) else (lambda: create_engine(engine, options))
 
@@ -178,12 +175,12 @@ def audit(
 
     if out_dir is not None:
         summary = audit_folder(
-            settings, make_engine, out_dir, chosen_writers, checks=chosen_checks, on_note=notes.append, on_row=keep
+            settings, make_engine, out_dir, selected_writers, checks=selected_checks, on_note=notes.append, on_row=keep
         )
     else:
         made, note = make_engine()
         try:
-            summary = run_audit(settings, made, [], checks=chosen_checks, engine_note=note, on_row=keep)
+            summary = run_audit(settings, made, [], checks=selected_checks, engine_note=note, on_row=keep)
         finally:
             made.close()
     if summary.interrupted:
@@ -213,31 +210,6 @@ def _check_settings(settings: AuditSettings) -> None:
     for name, value, fine, wanted in limits:
         if not fine:
             raise UsageError(f"{name}={value!r} cannot be used: it must be {wanted}")
-
-
-def _writer_classes(formats: str | Sequence[str]) -> list[type[ReportWriter]]:
-    """The writer classes of the format names (a comma-separated string or a sequence), each once, in order."""
-    names = formats.split(",") if isinstance(formats, str) else list(formats)
-    wanted = [name.strip().lower() for name in names if name.strip()]
-    available = writers()
-    unknown = [name for name in wanted if name not in available]
-    if unknown or not wanted:
-        raise UsageError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {', '.join(available)}")
-    return [available[name] for name in dict.fromkeys(wanted)]
-
-
-def _checks(names: str | Sequence[str]) -> list[Check]:
-    """The check plugins to run: "all", "none", or names (a comma-separated string or a sequence)."""
-    wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
-    if wanted in ([], ["none"]):
-        return []  # before asking the plugins: a check's module may be costly to import
-    available = plugin_checks()
-    if wanted == ["all"]:
-        return [cls() for _, cls in sorted(available.items())]
-    unknown = [n for n in wanted if n not in available]
-    if unknown:
-        raise UsageError(f"unknown check {', '.join(unknown)}; installed: {', '.join(sorted(available)) or 'none'}")
-    return [available[n]() for n in dict.fromkeys(wanted)]
 
 
 def _lent(engine: Engine) -> Callable[[], tuple[Engine, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+from collections.abc import Sequence
 
 import pluggy
 
@@ -144,6 +145,37 @@ def distribution(cls: type) -> tuple[str, str] | None:
         if getattr(plugin, "__name__", "").split(".")[0] == package:
             return dist.metadata["name"], dist.version
     return None
+
+
+def chosen_writers(formats: str | Sequence[str], *, any_schema: bool = False) -> list[type[ReportWriter]]:
+    """The writer classes of format names (a comma-separated string or a sequence), each once, in the order given.
+
+    `any_schema`: the caller writes tables other than the audit report (`iqa rank`, `iqa eval`), which only writers
+    declaring `writes_any_schema` can hold."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    wanted = [name.strip().lower() for name in names if name.strip()]
+    available = {
+        name: cls for name, cls in writers().items() if not any_schema or getattr(cls, "writes_any_schema", False)
+    }
+    unknown = [name for name in wanted if name not in available]
+    if unknown or not wanted:
+        raise UsageError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {', '.join(available)}")
+    return [available[name] for name in dict.fromkeys(wanted)]
+
+
+def chosen_checks(names: str | Sequence[str]) -> list[Check]:
+    """The checks to run: "all", "none", or names (a comma-separated string or a sequence). "none" asks no plugin:
+    a check's module may be costly to import (iqa-dupes brings SciPy's FFT)."""
+    wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    if wanted in ([], ["none"]):
+        return []
+    available = checks()
+    if wanted == ["all"]:
+        return [cls() for _, cls in sorted(available.items())]
+    unknown = [n for n in wanted if n not in available]
+    if unknown:
+        raise UsageError(f"unknown check {', '.join(unknown)}; installed: {', '.join(sorted(available)) or 'none'}")
+    return [available[n]() for n in dict.fromkeys(wanted)]
 
 
 def origin(cls: type) -> str:

@@ -298,12 +298,12 @@ def test_checks_none_asks_no_plugin_for_its_checks(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A check plugin's module may be costly to import (iqa-dupes brings SciPy's FFT): --checks none skips it.
-    import iqa_cli.cli.app as app_module
+    import iqa_cli.plugins
 
     def refuse() -> dict:
         raise AssertionError("the check plugins were loaded")
 
-    monkeypatch.setattr(app_module, "plugin_checks", refuse)
+    monkeypatch.setattr(iqa_cli.plugins, "checks", refuse)
     out = tmp_path / "out"
     args = ["audit", str(photos), "--out", str(out), "--workers", "0", "--engine", "signal", "--json"]
     result = runner.invoke(app, [*args, "--checks", "none"])

@@ -346,24 +346,10 @@ def _all_paths(paths: list[str], from_file: str | None) -> Iterator[str]:
             stream.close()
 
 
-def plugin_checks() -> dict[str, type[Check]]:
-    """The installed checks (`plugins.checks`), imported only when a run asks for checks."""
-    from iqa_cli import plugins
-
-    return plugins.checks()
-
-
 def _checks(names: str) -> list[Check]:
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    if wanted in ([], ["none"]):
-        return []  # before asking the plugins: a check's module may be costly to import
-    available = plugin_checks()
-    if wanted == ["all"]:
-        return [cls() for _, cls in sorted(available.items())]
-    unknown = [n for n in wanted if n not in available]
-    if unknown:
-        raise UsageError(f"unknown check {', '.join(unknown)}; installed: {', '.join(sorted(available)) or 'none'}")
-    return [available[n]() for n in dict.fromkeys(wanted)]
+    from iqa_cli.plugins import chosen_checks
+
+    return chosen_checks(names)
 
 
 def _failed(summary: Summary, fail_on: FailOn) -> bool:

@@ -15,7 +15,6 @@ import typer
 from typer.core import TyperGroup
 
 from iqa_cli.defaults import AUTO
-from iqa_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from iqa_cli.engines.base import Engine, EngineOptions
@@ -304,20 +303,10 @@ JsonOpt = Annotated[
 
 
 def writer_classes(formats: str, *, any_schema: bool = False) -> list[type[ReportWriter]]:
-    """The writer classes for a comma-separated list of format names, each once, in the order given.
+    """The writer classes for a comma-separated list of format names (`plugins.chosen_writers`)."""
+    from iqa_cli.plugins import chosen_writers
 
-    `any_schema`: the command writes tables other than the audit report (`iqa rank`, `iqa eval`), which only writers
-    declaring `writes_any_schema` can hold."""
-    from iqa_cli.plugins import writers
-
-    available = {
-        name: cls for name, cls in writers().items() if not any_schema or getattr(cls, "writes_any_schema", False)
-    }
-    names = [name.strip().lower() for name in formats.split(",") if name.strip()]
-    unknown = [name for name in names if name not in available]
-    if unknown or not names:
-        raise UsageError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {', '.join(available)}")
-    return [available[name] for name in dict.fromkeys(names)]
+    return chosen_writers(formats, any_schema=any_schema)
 
 
 def engine_from(
