@@ -34,7 +34,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ),
         (
             ["bench_startup.py", "--quick"],
-            r"iqa --version +\d+\.\d+ s +none",
+            r"iqa --version +\d+\.\d+s +none",
         ),
         (
             ["bench_reaudit.py", "--quick"],
