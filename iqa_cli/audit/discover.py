@@ -8,7 +8,8 @@ Rules, in the order they apply:
   come before its subfolders (also sorted), each subfolder walked completely before the next. So
   the order is deterministic and a folder's own images are listed together. Memory holds the
   entries of the folders on the current branch, never the whole collection.
-- Only files whose extension is in `extensions` (default `IMAGE_EXTENSIONS`) are yielded;
+- Only files whose extension is in `extensions` (default `IMAGE_EXTENSIONS`, and with ``containers=True``
+  also `WALKED_CONTAINER_EXTENSIONS`: ``.tar`` shards, whose images `containers.py` lists) are yielded;
   extensions compare case-insensitively (``.JPG`` is ``.jpg``).
 - Names starting with a dot (files and folders) are skipped unless `include_hidden`; a path given
   explicitly is used even when hidden.
@@ -52,6 +53,10 @@ HEIF_AVAILABLE = importlib.util.find_spec("pillow_heif") is not None
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(_BASE_EXTENSIONS + (HEIF_EXTENSIONS if HEIF_AVAILABLE else ()))
 """The lower-case extensions (with the dot) that folder walking yields by default."""
+
+WALKED_CONTAINER_EXTENSIONS: frozenset[str] = frozenset((".tar",))
+"""What a walk also yields with ``containers=True`` (an audit): WebDataset shards. Not ``.parquet``: a report
+folder holds Parquet reports, so Parquet files are read only when named (or listed)."""
 
 
 @dataclass(frozen=True)
@@ -130,13 +135,15 @@ def _options(
     include_hidden: bool = False,
     extensions: Iterable[str] | None = None,
     follow_outside: bool = True,
+    containers: bool = False,
 ) -> _Options:
+    default = IMAGE_EXTENSIONS | WALKED_CONTAINER_EXTENSIONS if containers else IMAGE_EXTENSIONS
     return _Options(
         recursive=recursive,
         include=tuple(p.lower() for p in include),
         exclude=tuple(p.lower() for p in exclude),
         include_hidden=include_hidden,
-        extensions=IMAGE_EXTENSIONS if extensions is None else _normalise_extensions(extensions),
+        extensions=default if extensions is None else _normalise_extensions(extensions),
         follow_outside=follow_outside,
     )
 

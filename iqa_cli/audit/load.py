@@ -29,8 +29,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import os
 import warnings
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,9 +122,32 @@ def decode_pixels(data: bytes, plan: DecodePlan, *, max_pixels: int = DEFAULT_MA
     return _decode(data, plan, max_pixels, FileFacts(path=""), draft_oversample=1)[0]
 
 
-def _load(path: str, plan: DecodePlan, max_pixels: int, facts: FileFacts) -> LoadedImage | LoadFailure:
+def load_member(
+    path: str,
+    plan: DecodePlan,
+    *,
+    container: str,
+    offset: int,
+    size: int,
+    data: bytes | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LoadedImage | LoadFailure:
+    """`load_image` for an image inside a container (`containers.Member`), named `path`: its `data`, or the `size`
+    bytes at `offset` in the file `container` (a tar shard's member, read in place); never raises."""
+    facts = FileFacts(path=str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if data is not None:
+            return _load(lambda: _checked(data, facts), plan, max_pixels, facts)
+        return _load(lambda: _read_range(container, offset, size, facts), plan, max_pixels, facts)
+
+
+def _load(
+    path: str | Callable[[], bytes], plan: DecodePlan, max_pixels: int, facts: FileFacts
+) -> LoadedImage | LoadFailure:
+    """Read (a path, or a callable giving the bytes), hash, EXIF, decode: the one path every image takes."""
     try:
-        data = _read(str(path), facts)
+        data = path() if callable(path) else _read(str(path), facts)
         facts.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
         facts.exif = read_exif(data)  # decodes nothing: the pixel limit is checked only below, in _open_header
         pixels, native, native_scale = _decode(data, plan, max_pixels, facts, draft_oversample=1)
@@ -158,12 +183,40 @@ def _read(path: str, facts: FileFacts) -> bytes:
         if exc.errno == errno.ENOENT:
             raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
         raise _Failure("read_error", f"could not read the file: {exc.strerror or exc}") from None
+    return _checked(data, facts)
+
+
+def _checked(data: bytes, facts: FileFacts) -> bytes:
+    """`data` once its size is in `facts` and acceptable."""
     facts.file_size = len(data)
     if not data:
         raise _Failure("empty_file", "the file is empty (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise _Failure("file_too_large", f"the file is over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit")
     return data
+
+
+def _read_range(container: str, offset: int, size: int, facts: FileFacts) -> bytes:
+    """`size` bytes at `offset` of the file `container` (a member of a tar shard), read with one pread."""
+    if size > MAX_FILE_BYTES:
+        facts.file_size = size
+        raise _Failure("file_too_large", f"the member is over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit")
+    try:
+        fh, _ = open_regular(container)
+        with fh:
+            data = os.pread(fh.fileno(), size, offset)
+    except NotRegularFile as exc:
+        raise _Failure("not_a_file", f"{container} is {exc.kind}") from None
+    except FileNotFoundError:
+        raise _Failure("not_found", "the shard does not exist any more (moved or deleted?)") from None
+    except PermissionError:
+        raise _Failure("permission_denied", "no permission to read the shard") from None
+    except OSError as exc:
+        raise _Failure("read_error", f"could not read the shard: {exc.strerror or exc}") from None
+    if len(data) < size:
+        facts.file_size = len(data)
+        raise _Failure("truncated", "the shard ends inside this member (changed while it was read?)")
+    return _checked(data, facts)
 
 
 # The IJG (libjpeg) luminance table at quality 50, in zig-zag order as Pillow reports tables.

@@ -21,7 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from iqa_cli.audit.load import load_image
+from iqa_cli.audit.containers import Member
+from iqa_cli.audit.load import load_image, load_member
 from iqa_cli.checks import Check
 from iqa_cli.defaults import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_PIXELS
 from iqa_cli.engines.base import Preparer
@@ -64,10 +65,30 @@ class WorkerSpec:
     checks: tuple[Check, ...] = ()
 
 
-def load_and_prepare(key: int, path: str, spec: WorkerSpec) -> Outcome:
-    """Decode one file and run the engine's preparer on it; never raises for a bad file."""
+Source = str | Member
+"""What a work item names: a file's path, or an image inside a container (read by offset, or its bytes)."""
+
+
+def name_of(source: Source) -> str:
+    """The report's `path` of a work item: the file's, or ``CONTAINER#MEMBER``."""
+    return source.path if isinstance(source, Member) else source
+
+
+def load_and_prepare(key: int, path: Source, spec: WorkerSpec) -> Outcome:
+    """Decode one file (or container member) and run the engine's preparer on it; never raises for a bad file."""
     started = time.perf_counter()
-    loaded = load_image(path, spec.plan, max_pixels=spec.max_pixels)
+    if isinstance(path, Member):
+        loaded = load_member(
+            path.path,
+            spec.plan,
+            container=path.container,
+            offset=path.offset,
+            size=path.size,
+            data=path.data,
+            max_pixels=spec.max_pixels,
+        )
+    else:
+        loaded = load_image(path, spec.plan, max_pixels=spec.max_pixels)
     if isinstance(loaded, LoadFailure):
         return Outcome(
             key,
@@ -144,7 +165,7 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _work(key: int, path: str) -> Outcome:
+def _work(key: int, path: Source) -> Outcome:
     assert _worker_spec is not None
     return load_and_prepare(key, path, _worker_spec)
 
@@ -185,7 +206,7 @@ class Prefetcher:
         self.file_timeout = file_timeout
         self._pool: ProcessPoolExecutor | None = None
         self._pool_ready = 0.0  # time.monotonic() when the pool's first worker was up
-        self._in_flight: deque[tuple[int, str, Future[Outcome]]] = deque()
+        self._in_flight: deque[tuple[int, Source, Future[Outcome]]] = deque()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a forked child of a process holding a GPU context or OpenMP threads can deadlock.
@@ -197,7 +218,7 @@ class Prefetcher:
         self._pool_ready = time.monotonic()
         return pool
 
-    def _submit(self, key: int, path: str) -> Future[Outcome]:
+    def _submit(self, key: int, path: Source) -> Future[Outcome]:
         if self._pool is None:  # started at the first file to load: a run that only replays needs no workers
             self._pool = self._new_pool()
         return self._pool.submit(_work, key, path)
@@ -208,16 +229,16 @@ class Prefetcher:
             return None
         return max(0.0, self.file_timeout - (time.monotonic() - max(since, self._pool_ready)))
 
-    def _timed_out(self, key: int, path: str) -> Outcome:
+    def _timed_out(self, key: int, path: Source) -> Outcome:
         return Outcome(
             key,
-            FileFacts(path=path),
+            FileFacts(path=name_of(path)),
             error_code="timeout",
             error=f"loading and preparing the file took longer than {self.file_timeout:g} s; file skipped "
             "(raise --file-timeout)",
         )
 
-    def run(self, items: Iterable[tuple[int, str] | Outcome]) -> Iterator[Outcome]:
+    def run(self, items: Iterable[tuple[int, Source] | Outcome]) -> Iterator[Outcome]:
         """Yield one Outcome per (key, path), in the order given; ready Outcomes pass through in place."""
         if self.workers <= 0:
             for item in items:
@@ -262,7 +283,7 @@ class Prefetcher:
         finally:
             self.close()
 
-    def _restart(self, in_flight: deque[tuple[int, str, Future[Outcome]]]) -> None:
+    def _restart(self, in_flight: deque[tuple[int, Source, Future[Outcome]]]) -> None:
         """After a file ran out of time: stop every worker, and submit the files in flight that had not finished
         again to a fresh pool, in their places (finished ones keep their outcome: none is lost or repeated)."""
         self._stop_pool(kill=True)
@@ -270,7 +291,7 @@ class Prefetcher:
             if not _finished(future):
                 in_flight[index] = (key, path, self._submit(key, path))
 
-    def _recover(self, items: list[tuple[int, str]]) -> Iterator[Outcome]:
+    def _recover(self, items: list[tuple[int, Source]]) -> Iterator[Outcome]:
         """After a worker crash: rebuild the pool and run the suspects alone to find the one at fault."""
         self._stop_pool(kill=True)  # the others may still be busy with files that are about to run again
         for key, path in items:
@@ -280,7 +301,7 @@ class Prefetcher:
             except BrokenProcessPool:
                 outcome = Outcome(
                     key,
-                    FileFacts(path=path),
+                    FileFacts(path=name_of(path)),
                     error_code="worker_crashed",
                     error="the decoder crashed on this file (the process died); file skipped",
                 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from iqa_cli.audit.containers import ContainerProblem, Member, container_kind, members
 from iqa_cli.audit.discover import DiscoveryProblem, discover_with_roots
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
@@ -48,9 +49,13 @@ class AuditSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     file_timeout: float = DEFAULT_FILE_TIMEOUT  # seconds a file may take in the workers; 0: no limit
     rerun: bool = False
+    image_column: str | None = None  # a Parquet file's column of image bytes; None: detected by name
+    id_column: str | None = None  # a Parquet column whose value is each row's sample_key
 
 
 RowCallback = Callable[[ReportRow], None]
+MEMBER_BITS = 40  # a container may hold up to 2**40 members (a work item's key: see _Sources._found)
+MEMBER_MASK = (1 << MEMBER_BITS) - 1
 HELD_ROWS = 256  # rows without engine work that may wait for a batch to fill before they are written
 
 
@@ -94,7 +99,7 @@ def run_audit(
         extra={"max_pixels": settings.max_pixels, "checks": sorted(c.name for c in checks)},
     )
     ahead = CountAhead(_Sources(settings, None, key).walk_again(), on_found)
-    sources = _Sources(settings, store if not settings.rerun else None, key, on_found, ahead)
+    sources = _Sources(settings, store if not settings.rerun else None, key, on_found, ahead, recorder=store)
     batch_size = settings.batch_size or engine.preferred_batch_size
     # Two batches in flight: the workers decode the next batch while the engine works on this one.
     prefetcher = Prefetcher(spec, workers=settings.workers, window=2 * batch_size, file_timeout=settings.file_timeout)
@@ -139,6 +144,8 @@ def run_audit(
         writing = time.perf_counter()
         for outcome, row in zip(outcomes, rows, strict=True):
             row["root"] = sources.roots.pop(outcome.key, None)
+            if outcome.replayed is None:  # a replayed row has the store's
+                row["sample_key"], row["source_meta"] = sources.meta.pop(outcome.key, (None, None))
         try:
             for writer in list(writers):
                 try:
@@ -150,7 +157,10 @@ def run_audit(
             for outcome, row in zip(outcomes, rows, strict=True):
                 summary.add(row)
                 if store is not None and outcome.replayed is None:
-                    store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
+                    if outcome.key in sources.container_of:
+                        sources.record_member(store, outcome.key, row)
+                    else:
+                        store.record(outcome.facts.path, sources.stats.pop(outcome.key, None), row, key)
                 if on_row is not None:
                     on_row(row)
             if store is not None:
@@ -408,21 +418,38 @@ class _Sources:
         key: str,
         on_found: FoundCallback | None = None,
         ahead: CountAhead | None = None,
+        *,
+        recorder: ResultStore | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.store = store  # replays from it (None with --rerun)
+        self.recorder = recorder  # records into it (the run's store, also with --rerun)
         self.key = key
         self.on_found = on_found
         self.ahead = ahead
         self.seconds = 0.0  # spent walking, in stat and in the store's lookups
         self.stats: dict[int, os.stat_result | None] = {}
         self.roots: dict[int, str] = {}
+        self.meta: dict[int, tuple[str | None, str | None]] = {}  # a container member's sample_key, source_meta
+        # A container being read: its members' keys in flight -> its path, and what the store needs once all are in.
+        self.container_of: dict[int, str] = {}
+        self.reading: dict[str, _Reading] = {}
 
-    def items(self) -> Iterator[tuple[int, str] | Outcome]:
+    def items(self) -> Iterator[tuple[int, str | Member] | Outcome]:
         for key, root, item in self._walked():
             self.roots[key] = root
-            if isinstance(item, DiscoveryProblem):
+            if isinstance(item, (DiscoveryProblem, ContainerProblem)):
                 yield Outcome(key, FileFacts(path=item.path), error_code=item.code, error=item.message)
+                continue
+            if isinstance(item, _Remembered):
+                yield Outcome(key, FileFacts(path=item.row["path"]), replayed=item.row)
+                continue
+            if isinstance(item, Member):
+                self.meta[key] = (item.sample_key, item.meta)
+                if item.problem is not None:
+                    yield Outcome(key, FileFacts(path=item.path), error_code=item.problem[0], error=item.problem[1])
+                else:
+                    yield key, item
                 continue
             st, replayed = self._replay(item, self.store)
             if replayed is not None:
@@ -436,8 +463,12 @@ class _Sources:
         problems, skipping files that would need work. Settings's `paths` must be walkable twice (a list)."""
         self.stats.clear()
         self.roots.clear()  # of outcomes that were in flight: they come again, with their roots
-        for key, root, item in self._found():
+        for key, root, item in self._found(replay_only=True):
             if key <= after:
+                continue
+            if isinstance(item, _Remembered):
+                self.roots[key] = root
+                yield Outcome(key, FileFacts(path=item.row["path"]), replayed=item.row)
                 continue
             if isinstance(item, DiscoveryProblem):
                 self.roots[key] = root
@@ -448,7 +479,7 @@ class _Sources:
                 self.roots[key] = root
                 yield Outcome(key, FileFacts(path=item), replayed=replayed)
 
-    def _walked(self) -> Iterator[tuple[int, str, str | DiscoveryProblem]]:
+    def _walked(self) -> Iterator[tuple[int, str, Found]]:
         """`_found`, timed, and counted for `on_found` (unless `ahead` counts), which hears the total at the end."""
         found, count = self._found(), 0
         counted_ahead = self.ahead is not None and self.ahead.counting
@@ -471,11 +502,16 @@ class _Sources:
         """A second walk of the same paths, independent of the run's (from another thread): where they are a list."""
         paths = self.settings.paths
         if isinstance(paths, (list, tuple)) or (isinstance(paths, _Rewalkable) and paths.fixed):
-            return self._found
+            return lambda: self._found(counting=True)
         return None
 
-    def _found(self) -> Iterator[tuple[int, str, str | DiscoveryProblem]]:
-        """(key, root given, absolute path or problem) in discovery order, up to the --limit'th file."""
+    def _found(self, *, counting: bool = False, replay_only: bool = False) -> Iterator[tuple[int, str, Found]]:
+        """(key, root given, absolute path, container member or problem) in discovery order, up to the --limit'th
+        image. A container's members share its discovery index: key = index << MEMBER_BITS | member number, so
+        keys rise in order and a container's keys do not depend on how many members the ones before it had.
+        `counting` only counts: a Parquet file's rows come from its metadata, their bytes unread. An unchanged
+        container in the store comes as its remembered rows (`_Remembered`); with `replay_only`, a container that
+        is not is skipped unread."""
         s = self.settings
         found = discover_with_roots(
             s.paths,
@@ -484,16 +520,84 @@ class _Sources:
             exclude=s.exclude,
             include_hidden=s.include_hidden,
             follow_outside=s.follow_outside,
+            containers=True,
         )
         files = 0
-        for key, (root, item) in enumerate(found):
+        for index, (root, item) in enumerate(found):
+            key = index << MEMBER_BITS
             if isinstance(item, DiscoveryProblem):
                 yield key, root, item
                 continue
-            if s.limit is not None and files >= s.limit:
-                return
-            files += 1
-            yield key, root, str(item)
+            path = str(item)
+            if container_kind(path) is None:
+                if s.limit is not None and files >= s.limit:
+                    return
+                files += 1
+                yield key, root, path
+                continue
+            st, remembered = (None, None) if counting else self._replay_container(path)
+            if remembered is not None:
+                for number, row in remembered:
+                    if s.limit is not None and files >= s.limit:
+                        return
+                    files += row["status"] != "error" or row["error_code"] not in _CONTAINER_CODES
+                    yield key | number, root, _Remembered(row)
+                continue
+            if replay_only:
+                continue
+            inside = (
+                _counted_rows(path)
+                if counting and container_kind(path) == "parquet"
+                else members(path, image_column=s.image_column, id_column=s.id_column)
+            )
+            reading = _Reading(st) if st is not None and not counting and self.recorder is not None else None
+            if reading is not None:
+                self.reading[path] = reading
+            number = -1
+            for number, member in enumerate(inside):
+                if isinstance(member, Member):
+                    if s.limit is not None and files >= s.limit:
+                        self.reading.pop(path, None)  # cut short: never remembered as complete
+                        return
+                    files += 1
+                if reading is not None:
+                    self.container_of[key | number] = path
+                yield key | number, root, member
+            if reading is not None:
+                reading.total = number + 1
+                self._settle(path)
+
+    def _replay_container(self, path: str) -> tuple[os.stat_result | None, Iterator[tuple[int, ReportRow]] | None]:
+        """The container's stat before it is read, and its remembered rows in the store when it is unchanged."""
+        started = time.perf_counter()
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None, None  # members() says what is wrong with it
+        try:
+            return st, self.store.replay_container(path, st, self.key) if self.store is not None else None
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def record_member(self, store: ResultStore, key: int, row: ReportRow) -> None:
+        """Record a container member's fresh row; once its container's every row is recorded, the container."""
+        path = self.container_of.pop(key)
+        reading = self.reading.get(path)
+        if reading is None:
+            return
+        reading.written += 1
+        reading.complete &= store.record_member(path, key & MEMBER_MASK, row, self.key)
+        self._settle(path, store)
+
+    def _settle(self, path: str, store: ResultStore | None = None) -> None:
+        """A container whose members are all listed and written: remembered as complete when all were recorded."""
+        reading = self.reading.get(path)
+        store = store or self.recorder
+        if reading is None or reading.total is None or reading.written < reading.total:
+            return
+        del self.reading[path]
+        if reading.complete and store is not None:
+            store.record_container(path, reading.st, reading.total)
 
     def _replay(self, path: str, store: ResultStore | None) -> tuple[os.stat_result | None, ReportRow | None]:
         """The file's stat before it is read, and its remembered row in `store` when it is unchanged."""
@@ -508,6 +612,44 @@ class _Sources:
         replayed = store.replay(path, st, self.key) if store is not None and st is not None else None
         self.seconds += time.perf_counter() - started
         return st, replayed
+
+
+@dataclass
+class _Remembered:
+    """A container member's row replayed from the store."""
+
+    row: ReportRow
+
+
+Found = str | DiscoveryProblem | Member | ContainerProblem | _Remembered
+"""What discovery gives the run: a file's path, an image inside a container (to read, or remembered), or a
+problem (one row each)."""
+
+
+@dataclass
+class _Reading:
+    """A container being read afresh: its stat before, its members listed (once known) and written so far."""
+
+    st: os.stat_result
+    total: int | None = None
+    written: int = 0
+    complete: bool = True  # every row written was recorded
+
+
+# A container's own problems: error rows that are not images, for --limit.
+_CONTAINER_CODES = frozenset(("unreadable_container", "no_image_column"))
+
+
+def _counted_rows(path: str) -> Iterator[object]:
+    """One placeholder per row of a Parquet file, from its metadata (for counting ahead; no bytes read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as parquet:
+            rows = parquet.metadata.num_rows
+    except Exception:
+        rows = 1  # its error row
+    return iter(range(rows))
 
 
 @dataclass

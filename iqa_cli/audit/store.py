@@ -73,9 +73,10 @@ RETRIED_CODES = frozenset(
 """Error codes not remembered: they say something about this run, not about the file's content."""
 
 # Bump when the table layout changes; the row layout is covered by the schema fingerprint.
-_FORMAT = 1
+_FORMAT = 2
 # A row is stored per content, for every path with those bytes: the columns of the path come from the path.
-_PATH_COLUMNS = ("path", "path_bytes", "root")
+# A container member's sample_key and source_meta describe the sample, not its bytes: stored with its path too.
+_PATH_COLUMNS = ("path", "path_bytes", "root", "sample_key", "source_meta")
 _STORED = [name for name, _, _ in COLUMNS if name not in _PATH_COLUMNS]
 _TIMESTAMPS = frozenset(name for name, dtype, _ in COLUMNS if pa.types.is_timestamp(dtype))
 _SCHEMA_FINGERPRINT = hashlib.blake2b(
@@ -88,6 +89,10 @@ _CREATE = (
     " ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, content_key TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS results (content_key TEXT NOT NULL, cache_key TEXT NOT NULL,"
     " error_code TEXT, row TEXT NOT NULL, PRIMARY KEY (content_key, cache_key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS containers (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER,"
+    " ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, members INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS members (container BLOB NOT NULL, seq INTEGER NOT NULL, path BLOB NOT NULL,"
+    " sample_key TEXT, source_meta TEXT, content_key TEXT NOT NULL, PRIMARY KEY (container, seq)) WITHOUT ROWID",
 )
 # Unchanged path -> its row under this cache key, in one query over two primary keys.
 _REPLAY = (
@@ -97,6 +102,22 @@ _REPLAY = (
 _KNOWN = "SELECT content_key FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ? AND inode = ?"
 _LOOKUP = "SELECT row FROM results WHERE content_key = ? AND cache_key = ?"
 _PUT_FILE = "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)"
+_CONTAINER = (
+    "SELECT members FROM containers WHERE path = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ? AND inode = ?"
+)
+_MEMBERS_KNOWN = (
+    "SELECT count(*) FROM members m JOIN results r ON r.content_key = m.content_key AND r.cache_key = ?"
+    " WHERE m.container = ? AND m.seq < ?"
+)
+_MEMBERS = (
+    "SELECT m.seq, m.path, m.sample_key, m.source_meta, r.row FROM members m JOIN results r"
+    " ON r.content_key = m.content_key AND r.cache_key = ? WHERE m.container = ? AND m.seq >= ? AND m.seq < ?"
+    " ORDER BY m.seq LIMIT ?"
+)
+_PUT_MEMBER = "INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?, ?, ?)"
+_PUT_CONTAINER = "INSERT OR REPLACE INTO containers VALUES (?, ?, ?, ?, ?, ?)"
+_DROP_MEMBERS = "DELETE FROM members WHERE container = ? AND seq >= ?"
+_PAGE = 256  # member rows read per query when a container is replayed
 _PUT_RESULT = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)"
 
 
@@ -144,6 +165,8 @@ class ResultStore:
         """Things the caller may want to log (a damaged store set aside)."""
         self._files: list[tuple[Any, ...]] = []
         self._results: list[tuple[Any, ...]] = []
+        self._members: list[tuple[Any, ...]] = []
+        self._containers: list[tuple[Any, ...]] = []
         self._last_commit = time.monotonic()
 
     @classmethod
@@ -192,6 +215,34 @@ class ResultStore:
         hit = self._one(_REPLAY, (cache_key, os.fsencode(path), *_signature(st)))
         return _decode(hit[0], path) if hit else None
 
+    def replay_container(self, path: str, st: os.stat_result, cache_key: str) -> Iterator[tuple[int, ReportRow]] | None:
+        """Every remembered row of an unchanged container whose every member has a row under `cache_key`, as
+        (member number, row) in the container's order, read a page at a time; else None (read it again)."""
+        name = os.fsencode(path)
+        hit = self._one(_CONTAINER, (name, *_signature(st)))
+        if hit is None:
+            return None
+        count = hit[0]
+        known = self._one(_MEMBERS_KNOWN, (cache_key, name, count))
+        if known is None or known[0] != count:
+            return None
+        return self._member_rows(name, count, cache_key)
+
+    def _member_rows(self, name: bytes, count: int, cache_key: str) -> Iterator[tuple[int, ReportRow]]:
+        seq = 0
+        while seq < count:
+            try:
+                page = self._db.execute(_MEMBERS, (cache_key, name, seq, count, _PAGE)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreUnwritable(f"the results store was damaged during this run ({exc})") from None
+            if not page:
+                return
+            for number, member, key, meta, text in page:
+                row = _decode(text, os.fsdecode(member))
+                row["sample_key"], row["source_meta"] = key, meta
+                yield number, row
+            seq = page[-1][0] + 1
+
     def _one(self, query: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
         try:
             return cast("tuple[Any, ...] | None", self._db.execute(query, parameters).fetchone())
@@ -224,13 +275,40 @@ class ResultStore:
             self.flush()
         return True
 
+    def record_member(self, container: str, number: int, row: Mapping[str, Any], cache_key: str) -> bool:
+        """Remember `row` of the container's `number`th member (its path, sample_key and source_meta with it);
+        False when nothing was remembered (an error code in `RETRIED_CODES`). Replayed once `record_container`
+        says the container is complete."""
+        code = row.get("error_code")
+        if code in RETRIED_CODES:
+            return False
+        text = _encode(row)
+        content_key = row.get("content_hash") or "!" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        self._members.append(
+            (os.fsencode(container), number, os.fsencode(row["path"]), row.get("sample_key"), row.get("source_meta"),
+             content_key)
+        )  # fmt: skip
+        self._results.append((content_key, cache_key, code, text))
+        return True
+
+    def record_container(self, path: str, st: os.stat_result, count: int) -> None:
+        """The container at `path`, as it was at `st`, has `count` members, every one recorded: replay it next time.
+        Committed with the next flush, after its members."""
+        size, mtime_ns, ctime_ns, inode = _signature(st)
+        if time.time_ns() - mtime_ns < self.racy_ns:
+            mtime_ns = None  # as for a file: looked at again next time
+        self._containers.append((os.fsencode(path), size, mtime_ns, ctime_ns, inode, count))
+
     def flush(self) -> None:
-        """Commit what `record` buffered, in one transaction."""
-        if self._files:
+        """Commit what `record`, `record_member` and `record_container` buffered, in one transaction."""
+        if self._files or self._members or self._containers:
             try:
                 with _transaction(self._db):
                     self._db.executemany(_PUT_RESULT, self._results)
                     self._db.executemany(_PUT_FILE, self._files)
+                    self._db.executemany(_PUT_MEMBER, self._members)
+                    self._db.executemany(_DROP_MEMBERS, [(c[0], c[5]) for c in self._containers])
+                    self._db.executemany(_PUT_CONTAINER, self._containers)
             except sqlite3.DatabaseError as exc:  # "database or disk is full", a read-only folder, damage, ...
                 raise StoreUnwritable(
                     f"the results store ({STORE_NAME} in the output folder) cannot be written: {exc}. Free space or fix"
@@ -238,6 +316,8 @@ class ResultStore:
                 ) from None
             self._files.clear()
             self._results.clear()
+            self._members.clear()
+            self._containers.clear()
         self._last_commit = time.monotonic()
 
     def counts(self) -> tuple[int, int]:

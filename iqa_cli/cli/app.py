@@ -108,7 +108,11 @@ AUDIT_EPILOG = "\n\n".join(
 def audit(
     paths: Annotated[
         list[str] | None,
-        typer.Argument(metavar="PATH", help="Image files and folders, mixed.", show_default=False),
+        typer.Argument(
+            metavar="PATH",
+            help="Image files, folders, WebDataset .tar shards and Parquet files, mixed (docs/inputs.md).",
+            show_default=False,
+        ),
     ] = None,
     from_file: Annotated[
         str | None,
@@ -154,6 +158,25 @@ def audit(
             metavar="N",
             help="Stop after this many images.",
             show_default="all",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    image_column: Annotated[
+        str | None,
+        typer.Option(
+            "--image-column",
+            metavar="NAME",
+            help="Parquet inputs: the column of image bytes (binary, or a struct with a 'bytes' field).",
+            show_default="jpg, image, png, webp, bytes, ... by name",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            metavar="NAME",
+            help="Parquet inputs: a column whose value becomes each row's sample_key.",
             rich_help_panel=INPUT,
         ),
     ] = None,
@@ -297,6 +320,8 @@ def audit(
             max_pixels=max_pixels,
             file_timeout=file_timeout,
             rerun=rerun,
+            image_column=image_column,
+            id_column=id_column,
         )
         with closing(ProblemLog(log_file)) as problems:  # problems reach stderr even with --quiet or --json
             summary = run_with_progress(

@@ -26,6 +26,16 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("path", pa.string(), "absolute file path (bytes that are not UTF-8 as `\\xNN`; JSONL keeps them exactly)"),
     ("path_bytes", pa.binary(), "the path's exact bytes when it is not valid UTF-8, else null (hex in CSV and JSONL)"),
     ("root", pa.string(), "the file, folder or list entry given, as typed, under which the file was found"),
+    (
+        "sample_key",
+        pa.string(),
+        "an image in a container: its WebDataset key (`00000/000000012`) or --id-column value",
+    ),
+    (
+        "source_meta",
+        pa.string(),
+        "an image in a container: JSON of its side-car (`url`, `caption`, ...) or row's other columns",
+    ),
     ("status", pa.string(), "`ok` when the image was assessed, `error` when it could not be"),
     ("error_code", pa.string(), "short stable code when status is error (e.g. `truncated`, `not_an_image`)"),
     ("error", pa.string(), "what went wrong, for people"),
@@ -87,6 +97,8 @@ class ReportRow(TypedDict):
     path: str
     path_bytes: bytes | None
     root: str | None
+    sample_key: str | None
+    source_meta: str | None
     status: str
     error_code: str | None
     error: str | None
@@ -188,6 +200,8 @@ def file_columns(facts: FileFacts) -> dict[str, Any]:
     return {
         **path_columns(facts.path),
         "root": None,  # known to the run, which sets it
+        "sample_key": None,  # these two as well, for an image inside a container
+        "source_meta": None,
         "file_size": facts.file_size,
         "content_hash": facts.content_hash,
         "width": facts.width,
