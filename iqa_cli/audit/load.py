@@ -32,7 +32,8 @@ import io
 import os
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -161,7 +162,7 @@ def _load(
 
 def _read(path: str, facts: FileFacts) -> bytes:
     """The file's bytes, after checking it is a regular, non-empty file of acceptable size."""
-    try:
+    with _read_failures(path, "the file", "; give image files or folders of them"):
         fh, info = open_regular(path)
         with fh:
             facts.file_size = info.st_size
@@ -173,17 +174,22 @@ def _read(path: str, facts: FileFacts) -> bytes:
             # The size fstat gave, plus one byte to see growth: never a buffer of the limit's size, which
             # would fail small files under an address-space limit.
             data = fh.read(min(info.st_size, MAX_FILE_BYTES) + 1)
+    return _checked(data, facts)
+
+
+@contextmanager
+def _read_failures(path: str, what: str, hint: str = "") -> Iterator[None]:
+    """OS errors of opening and reading `path` (`what`: "the file", "the shard") as the loader's error codes."""
+    try:
+        yield
     except NotRegularFile as exc:
-        raise _Failure("not_a_file", f"{path} is {exc.kind}; give image files or folders of them") from None
-    except FileNotFoundError:
-        raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
+        raise _Failure("not_a_file", f"{path} is {exc.kind}{hint}") from None
     except PermissionError:
-        raise _Failure("permission_denied", "no permission to read the file") from None
+        raise _Failure("permission_denied", f"no permission to read {what}") from None
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            raise _Failure("not_found", "the file does not exist (moved or deleted?)") from None
-        raise _Failure("read_error", f"could not read the file: {exc.strerror or exc}") from None
-    return _checked(data, facts)
+            raise _Failure("not_found", f"{what} does not exist (moved or deleted?)") from None
+        raise _Failure("read_error", f"could not read {what}: {exc.strerror or exc}") from None
 
 
 def _checked(data: bytes, facts: FileFacts) -> bytes:
@@ -201,18 +207,10 @@ def _read_range(container: str, offset: int, size: int, facts: FileFacts) -> byt
     if size > MAX_FILE_BYTES:
         facts.file_size = size
         raise _Failure("file_too_large", f"the member is over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit")
-    try:
+    with _read_failures(container, "the shard"):
         fh, _ = open_regular(container)
         with fh:
             data = os.pread(fh.fileno(), size, offset)
-    except NotRegularFile as exc:
-        raise _Failure("not_a_file", f"{container} is {exc.kind}") from None
-    except FileNotFoundError:
-        raise _Failure("not_found", "the shard does not exist any more (moved or deleted?)") from None
-    except PermissionError:
-        raise _Failure("permission_denied", "no permission to read the shard") from None
-    except OSError as exc:
-        raise _Failure("read_error", f"could not read the shard: {exc.strerror or exc}") from None
     if len(data) < size:
         facts.file_size = len(data)
         raise _Failure("truncated", "the shard ends inside this member (changed while it was read?)")
