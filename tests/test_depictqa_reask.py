@@ -28,6 +28,10 @@ from iqa_cli.testing import tiny_depictqa
 MAX_NEW_TOKENS = 6  # every answer has at most 6 tokens, so every detailed answer is short (< 22 words)
 
 
+# A batched float32 forward sums in another order than one prompt alone: probabilities differ by about 1e-6
+# (1.1e-6 seen with torch 2.13 and transformers 5.24), so "the same" means within this.
+BATCHED = 1e-5
+
 def _steer(engine: DepictQAEngine) -> None:
     """Make the tiny LLaMA say "Image" after any other token and "A" or "B" after "Image"."""
     ids = engine.special_ids
@@ -101,8 +105,8 @@ def test_short_detailed_answer_of_one_image_is_scored_by_the_reask(engine, asked
         text, expected, direct = _reference(engine, task_type(compare=False, reference=False), question,
                                             {ImageSlot.A: item}, compare=False)  # fmt: skip
         assert result.detail == questions.clean_answer(text)  # the detailed answer is kept as it came
-        assert result.detail_confidence == pytest.approx(expected, abs=1e-6)
-        differs.append(abs(direct - expected) > 1e-5)
+        assert result.detail_confidence == pytest.approx(expected, abs=BATCHED)
+        differs.append(abs(direct - expected) > 10 * BATCHED)
     assert any(differs)  # scoring the detailed answer itself would have failed this test
 
 
@@ -120,8 +124,8 @@ def test_short_comparison_reasoning_is_scored_by_the_reask(engine, asked, refere
                                             compare=True)  # fmt: skip
         assert result.detail == questions.clean_answer(text)
         assert 0.0 < expected < 1.0  # the re-asked answer names an image: the letter's probability
-        assert result.detail_confidence == pytest.approx(expected, abs=1e-6)
-        differs.append(abs(direct - expected) > 1e-5)
+        assert result.detail_confidence == pytest.approx(expected, abs=BATCHED)
+        differs.append(abs(direct - expected) > 10 * BATCHED)
     assert any(differs)
 
 
