@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Union, cast
 
 import pyarrow as pa
 
+from iqa_cli.audit.discover import missing_given, require_backends
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, default_workers
@@ -96,13 +97,17 @@ def audit(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     file_timeout: float = DEFAULT_FILE_TIMEOUT,
     rerun: bool = False,
+    image_column: str | None = None,
+    id_column: str | None = None,
     checks: str | Sequence[str] = "all",
     engine_options: EngineOptions | None = None,
     on_row: Callable[[ReportRow], None] | None = None,
 ) -> AuditResult:
-    """Assess every image under `paths` (files and folders, mixed) and return the rows and the summary.
+    """Assess every image under `paths` (files, folders, WebDataset .tar shards, Parquet files, brace patterns and
+    URLs, mixed: docs/inputs.md) and return the rows and the summary.
 
-    The keywords are `iqa audit`'s options of the same names: `engine` is "auto" (the DepictQA model when it
+    The keywords are `iqa audit`'s options of the same names (`image_column` and `id_column` are
+    ``--image-column`` and ``--id-column``, for Parquet files): `engine` is "auto" (the DepictQA model when it
     is installed, else the signal engine), "signal", "depictqa" or a plugin's name, or an `Engine` you made
     (used and left open, so a loaded model serves many calls); `engine_options` holds the model's folder,
     device and dtype for an engine named here. `workers` decoding processes (default: one per core; 0
@@ -115,8 +120,9 @@ def audit(
     A file that cannot be read or assessed is a row with `status` "error", never an exception. Raises
     `NoSuchPath` (a `UsageError` and a `FileNotFoundError`) when none of the paths given exists, and other
     `iqa_cli.errors.IqaError`s for what the command line would refuse with exit code 1 or 2 (an unknown
-    engine, a locked output folder). No image found is an empty result (`summary.files == 0`). Ctrl-C stops
-    the run cleanly (with `out`, the reports keep what finished) and then raises KeyboardInterrupt.
+    engine, a locked output folder, a URL whose fsspec backend is not installed). No image found is an empty
+    result (`summary.files == 0`). Ctrl-C stops the run cleanly (with `out`, the reports keep what finished) and
+    then raises KeyboardInterrupt.
 
     The rows are kept in memory: for millions of files, give `out` and read the reports, or take each row
     from `on_row` as it finishes. With `workers` >= 1 the decoders are spawned processes, which import the
@@ -137,11 +143,12 @@ def audit(
     if isinstance(given, list):
         if not given:
             raise UsageError("give image files or folders to audit")
-        missing = [p for p in given if not os.path.lexists(p)]
-        if len(missing) == len(given):
-            # Before the store or any report is touched, as on the command line.
+        # Before the store or any report is touched, as on the command line.
+        require_backends(given)
+        missing = missing_given(given)
+        if missing is not None:
             unchanged = f", {out_dir} is unchanged" if out_dir is not None else ""
-            raise NoSuchPath(f"no such file or folder: {', '.join(missing)}; nothing was audited{unchanged}")
+            raise NoSuchPath(f"no such file or folder: {missing}; nothing was audited{unchanged}")
     if formats is not None and out_dir is None:
         raise UsageError("formats= names the reports written into out=; give out= too, or leave formats out")
     selected_writers = chosen_writers(formats or DEFAULT_FORMATS) if out_dir is not None else []
@@ -159,6 +166,8 @@ def audit(
         max_pixels=max_pixels,
         file_timeout=file_timeout,
         rerun=rerun,
+        image_column=image_column,
+        id_column=id_column,
     )
     _check_settings(settings)
     selected_checks = chosen_checks(checks)

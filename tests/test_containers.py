@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+import iqa_cli
 import iqa_cli.audit.containers
 import iqa_cli.audit.queue
 from iqa_cli.audit.containers import Member, members, sample_key
@@ -181,3 +182,87 @@ def test_an_unchanged_shard_is_replayed_and_a_touched_one_read_again(
     third = _audit(tmp_path / "out", shard, table, extra=("--workers", "0"))
     assert sorted(loaded) == sorted(p for p in first.index if p.startswith(str(shard)))
     assert list(third.index) == list(first.index)
+
+
+@pytest.mark.parametrize(("limit", "rows"), [("3", 3), ("5", 5), ("1", 1)])
+def test_limit_stops_inside_a_container_after_exactly_n_image_rows(tmp_path: Path, limit: str, rows: int) -> None:
+    shard = _shard(tmp_path / "00000.tar")  # 4 image members
+    table = _parquet(tmp_path / "part.parquet")  # 4 rows
+    report = _audit(tmp_path / "out", shard, table, extra=("--workers", "0", "--limit", limit))
+    expected = [f"{shard}#00000/00000000{i}.{ext}" for i, ext in enumerate(("jpg", "png", "jpg", "jpg"))]
+    assert list(report.index) == [*expected, *(f"{table}#{row}" for row in range(4))][:rows]
+    only_table = _audit(tmp_path / "out2", table, extra=("--workers", "0", "--limit", "2"))
+    assert list(only_table.index) == [f"{table}#0", f"{table}#1"]
+
+
+def test_limit_stops_inside_a_replayed_container_too(tmp_path: Path) -> None:
+    shard = _shard(tmp_path / "00000.tar")
+    _audit(tmp_path / "out", shard, extra=("--workers", "0"))
+    report = _audit(tmp_path / "out", shard, extra=("--workers", "0", "--limit", "2"))
+    assert list(report.index) == [f"{shard}#00000/000000000.jpg", f"{shard}#00000/000000001.png"]
+
+
+def test_the_python_api_takes_the_image_and_id_columns(tmp_path: Path) -> None:
+    path = tmp_path / "two.parquet"
+    table = {"thumb": [_image("PNG", 1), _image("PNG", 2)], "photo": [_image("JPEG", 3), b"junk"], "uid": ["x", "y"]}
+    pq.write_table(pa.table(table), path)
+    result = iqa_cli.audit(path, engine="signal", workers=0, image_column="photo", id_column="uid")
+    assert [(row["path"], row["sample_key"], row["error_code"]) for row in result] == [
+        (f"{path}#0", "x", None),
+        (f"{path}#1", "y", "not_an_image"),
+    ]
+    assert [row["format"] for row in result] == ["JPEG", None]
+    missing = iqa_cli.audit(path, engine="signal", workers=0, image_column="nope")
+    assert [row["error_code"] for row in missing] == ["no_image_column"]
+
+
+def _damaged_row_group(path: Path, group: int) -> Path:
+    """Six PNG rows in three row groups of two, the page header of row group `group`'s image column overwritten."""
+    pq.write_table(pa.table({"png": [_image("PNG", i) for i in range(6)], "n": list(range(6))}), path, row_group_size=2)
+    column = pq.ParquetFile(path).metadata.row_group(group).column(0)
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start : start + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_row_group_costs_its_own_rows_only(tmp_path: Path) -> None:
+    path = _damaged_row_group(tmp_path / "damaged.parquet", 1)
+    report = _audit(tmp_path / "out", path, extra=("--workers", "0"))
+    assert list(report.index) == [f"{path}#{row}" for row in range(6)]
+    assert list(report["error_code"].fillna("")) == ["", "", "corrupt", "corrupt", "", ""]
+    assert "row group 1 of the Parquet file cannot be read" in report["error"].iloc[2]
+
+
+def test_a_parquet_file_damaged_after_a_batch_keeps_the_rows_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(iqa_cli.audit.containers, "PARQUET_BATCH_ROWS", 1)  # the damage found after row 2 is read
+    path = _damaged_row_group(tmp_path / "damaged.parquet", 2)
+    seen = list(members(str(path)))
+    assert [m.path.rsplit("#", 1)[1] for m in seen] == [str(row) for row in range(6)]
+    assert [m.problem is None for m in seen] == [True] * 4 + [False] * 2
+
+
+def test_a_parquet_file_cut_short_is_one_container_error_row(tmp_path: Path) -> None:
+    whole = _parquet(tmp_path / "part.parquet").read_bytes()
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(whole[: len(whole) // 2])  # the footer, which says where the rows are, is gone
+    report = _audit(tmp_path / "out", cut, _parquet(tmp_path / "fine.parquet"))
+    assert list(report.index) == [str(cut), *(f"{tmp_path / 'fine.parquet'}#{row}" for row in range(4))]
+    assert report.loc[str(cut), "error_code"] == "unreadable_container"
+    assert "not a readable Parquet file" in report.loc[str(cut), "error"]
+
+
+def test_a_shard_with_a_damaged_header_keeps_the_members_before_it(tmp_path: Path) -> None:
+    shard = _shard(tmp_path / "00000.tar")
+    with tarfile.open(shard) as archive:
+        third = next(info for info in archive if info.name == "00000/000000002.jpg")
+    data = bytearray(shard.read_bytes())
+    data[third.offset : third.offset + 100] = b"\x07" * 100  # the header's name and checksum: not a header now
+    shard.write_bytes(bytes(data))
+    report = _audit(tmp_path / "out", shard, extra=("--workers", "0"))
+    assert list(report.index) == [f"{shard}#00000/000000000.jpg", f"{shard}#00000/000000001.png", str(shard)]
+    assert list(report["error_code"].fillna("")) == ["", "", "truncated"]
+    assert "damaged after its last member (a member header that is not one)" in report.loc[str(shard), "error"]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from iqa_cli.audit.discover import IMAGE_EXTENSIONS, DiscoveryProblem, discover
+from iqa_cli.audit.braces import expand_braces, has_braces
+from iqa_cli.audit.discover import IMAGE_EXTENSIONS, DiscoveryProblem, discover, discover_with_roots, missing_given
+from iqa_cli.testing.cli import invoke_iqa
+from tests.test_containers import _image
 
 
 def touch(root: Path, *names: str) -> None:
@@ -205,3 +209,66 @@ def test_links_out_of_their_folder_are_reported_without_follow_outside(tmp_path:
     refused = {Path(i.path).name: i.code for i in items if isinstance(i, DiscoveryProblem)}
     assert kept == [str(photos / "a.jpg"), str(photos / "again.jpg")]  # b.jpg was yielded as again.jpg
     assert refused == {"stolen.jpg": "outside_folder", "elsewhere": "outside_folder", "listed.jpg": "outside_folder"}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("shards/{00000..00003}.tar", ["shards/00000.tar", "shards/00001.tar", "shards/00002.tar", "shards/00003.tar"]),
+        ("{08..11}", ["08", "09", "10", "11"]),
+        ("{0..10..5}", ["0", "5", "10"]),
+        ("{3..1}", ["3", "2", "1"]),
+        ("{a..e..2}", ["a", "c", "e"]),
+        ("{train,val}/{1,2}.jpg", ["train/1.jpg", "train/2.jpg", "val/1.jpg", "val/2.jpg"]),
+        ("x{,-small}.jpg", ["x.jpg", "x-small.jpg"]),
+        ("{a,b{1,2}}c", ["ac", "b1c", "b2c"]),
+        ("plain{}/{a}/{unclosed", ["plain{}/{a}/{unclosed"]),
+    ],
+)
+def test_brace_patterns_expand_as_a_shell_would(pattern: str, expected: list[str]) -> None:
+    assert list(expand_braces(pattern)) == expected
+    assert has_braces(pattern) == (expected != [pattern])
+
+
+def test_a_brace_range_is_expanded_lazily() -> None:
+    patterns = expand_braces("{0..999999999999}.tar")
+    assert [next(patterns), next(patterns)] == ["0.tar", "1.tar"]
+
+
+def test_a_pattern_given_stands_for_each_of_its_paths_in_order(tmp_path: Path) -> None:
+    touch(tmp_path, "shards/00000.tar", "shards/00002.tar", "odd{1,2}.jpg")
+    given = [f"{tmp_path}/shards/{{00000..00002}}.tar", f"{tmp_path}/odd{{1,2}}.jpg"]
+    found = list(discover_with_roots(given, containers=True))
+    assert [root for root, _ in found] == [given[0]] * 3 + [given[1]]
+    items = [item for _, item in found]
+    assert items[0] == tmp_path / "shards/00000.tar" and items[2] == tmp_path / "shards/00002.tar"
+    assert isinstance(items[1], DiscoveryProblem) and items[1].code == "not_found"
+    assert items[1].path == str(tmp_path / "shards/00001.tar")
+    assert items[3] == tmp_path / "odd{1,2}.jpg"  # a file of that very name is used as written
+
+
+def test_missing_given_expands_patterns_and_stops_at_the_first_that_exists(tmp_path: Path) -> None:
+    touch(tmp_path, "s/00007.tar")
+    assert missing_given([f"{tmp_path}/s/{{00000..00099}}.tar"]) is None
+    message = missing_given([f"{tmp_path}/none/{{00000..00099}}.tar"], shown_at_most=2)
+    assert message == f"{tmp_path}/none/00000.tar, {tmp_path}/none/00001.tar and 98 more"
+    assert missing_given(["https://example.com/{a,b}.jpg"]) is None  # a URL is looked at only when walked
+
+
+def test_patterns_on_the_command_line_and_in_a_list(tmp_path: Path) -> None:
+    for name in ("p/1.png", "p/2.png", "q/1.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(_image("PNG", len(name)))
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{tmp_path}/q/{{1..2}}.png\n")
+    out = tmp_path / "out"
+    code, _, stderr = invoke_iqa(
+        "audit", f"{tmp_path}/p/{{1,2}}.png", "--from-file", str(listed), "--engine", "signal", "--out", str(out)
+    )
+    assert code == 0, stderr
+    report = pd.read_parquet(out / "report.parquet")
+    assert list(report["path"]) == [str(tmp_path / n) for n in ("p/1.png", "p/2.png", "q/1.png", "q/2.png")]
+    assert list(report["error_code"].fillna("")) == ["", "", "", "not_found"]
+    code, _, stderr = invoke_iqa("audit", f"{tmp_path}/r/{{1..3}}.png", "--out", str(out))
+    assert code == 2
+    assert f"no such file or folder: {tmp_path}/r/1.png, {tmp_path}/r/2.png, {tmp_path}/r/3.png;" in stderr

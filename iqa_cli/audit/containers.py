@@ -15,21 +15,31 @@ Nothing is extracted. Each image becomes a `Member`, named ``CONTAINER#NAME`` in
   Rows are read one batch of `PARQUET_BATCH_ROWS` at a time (memory bounded), and their bytes travel in the
   work item (`Member.data`).
 
+A container named by a URL (a `remote.RemoteFile`) is read the same way through fsspec: its members are named
+``URL#NAME`` (the URL without credentials) and a tar member is read by one ranged request.
+
 Problems become `ContainerProblem` (one row): ``unreadable_container`` (not a tar or Parquet file, damaged
 beyond the members read so far), ``truncated`` (a shard that ends inside a member, named ``SHARD.tar#MEMBER``,
 or between members, named ``SHARD.tar``: the members before it are yielded first), ``no_image_column`` (a
 Parquet file without a column of image bytes). A member that is missing its bytes (a null cell) is a `Member`
-with `problem` set (``empty_file``).
+with `problem` set (``empty_file``), and so is each row of a Parquet row group that cannot be read (``corrupt``):
+the rows before it and the row groups after it are still read, so every row of the file has its report row.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from iqa_cli.audit import remote
+from iqa_cli.audit.remote import RemoteFile
+from iqa_cli.files import open_regular
 
 TAR_EXTENSIONS = (".tar",)
 PARQUET_EXTENSIONS = (".parquet",)
@@ -46,12 +56,13 @@ _IMAGE_MEMBER_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class Member:
-    """One image inside a container: where to read it, and what the container says about it."""
+    """One image read other than as a local file by its path: inside a container (where to read it, and what the
+    container says about it), or a whole remote file (`container` its URL, `size` None)."""
 
-    path: str  # CONTAINER#NAME, as the report shows it
-    container: str
+    path: str  # CONTAINER#NAME (or a remote file's URL), as the report shows it
+    container: str = field(repr=False)  # the container's path or URL (credentials included: never shown)
     offset: int = 0  # a tar member's data: its offset and size in the shard
-    size: int = 0
+    size: int | None = 0  # None: the whole of `container`
     data: bytes | None = None  # a Parquet cell's bytes (read in the main process, batch by batch)
     sample_key: str | None = None
     meta: str | None = None  # JSON text of the side-car or of the row's other columns
@@ -68,8 +79,8 @@ class ContainerProblem:
 
 
 def container_kind(path: str) -> str | None:
-    """``"tar"``, ``"parquet"`` or None, from the file name's extension (case-insensitive)."""
-    ext = os.path.splitext(path)[1].lower()
+    """``"tar"``, ``"parquet"`` or None, from the file name's extension (case-insensitive; a URL's path's)."""
+    ext = os.path.splitext(urlsplit(path).path if remote.is_url(path) else path)[1].lower()
     if ext in TAR_EXTENSIONS:
         return "tar"
     if ext in PARQUET_EXTENSIONS:
@@ -78,13 +89,15 @@ def container_kind(path: str) -> str | None:
 
 
 def members(
-    path: str, *, image_column: str | None = None, id_column: str | None = None
+    source: str | RemoteFile, *, image_column: str | None = None, id_column: str | None = None
 ) -> Iterator[Member | ContainerProblem]:
-    """The images of the container at `path`, in the container's order, then any problem that ended it."""
-    if container_kind(path) == "tar":
-        yield from _tar_members(path)
+    """The images of the container at `source` (a path, or a URL's file), in the container's order, then any
+    problem that ended it."""
+    container = _Container.of(source)
+    if container_kind(container.name) == "tar":
+        yield from _tar_members(container)
     else:
-        yield from _parquet_rows(path, image_column, id_column)
+        yield from _parquet_rows(container, image_column, id_column)
 
 
 def sample_key(name: str) -> str:
@@ -94,15 +107,49 @@ def sample_key(name: str) -> str:
     return f"{folder}/{stem}" if folder else stem
 
 
-def _tar_members(path: str) -> Iterator[Member | ContainerProblem]:
+@dataclass(frozen=True)
+class _Container:
+    """A container to read: `name` as the report shows it, `location` to read it from (a path or a URL)."""
+
+    name: str
+    location: str
+    url: bool
+
+    @classmethod
+    def of(cls, source: str | RemoteFile) -> _Container:
+        if isinstance(source, RemoteFile):
+            return cls(source.path, source.url, url=True)
+        return cls(source, source, url=False)
+
+    def open(self) -> tuple[BinaryIO | io.RawIOBase, int | None]:
+        """The container open for reading and seeking, and its size (None: the backend does not say)."""
+        if self.url:
+            handle = remote.open_file(self.location)
+            try:
+                size: int | None = handle.seek(0, os.SEEK_END)
+                handle.seek(0)
+            except OSError:  # a size the backend does not know: members cut short show as their reads come short
+                size = None
+            return handle, size
+        local, info = open_regular(self.location)  # never waits on a FIFO put in a shard's place
+        return local, info.st_size
+
+
+def _tar_members(container: _Container) -> Iterator[Member | ContainerProblem]:
     """Group the members of each sample (consecutive names with one key), then yield its images with its side-car."""
+    path = container.name
     try:
-        size = os.stat(path).st_size
-        archive = tarfile.open(path, mode="r:")  # noqa: SIM115 - closed below; "r:": seekable, uncompressed
-    except (OSError, tarfile.TarError) as exc:
-        yield ContainerProblem(path, "unreadable_container", f"not a readable tar shard ({exc})")
+        handle, size = container.open()
+    except OSError as exc:
+        yield ContainerProblem(path, "unreadable_container", f"not a readable tar shard ({_reason(exc)})")
         return
-    with archive:
+    try:
+        archive = tarfile.open(fileobj=handle, mode="r:")  # noqa: SIM115 - closed below; "r:": seekable, uncompressed
+    except (OSError, tarfile.TarError) as exc:
+        handle.close()
+        yield ContainerProblem(path, "unreadable_container", f"not a readable tar shard ({_reason(exc)})")
+        return
+    with handle, archive:
         key: str | None = None
         group: list[tarfile.TarInfo] = []
         try:
@@ -111,45 +158,51 @@ def _tar_members(path: str) -> Iterator[Member | ContainerProblem]:
                     continue
                 name_key = sample_key(info.name)
                 if name_key != key and group:
-                    yield from _sample(path, archive, key, group)
+                    yield from _sample(container, archive, key, group)
                     group = []
                 key = name_key
-                if info.offset_data + info.size > size:  # the shard ends inside this member
-                    yield from _sample(path, archive, key, group)
+                if size is not None and info.offset_data + info.size > size:  # the shard ends inside this member
+                    yield from _sample(container, archive, key, group)
                     yield ContainerProblem(
                         f"{path}#{info.name}", "truncated", "the shard ends inside this member (a partial copy?)"
                     )
                     return
                 group.append(info)
         except (OSError, tarfile.TarError) as exc:
-            yield from _sample(path, archive, key, group)
+            yield from _sample(container, archive, key, group)
             yield ContainerProblem(
                 path,
                 "truncated",
-                f"the shard ends early or is damaged after its last member ({exc})",
+                f"the shard ends early or is damaged after its last member ({_reason(exc)})",
             )
             return
-        yield from _sample(path, archive, key, group)
-        if not _ends_properly(archive, size):
-            yield ContainerProblem(
-                path,
-                "truncated",
-                "the shard ends without its end-of-archive block (a partial copy?)",
-            )
+        yield from _sample(container, archive, key, group)
+        wrong = _bad_end(archive, size)
+        if wrong is not None:
+            yield ContainerProblem(path, "truncated", wrong)
 
 
-def _ends_properly(archive: tarfile.TarFile, size: int) -> bool:
-    """Whether the archive went on to its end-of-archive block (zeros): tarfile stops silently at a header cut short."""
+def _bad_end(archive: tarfile.TarFile, size: int | None) -> str | None:
+    """What is wrong where the archive stopped, if it is not its end-of-archive block (zeros): tarfile stops
+    silently at a header cut short or damaged."""
     end = archive.offset  # where the header after the last member would be
-    if size - end < tarfile.BLOCKSIZE:
-        return False
     fileobj = archive.fileobj
     assert fileobj is not None
     fileobj.seek(end)
-    return fileobj.read(tarfile.BLOCKSIZE) == tarfile.NUL * tarfile.BLOCKSIZE
+    block = fileobj.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or (size is not None and size - end < tarfile.BLOCKSIZE):
+        return "the shard ends without its end-of-archive block (a partial copy?)"
+    if block != tarfile.NUL * tarfile.BLOCKSIZE:
+        return (
+            "the shard is damaged after its last member (a member header that is not one); the members after it"
+            " cannot be found"
+        )
+    return None
 
 
-def _sample(path: str, archive: tarfile.TarFile, key: str | None, group: list[tarfile.TarInfo]) -> Iterator[Member]:
+def _sample(
+    container: _Container, archive: tarfile.TarFile, key: str | None, group: list[tarfile.TarInfo]
+) -> Iterator[Member]:
     """One sample's image members, each with the sample's ``.json`` / ``.txt`` side-car."""
     meta: dict[str, Any] = {}
     for info in group:
@@ -170,51 +223,81 @@ def _sample(path: str, archive: tarfile.TarFile, key: str | None, group: list[ta
     for info in group:
         if os.path.splitext(info.name)[1].lower() in _IMAGE_MEMBER_EXTENSIONS:
             yield Member(
-                f"{path}#{info.name}", path, offset=info.offset_data, size=info.size, sample_key=key, meta=text
+                f"{container.name}#{info.name}",
+                container.location,
+                offset=info.offset_data,
+                size=info.size,
+                sample_key=key,
+                meta=text,
             )
 
 
-def _parquet_rows(path: str, image_column: str | None, id_column: str | None) -> Iterator[Member | ContainerProblem]:
+def _parquet_rows(
+    container: _Container, image_column: str | None, id_column: str | None
+) -> Iterator[Member | ContainerProblem]:
+    """The rows one row group at a time, a batch at a time: a row group that cannot be read becomes an error row
+    for each of its rows not yet yielded (the footer says how many), and the next row group is read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    path = container.name
     try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as exc:
-        yield ContainerProblem(path, "unreadable_container", f"not a readable Parquet file ({exc})")
+        handle, _ = container.open()
+    except OSError as exc:
+        yield ContainerProblem(path, "unreadable_container", f"not a readable Parquet file ({_reason(exc)})")
         return
-    with parquet:
-        schema = parquet.schema_arrow
-        column = _image_column(schema, image_column)
-        if column is None:
-            wanted = f"no column {image_column!r}" if image_column else "no column of image bytes found"
-            yield ContainerProblem(
-                path, "no_image_column", f"{wanted} (columns: {', '.join(schema.names)}); give --image-column"
-            )
-            return
-        # The row's other scalar columns are its side-car; other binary or nested columns are not carried.
-        carried = [f.name for f in schema if f.name != column and not _bulky(f.type)]
-        row = 0
+    with handle:
         try:
-            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[column, *carried]):
-                cells = batch.column(0).to_pylist()
-                others = batch.select(carried).to_pylist() if carried else [{}] * len(cells)
-                for cell, other in zip(cells, others, strict=True):
-                    yield _parquet_member(path, row, cell, other, id_column)
-                    row += 1
+            parquet = pq.ParquetFile(handle)
         except (OSError, pa.ArrowException) as exc:
-            yield ContainerProblem(path, "unreadable_container", f"the Parquet file is damaged after row {row} ({exc})")
+            yield ContainerProblem(path, "unreadable_container", f"not a readable Parquet file ({_reason(exc)})")
+            return
+        with parquet:
+            schema = parquet.schema_arrow
+            column = _image_column(schema, image_column)
+            if column is None:
+                wanted = f"no column {image_column!r}" if image_column else "no column of image bytes found"
+                yield ContainerProblem(
+                    path, "no_image_column", f"{wanted} (columns: {', '.join(schema.names)}); give --image-column"
+                )
+                return
+            # The row's other scalar columns are its side-car; other binary or nested columns are not carried.
+            carried = [f.name for f in schema if f.name != column and not _bulky(f.type)]
+            row = 0
+            for group in range(parquet.num_row_groups):
+                end = row + parquet.metadata.row_group(group).num_rows
+                try:
+                    batches = parquet.iter_batches(
+                        batch_size=PARQUET_BATCH_ROWS, row_groups=[group], columns=[column, *carried]
+                    )
+                    for batch in batches:
+                        cells = batch.column(0).to_pylist()
+                        others = batch.select(carried).to_pylist() if carried else [{}] * len(cells)
+                        for cell, other in zip(cells, others, strict=True):
+                            yield _parquet_member(container, row, cell, other, id_column)
+                            row += 1
+                except (OSError, ValueError, pa.ArrowException) as exc:  # ValueError: a cell Python cannot hold
+                    problem = ("corrupt", f"row group {group} of the Parquet file cannot be read ({_reason(exc)})")
+                    while row < end:
+                        yield Member(f"{path}#{row}", container.location, problem=problem)
+                        row += 1
+                row = max(row, end)
 
 
-def _parquet_member(path: str, row: int, cell: Any, other: dict[str, Any], id_column: str | None) -> Member:
+def _parquet_member(container: _Container, row: int, cell: Any, other: dict[str, Any], id_column: str | None) -> Member:
     data = cell.get("bytes") if isinstance(cell, dict) else cell
     key = other.get(id_column) if id_column else None
     meta = json.dumps(other, ensure_ascii=False, sort_keys=True, default=str) if other else None
-    name = f"{path}#{row}"
+    name, where = f"{container.name}#{row}", container.location
     common = {"sample_key": None if key is None else str(key), "meta": meta}
     if not data:
-        return Member(name, path, problem=("empty_file", "the row holds no image bytes (null or empty)"), **common)
-    return Member(name, path, data=bytes(data), size=len(data), **common)
+        return Member(name, where, problem=("empty_file", "the row holds no image bytes (null or empty)"), **common)
+    return Member(name, where, data=bytes(data), size=len(data), **common)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's text for a row: a remote backend's is already scrubbed, a local one's is left as it is."""
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc) or type(exc).__name__
 
 
 def _image_column(schema: Any, wanted: str | None) -> str | None:

@@ -31,7 +31,18 @@ Rules, in the order they apply:
 Problems are yielded as `DiscoveryProblem`, never raised: ``not_found`` (a given path does not
 exist), ``unreadable_dir`` (a folder cannot be listed), ``symlink_loop``, ``broken_link`` (a link
 with an image name whose target is missing), ``not_a_file`` (a given path is a pipe or device),
-``unreadable`` (a file or link cannot be examined), ``outside_folder``.
+``unreadable`` (a file or link cannot be examined), ``outside_folder``, ``missing_backend`` (a URL whose
+fsspec backend is not installed).
+
+`discover_with_roots` (the audit's discovery) also takes brace patterns and URLs:
+
+- A path holding a brace pattern (``shards/{00000..00099}.tar``, ``{a,b}``; see `braces.py`) stands for
+  each of its expansions in order, as if each had been given, so a missing one is a ``not_found`` of its
+  own. A local path that exists as written is used as written, braces and all.
+- A URL (``s3://``, ``gs://``, ``https://``, ``memory://`` ...; see `remote.py`) is read through fsspec: a
+  file is yielded as a `RemoteFile` whatever its name; a folder (a URL the backend says is one, or any URL
+  ending with ``/``) is walked in the order above (files, then subfolders, by name) with the same filters
+  and dot-name rule; there are no links to follow. A URL's brace patterns are always expanded.
 """
 
 from __future__ import annotations
@@ -44,6 +55,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from iqa_cli.audit import remote
+from iqa_cli.audit.braces import expand_braces, has_braces
+from iqa_cli.audit.remote import MissingBackend, RemoteFile, is_url
 
 _BASE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
 # HEIC/HEIF decode only through pillow-heif (the `heif` extra); load.py registers its opener when it
@@ -116,15 +131,61 @@ def discover(
         yield from _given(Path(given), options, seen)
 
 
-def discover_with_roots(paths: Iterable[str | Path], **options: Any) -> Iterator[tuple[str, Path | DiscoveryProblem]]:
+def discover_with_roots(
+    paths: Iterable[str | Path], **options: Any
+) -> Iterator[tuple[str, Path | RemoteFile | DiscoveryProblem]]:
     """`discover`, with every path made absolute (so a report names the same files from any folder) and paired
-    with the path it was found under, as given (for display): (root, file or problem)."""
+    with the path it was found under, as given (for display): (root, file or problem). Brace patterns and URLs
+    are taken too (see the module docstring)."""
     seen = _Seen()
     settings = _options(**options)
     for given in paths:
         root = str(given)
-        for item in _given(Path(os.path.abspath(given)), settings, seen):
-            yield root, item
+        if is_url(root):
+            shown_root = remote.shown(root)
+            for url in expand_braces(root):
+                for found in _given_url(url, settings):
+                    yield shown_root, found
+            continue
+        for path in expanded(root):
+            for item in _given(Path(os.path.abspath(path)), settings, seen):
+                yield root, item
+
+
+def expanded(given: str) -> Iterator[str]:
+    """The paths `given` stands for: its brace pattern's expansions, or itself (a URL's expansions, or a local
+    path that exists as written, braces and all)."""
+    if not has_braces(given) or (not is_url(given) and os.path.lexists(given)):
+        yield given
+    else:
+        yield from expand_braces(given)
+
+
+def missing_given(paths: Iterable[str], *, shown_at_most: int = 10) -> str | None:
+    """When none of the local `paths` (their patterns expanded) exists: the missing ones, as a message's text
+    (``a, b and 97 more``); None when one exists or a URL is given (a URL is looked at only when walked)."""
+    missing: list[str] = []
+    more = 0
+    for given in paths:
+        if is_url(given):
+            return None
+        for path in expanded(given):
+            if os.path.lexists(path):
+                return None
+            if len(missing) < shown_at_most:
+                missing.append(path)
+            else:
+                more += 1
+    if not missing:
+        return None
+    return ", ".join(missing) + (f" and {more} more" if more else "")
+
+
+def require_backends(paths: Iterable[str]) -> None:
+    """`MissingBackend` (exit code 2) for the first URL in `paths` whose fsspec backend is not installed."""
+    for given in paths:
+        if is_url(given):
+            remote.require_backend(given)
 
 
 def _options(
@@ -173,6 +234,55 @@ def _given(path: Path, options: _Options, seen: _Seen) -> Iterator[Path | Discov
             yield path
     else:
         yield DiscoveryProblem(str(path), "not_a_file", "not a regular file or folder (a pipe or device?)")
+
+
+def _given_url(url: str, options: _Options) -> Iterator[RemoteFile | DiscoveryProblem]:
+    """One URL given: a remote file, a remote folder walked, or a problem."""
+    try:
+        found = remote.look(url)
+    except MissingBackend as exc:
+        yield DiscoveryProblem(remote.shown(url), "missing_backend", str(exc))
+        return
+    except FileNotFoundError:
+        yield DiscoveryProblem(remote.shown(url), "not_found", "no such file or folder at this URL; check it")
+        return
+    except OSError as exc:
+        yield DiscoveryProblem(remote.shown(url), "unreadable", f"cannot examine the URL: {exc.strerror or exc}")
+        return
+    if isinstance(found, RemoteFile):
+        yield found
+    else:
+        yield from _walk_url(found, options)
+
+
+def _walk_url(root: str, options: _Options) -> Iterator[RemoteFile | DiscoveryProblem]:
+    """Walk a remote folder depth-first, files before subfolders, as `_walk` walks a local one."""
+    # Each stack entry: the subfolders (URL, relative path) of a folder on the current branch still to visit.
+    stack: list[Iterator[tuple[str, str]]] = [iter([(root, "")])]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            continue
+        folder, rel = nxt
+        try:
+            files, subfolders = remote.listing(folder)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+            yield DiscoveryProblem(remote.shown(folder), "unreadable_dir", f"cannot list the folder: {problem}")
+            continue
+        for file in files:
+            name = file.name
+            entry_rel = f"{rel}/{name}" if rel else name
+            if (options.include_hidden or not name.startswith(".")) and _selected(name, entry_rel, options):
+                yield file
+        children = []
+        for sub in subfolders if options.recursive else []:
+            name = sub.rstrip("/").rsplit("/", 1)[-1]
+            entry_rel = f"{rel}/{name}" if rel else name
+            if (options.include_hidden or not name.startswith(".")) and not _matches(options.exclude, name, entry_rel):
+                children.append((sub, entry_rel))
+        stack.append(iter(children))
 
 
 def _normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:

@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from iqa_cli.audit import remote
 from iqa_cli.audit.exif import read_exif
+from iqa_cli.audit.remote import is_url
 from iqa_cli.defaults import DEFAULT_MAX_PIXELS
 from iqa_cli.files import NotRegularFile, open_regular
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure, fit_size
@@ -129,17 +131,21 @@ def load_member(
     *,
     container: str,
     offset: int,
-    size: int,
+    size: int | None,
     data: bytes | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> LoadedImage | LoadFailure:
     """`load_image` for an image inside a container (`containers.Member`), named `path`: its `data`, or the `size`
-    bytes at `offset` in the file `container` (a tar shard's member, read in place); never raises."""
+    bytes at `offset` in the file `container` (a tar shard's member, read in place), or with `size` None the whole
+    of `container` (a remote file); `container` may be a URL, read through fsspec. Never raises."""
     facts = FileFacts(path=str(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if data is not None:
             return _load(lambda: _checked(data, facts), plan, max_pixels, facts)
+        if is_url(container):
+            return _load(lambda: _read_remote(container, offset, size, facts), plan, max_pixels, facts)
+        assert size is not None  # a local file is read by load_image; a local Member is a tar member
         return _load(lambda: _read_range(container, offset, size, facts), plan, max_pixels, facts)
 
 
@@ -187,7 +193,7 @@ def _read_failures(path: str, what: str, hint: str = "") -> Iterator[None]:
     except PermissionError:
         raise _Failure("permission_denied", f"no permission to read {what}") from None
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
+        if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
             raise _Failure("not_found", f"{what} does not exist (moved or deleted?)") from None
         raise _Failure("read_error", f"could not read {what}: {exc.strerror or exc}") from None
 
@@ -212,6 +218,19 @@ def _read_range(container: str, offset: int, size: int, facts: FileFacts) -> byt
         with fh:
             data = os.pread(fh.fileno(), size, offset)
     if len(data) < size:
+        facts.file_size = len(data)
+        raise _Failure("truncated", "the shard ends inside this member (changed while it was read?)")
+    return _checked(data, facts)
+
+
+def _read_remote(url: str, offset: int, size: int | None, facts: FileFacts) -> bytes:
+    """A remote file's bytes (`size` None), or the `size` bytes of a remote shard's member at `offset`."""
+    if size is not None and size > MAX_FILE_BYTES:
+        facts.file_size = size
+        raise _Failure("file_too_large", f"the member is over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit")
+    with _read_failures(remote.shown(url), "the remote file" if size is None else "the shard"):
+        data = remote.read(url, offset, size, limit=MAX_FILE_BYTES)
+    if size is not None and len(data) < size:
         facts.file_size = len(data)
         raise _Failure("truncated", "the shard ends inside this member (changed while it was read?)")
     return _checked(data, facts)

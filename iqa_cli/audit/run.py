@@ -13,12 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from iqa_cli.audit import remote
 from iqa_cli.audit.containers import ContainerProblem, Member, container_kind, members
 from iqa_cli.audit.discover import DiscoveryProblem, discover_with_roots
 from iqa_cli.audit.flag import DEFAULT_MIN_CONFIDENCE, needs_review, verdict_for
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS
 from iqa_cli.audit.queue import DEFAULT_FILE_TIMEOUT, CheckFailed, Outcome, Prefetcher, WorkerSpec, default_workers
-from iqa_cli.audit.store import ResultStore, cache_key
+from iqa_cli.audit.remote import RemoteFile
+from iqa_cli.audit.store import ResultStore, Stat, cache_key
 from iqa_cli.audit.watch import CountAhead, FoundCallback, decisions
 from iqa_cli.checks import Check, Finding
 from iqa_cli.engines.base import Assessment, AssessRequest, Engine, Prepared
@@ -98,8 +100,16 @@ def run_audit(
         detail=settings.detail,
         extra={"max_pixels": settings.max_pixels, "checks": sorted(c.name for c in checks)},
     )
+
+    def tell(note: str) -> None:
+        summary.summary.notes.append(note)
+        if on_note is not None:
+            on_note(note)
+
     ahead = CountAhead(_Sources(settings, None, key).walk_again(), on_found)
-    sources = _Sources(settings, store if not settings.rerun else None, key, on_found, ahead, recorder=store)
+    sources = _Sources(
+        settings, store if not settings.rerun else None, key, on_found, ahead, recorder=store, on_note=tell
+    )
     batch_size = settings.batch_size or engine.preferred_batch_size
     # Two batches in flight: the workers decode the next batch while the engine works on this one.
     prefetcher = Prefetcher(spec, workers=settings.workers, window=2 * batch_size, file_timeout=settings.file_timeout)
@@ -128,13 +138,10 @@ def run_audit(
         """A plugin writer's bug costs its own report, not the run: reported, its file abandoned, not written again."""
         writer.abandon()
         writers.remove(writer)
-        note = (
+        tell(
             f"the {writer.format} report writer ({type(writer).__module__}) failed: {type(exc).__name__}: {exc};"
             " it is disabled for this run and its previous report kept. Upgrade or uninstall the plugin"
         )
-        summary.summary.notes.append(note)
-        if on_note is not None:
-            on_note(note)
 
     last_written = -1  # outcomes come and are written in key order: every key up to this one is in the reports
 
@@ -407,8 +414,8 @@ class _Rewalkable:
 class _Sources:
     """The run's work items in discovery order: paths to load, and ready outcomes (problems, replays).
 
-    `stats` holds the stat taken before each path was read, for the store, and `roots` the path given that each
-    was found under, for its row, only while it is in flight.
+    `stats` holds the stat taken before each path was read (a remote file's version), for the store, and `roots`
+    the path given that each was found under, for its row, only while it is in flight.
     """
 
     def __init__(
@@ -420,6 +427,7 @@ class _Sources:
         ahead: CountAhead | None = None,
         *,
         recorder: ResultStore | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store  # replays from it (None with --rerun)
@@ -427,13 +435,15 @@ class _Sources:
         self.key = key
         self.on_found = on_found
         self.ahead = ahead
+        self.on_note = on_note
         self.seconds = 0.0  # spent walking, in stat and in the store's lookups
-        self.stats: dict[int, os.stat_result | None] = {}
+        self.stats: dict[int, Stat | None] = {}
         self.roots: dict[int, str] = {}
         self.meta: dict[int, tuple[str | None, str | None]] = {}  # a container member's sample_key, source_meta
         # A container being read: its members' keys in flight -> its path, and what the store needs once all are in.
         self.container_of: dict[int, str] = {}
         self.reading: dict[str, _Reading] = {}
+        self.unversioned: set[str] = set()  # the protocols whose files were found without a version (said once)
 
     def items(self) -> Iterator[tuple[int, str | Member] | Outcome]:
         for key, root, item in self._walked():
@@ -453,10 +463,11 @@ class _Sources:
                 continue
             st, replayed = self._replay(item, self.store)
             if replayed is not None:
-                yield Outcome(key, FileFacts(path=item), replayed=replayed)
+                yield Outcome(key, FileFacts(path=_name(item)), replayed=replayed)
             else:
                 self.stats[key] = st
-                yield key, item
+                # A remote file is read through fsspec by the workers, under its URL without credentials.
+                yield key, Member(item.path, item.url, size=None) if isinstance(item, RemoteFile) else item
 
     def remembered(self, store: ResultStore, *, after: int) -> Iterator[Outcome]:
         """The discovery walked again from key `after` + 1: `store`'s row of each unchanged file and the
@@ -477,7 +488,7 @@ class _Sources:
             _, replayed = self._replay(item, store)
             if replayed is not None:
                 self.roots[key] = root
-                yield Outcome(key, FileFacts(path=item), replayed=replayed)
+                yield Outcome(key, FileFacts(path=_name(item)), replayed=replayed)
 
     def _walked(self) -> Iterator[tuple[int, str, Found]]:
         """`_found`, timed, and counted for `on_found` (unless `ahead` counts), which hears the total at the end."""
@@ -528,14 +539,15 @@ class _Sources:
             if isinstance(item, DiscoveryProblem):
                 yield key, root, item
                 continue
-            path = str(item)
+            source = item if isinstance(item, RemoteFile) else str(item)
+            path = _name(source)  # as the report and the store name it
             if container_kind(path) is None:
                 if s.limit is not None and files >= s.limit:
                     return
                 files += 1
-                yield key, root, path
+                yield key, root, source
                 continue
-            st, remembered = (None, None) if counting else self._replay_container(path)
+            st, remembered = (None, None) if counting else self._replay_container(source)
             if remembered is not None:
                 for number, row in remembered:
                     if s.limit is not None and files >= s.limit:
@@ -546,9 +558,9 @@ class _Sources:
             if replay_only:
                 continue
             inside = (
-                _counted_rows(path)
+                _counted_rows(source)
                 if counting and container_kind(path) == "parquet"
-                else members(path, image_column=s.image_column, id_column=s.id_column)
+                else members(source, image_column=s.image_column, id_column=s.id_column)
             )
             reading = _Reading(st) if st is not None and not counting and self.recorder is not None else None
             if reading is not None:
@@ -567,15 +579,14 @@ class _Sources:
                 reading.total = number + 1
                 self._settle(path)
 
-    def _replay_container(self, path: str) -> tuple[os.stat_result | None, Iterator[tuple[int, ReportRow]] | None]:
+    def _replay_container(self, source: str | RemoteFile) -> tuple[Stat | None, Iterator[tuple[int, ReportRow]] | None]:
         """The container's stat before it is read, and its remembered rows in the store when it is unchanged."""
         started = time.perf_counter()
+        st = self._stat(source)  # None: members() says what is wrong with it, or a remote file without a version
         try:
-            st = os.stat(path)
-        except OSError:
-            return None, None  # members() says what is wrong with it
-        try:
-            return st, self.store.replay_container(path, st, self.key) if self.store is not None else None
+            if st is None or self.store is None:
+                return st, None
+            return st, self.store.replay_container(_name(source), st, self.key)
         finally:
             self.seconds += time.perf_counter() - started
 
@@ -599,19 +610,36 @@ class _Sources:
         if reading.complete and store is not None:
             store.record_container(path, reading.st, reading.total)
 
-    def _replay(self, path: str, store: ResultStore | None) -> tuple[os.stat_result | None, ReportRow | None]:
+    def _replay(self, source: str | RemoteFile, store: ResultStore | None) -> tuple[Stat | None, ReportRow | None]:
         """The file's stat before it is read, and its remembered row in `store` when it is unchanged."""
         started = time.perf_counter()
-        try:
-            st: os.stat_result | None = os.stat(path)
-        except OSError:
-            return None, None  # the loader will say what is wrong with it
-        finally:
-            self.seconds += time.perf_counter() - started
-        started = time.perf_counter()
-        replayed = store.replay(path, st, self.key) if store is not None and st is not None else None
+        st = self._stat(source)  # None: the loader will say what is wrong with it
+        replayed = store.replay(_name(source), st, self.key) if store is not None and st is not None else None
         self.seconds += time.perf_counter() - started
         return st, replayed
+
+    def _stat(self, source: str | RemoteFile) -> Stat | None:
+        """A local file's stat, or a remote file's version (its size and mtime or ETag); None when there is none:
+        not remembered then, so read again next time (said once per protocol)."""
+        if isinstance(source, str):
+            try:
+                return os.stat(source)
+            except OSError:
+                return None
+        version = remote.examined(source).stat
+        name = remote.protocol(source.url)
+        if version is None and name not in self.unversioned and self.on_note is not None:
+            self.unversioned.add(name)
+            self.on_note(
+                f"{name}:// gives no modification time or ETag for some files (such as {source.path}): they are"
+                " read again on every run, not replayed from the results store"
+            )
+        return version
+
+
+def _name(source: str | RemoteFile) -> str:
+    """A file's name in the report and the store: its path, or its URL without credentials."""
+    return source.path if isinstance(source, RemoteFile) else source
 
 
 @dataclass
@@ -621,16 +649,16 @@ class _Remembered:
     row: ReportRow
 
 
-Found = str | DiscoveryProblem | Member | ContainerProblem | _Remembered
-"""What discovery gives the run: a file's path, an image inside a container (to read, or remembered), or a
-problem (one row each)."""
+Found = str | RemoteFile | DiscoveryProblem | Member | ContainerProblem | _Remembered
+"""What discovery gives the run: a file's path or URL, an image inside a container (to read, or remembered), or
+a problem (one row each)."""
 
 
 @dataclass
 class _Reading:
     """A container being read afresh: its stat before, its members listed (once known) and written so far."""
 
-    st: os.stat_result
+    st: Stat
     total: int | None = None
     written: int = 0
     complete: bool = True  # every row written was recorded
@@ -640,13 +668,13 @@ class _Reading:
 _CONTAINER_CODES = frozenset(("unreadable_container", "no_image_column"))
 
 
-def _counted_rows(path: str) -> Iterator[object]:
+def _counted_rows(source: str | RemoteFile) -> Iterator[object]:
     """One placeholder per row of a Parquet file, from its metadata (for counting ahead; no bytes read)."""
     import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as parquet:
-            rows = parquet.metadata.num_rows
+        with remote.open_file(source.url) if isinstance(source, RemoteFile) else open(source, "rb") as handle:
+            rows = pq.read_metadata(handle).num_rows
     except Exception:
         rows = 1  # its error row
     return iter(range(rows))

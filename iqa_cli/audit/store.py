@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 
@@ -71,6 +71,21 @@ RETRIED_CODES = frozenset(
     }
 )
 """Error codes not remembered: they say something about this run, not about the file's content."""
+
+
+class Stat(Protocol):
+    """What the store compares to know a file unchanged: `os.stat_result`, or a remote file's version
+    (`remote.RemoteStat`: its size, modification time and a number from its ETag)."""
+
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+
 
 # Bump when the table layout changes; the row layout is covered by the schema fingerprint.
 _FORMAT = 2
@@ -200,7 +215,7 @@ class ResultStore:
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def known(self, path: str, st: os.stat_result) -> str | None:
+    def known(self, path: str, st: Stat) -> str | None:
         """The content key recorded for `path` if its stat shows it unchanged since, else None."""
         hit = self._one(_KNOWN, (os.fsencode(path), *_signature(st)))
         return hit[0] if hit else None
@@ -210,12 +225,12 @@ class ResultStore:
         hit = self._one(_LOOKUP, (content_key, cache_key))
         return _decode(hit[0], None) if hit else None
 
-    def replay(self, path: str, st: os.stat_result, cache_key: str) -> ReportRow | None:
+    def replay(self, path: str, st: Stat, cache_key: str) -> ReportRow | None:
         """`known` and `lookup` in one query: the complete row for an unchanged `path`, else None."""
         hit = self._one(_REPLAY, (cache_key, os.fsencode(path), *_signature(st)))
         return _decode(hit[0], path) if hit else None
 
-    def replay_container(self, path: str, st: os.stat_result, cache_key: str) -> Iterator[tuple[int, ReportRow]] | None:
+    def replay_container(self, path: str, st: Stat, cache_key: str) -> Iterator[tuple[int, ReportRow]] | None:
         """Every remembered row of an unchanged container whose every member has a row under `cache_key`, as
         (member number, row) in the container's order, read a page at a time; else None (read it again)."""
         name = os.fsencode(path)
@@ -254,7 +269,7 @@ class ResultStore:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def record(self, path: str, st: os.stat_result | None, row: Mapping[str, Any], cache_key: str) -> bool:
+    def record(self, path: str, st: Stat | None, row: Mapping[str, Any], cache_key: str) -> bool:
         """Remember `row` for its content, and `path` as having that content at `st`.
 
         `st` must be the stat taken *before* the file was read, so a change during the read shows
@@ -291,7 +306,7 @@ class ResultStore:
         self._results.append((content_key, cache_key, code, text))
         return True
 
-    def record_container(self, path: str, st: os.stat_result, count: int) -> None:
+    def record_container(self, path: str, st: Stat, count: int) -> None:
         """The container at `path`, as it was at `st`, has `count` members, every one recorded: replay it next time.
         Committed with the next flush, after its members."""
         size, mtime_ns, ctime_ns, inode = _signature(st)
@@ -358,7 +373,7 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+def _signature(st: Stat) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
