@@ -18,3 +18,6 @@ DEFAULT_FILE_TIMEOUT = 120.0
 """Seconds one file may spend in a worker (load to measurements) before it is skipped as ``timeout``."""
 
 PAIR_LIMIT = 12  # up to this many candidates every pair is asked (66 pairs, 132 answers)
+
+LOCAL_RAY = "local"
+"""`iqa audit --ray` with no address: a Ray started on this machine for the run (`audit/ray_audit.py`)."""

@@ -105,8 +105,9 @@ def engines() -> dict[str, type[Engine]]:
     return _by_name(_contributions("iqa_engines", "name"), "name", "engine")
 
 
-def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str]:
-    """The engine to use and a note for the summary saying how it was chosen."""
+def choose_engine(name: str | None, options: EngineOptions) -> tuple[type[Engine], str]:
+    """The engine class to use (`name`, or the first of PREFERENCE that can run with `options`) and a note for the
+    summary saying how it was chosen; nothing is loaded (`iqa audit --ray` builds it on the cluster)."""
     available = engines()
     if name and name != AUTO:
         if name not in available:
@@ -114,7 +115,7 @@ def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str
         reason = available[name].availability(options)
         if reason is not None:
             raise EngineUnavailable(f"the {name} engine cannot run: {reason}")
-        return available[name].create(options), "chosen with --engine"
+        return available[name], "chosen with --engine"
     skipped = []
     for candidate in PREFERENCE:
         cls = available.get(candidate)
@@ -122,9 +123,15 @@ def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str
             continue
         reason = cls.availability(options)
         if reason is None:
-            return cls.create(options), f"auto-selected{'; ' + '; '.join(skipped) if skipped else ''}"
+            return cls, f"auto-selected{'; ' + '; '.join(skipped) if skipped else ''}"
         skipped.append(f"{candidate} not used: {reason.split('. ')[0]}")
     raise EngineUnavailable("no engine can run here; " + "; ".join(skipped))
+
+
+def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str]:
+    """The engine to use, built, and a note for the summary saying how it was chosen."""
+    cls, note = choose_engine(name, options)
+    return cls.create(options), note
 
 
 def writers() -> dict[str, type[ReportWriter]]:

@@ -149,6 +149,27 @@ def load_member(
         return _load(lambda: _read_range(container, offset, size, facts), plan, max_pixels, facts)
 
 
+def content_hash(
+    path: str, *, container: str | None = None, offset: int = 0, size: int | None = None, data: bytes | None = None
+) -> str | None:
+    """`FileFacts.content_hash` of the image `load_image` (or, with `container`, `load_member`) would load, from its
+    bytes alone (nothing decoded), or None when they cannot be read: the loader then says why."""
+    facts = FileFacts(path=str(path))
+    try:
+        if data is not None:
+            read = data
+        elif container is None:
+            read = _read(path, facts)
+        elif is_url(container):
+            read = _read_remote(container, offset, size, facts)
+        else:
+            assert size is not None
+            read = _read_range(container, offset, size, facts)
+    except (_Failure, OSError):
+        return None
+    return hashlib.blake2b(read, digest_size=16).hexdigest()
+
+
 def _load(
     path: str | Callable[[], bytes], plan: DecodePlan, max_pixels: int, facts: FileFacts
 ) -> LoadedImage | LoadFailure:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iqa_cli.audit.containers import Member
-from iqa_cli.audit.load import load_image, load_member
+from iqa_cli.audit.load import content_hash, load_image, load_member
 from iqa_cli.checks import Check
 from iqa_cli.defaults import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_PIXELS
 from iqa_cli.engines.base import Preparer
@@ -117,6 +117,15 @@ def load_and_prepare(key: int, path: Source, spec: WorkerSpec) -> Outcome:
         seconds=time.perf_counter() - started,
         check_payloads=_measure_checks(spec.checks, loaded),
     )
+
+
+def source_hash(source: Source) -> str | None:
+    """The content hash `load_and_prepare` would find for a work item, reading its bytes only (None: unreadable)."""
+    if isinstance(source, Member):
+        return content_hash(
+            source.path, container=source.container, offset=source.offset, size=source.size, data=source.data
+        )
+    return content_hash(source)
 
 
 class CheckFailed:

@@ -739,17 +739,23 @@ class _BatchContext:
         return None if first == row["path"] else first
 
     def _findings(self, outcome: Outcome) -> list[str]:
-        found: list[str] = []
-        for check in self.checks:
-            payload = outcome.check_payloads.get(check.name)
-            if isinstance(payload, CheckFailed):
-                found.append(str(Finding(check.name, "check_failed", payload.message)))
-                continue
-            try:
-                found.extend(str(f) for f in check.review(outcome.facts.path, payload))
-            except Exception as exc:  # a plugin's bug costs its own finding, not the image
-                found.append(str(Finding(check.name, "check_failed", f"{type(exc).__name__}: {exc}")))
-        return found
+        return check_findings(self.checks, outcome.facts.path, outcome.check_payloads)
+
+
+def check_findings(checks: Sequence[Check], path: str, payloads: dict[str, Any]) -> list[str]:
+    """What the checks say of an assessed image from their payloads, in the run's order (a check may compare an
+    image with the ones before it, as iqa-dupes does); a check that fails costs its own finding, not the image."""
+    found: list[str] = []
+    for check in checks:
+        payload = payloads.get(check.name)
+        if isinstance(payload, CheckFailed):
+            found.append(str(Finding(check.name, "check_failed", payload.message)))
+            continue
+        try:
+            found.extend(str(f) for f in check.review(path, payload))
+        except Exception as exc:  # a plugin's bug costs its own finding, not the image
+            found.append(str(Finding(check.name, "check_failed", f"{type(exc).__name__}: {exc}")))
+    return found
 
 
 def _assess_batch(engine: Engine, ready: list[Outcome], request: AssessRequest) -> dict[int, Assessment | Exception]:

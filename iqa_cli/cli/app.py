@@ -24,6 +24,7 @@ from iqa_cli.cli.options import (
     INPUT,
     MODEL,
     OUTPUT,
+    SCALE_OUT,
     DeviceOpt,
     DtypeOpt,
     EngineBatchOpt,
@@ -40,6 +41,8 @@ from iqa_cli.cli.options import (
     complete_formats,
     decode_workers,
     engine_from,
+    engine_options,
+    ray_address,
     writer_classes,
 )
 from iqa_cli.cli.rank import COMPARE_EPILOG, RANK_EPILOG, compare, rank
@@ -110,7 +113,8 @@ def audit(
         list[str] | None,
         typer.Argument(
             metavar="PATH",
-            help="Image files, folders, WebDataset .tar shards and Parquet files, mixed (docs/inputs.md).",
+            help="Image files, folders, WebDataset .tar shards and Parquet files, mixed; local, or URLs (s3://, "
+            "https://, ...); brace patterns such as shards/{00000..00099}.tar are expanded (docs/inputs.md).",
             show_default=False,
         ),
     ] = None,
@@ -286,21 +290,46 @@ def audit(
             rich_help_panel=BEHAVIOUR,
         ),
     ] = DEFAULT_FILE_TIMEOUT,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Run as a Ray Data pipeline: on the cluster at ADDRESS (auto: the running one), or on a local Ray; "
+            "the report is a Parquet dataset in OUT/report-dataset (docs/scale-out.md).",
+            show_default=False,
+            rich_help_panel=SCALE_OUT,
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-actors",
+            min=1,
+            metavar="N",
+            help="With --ray: engine actors (one model each).",
+            show_default="one per GPU; for a CPU engine one per CPU",
+            rich_help_panel=SCALE_OUT,
+        ),
+    ] = None,
 ) -> None:
     """Assess every image, flag the bad and the doubtful, write reports and print a summary."""
+    from iqa_cli.audit.discover import missing_given, require_backends
     from iqa_cli.audit.run import AuditSettings, audit_folder
-    from iqa_cli.cli.progress import ProblemLog, run_with_progress
+    from iqa_cli.cli.progress import ProblemLog, RunHooks, run_with_progress
     from iqa_cli.report.summary import render
 
     with user_errors():
+        address, paths = ray_address(ray, paths or []) if ray is not None else (None, paths)
         if not paths and from_file is None:
             raise UsageError("give image files or folders, or --from-file LIST ('-' for standard input)")
         if from_file not in (None, "-") and not os.access(from_file, os.R_OK):
             raise UsageError(f"cannot read the list {from_file}: check the path, or use '-' for standard input")
-        missing = [p for p in paths or [] if not os.path.lexists(p)]
-        if paths and from_file is None and len(missing) == len(paths):
+        require_backends(paths or [])  # a URL whose fsspec backend is missing: what to install, exit 2
+        missing = missing_given(paths) if paths and from_file is None else None
+        if missing is not None:
             # Before the store or any report is touched: a typo must not replace last night's report.
-            raise UsageError(f"no such file or folder: {', '.join(missing)}; nothing was audited, {out} is unchanged")
+            raise UsageError(f"no such file or folder: {missing}; nothing was audited, {out} is unchanged")
         chosen_writers = writer_classes(formats)
         chosen_checks = _checks(checks)
         settings = AuditSettings(
@@ -323,16 +352,30 @@ def audit(
             image_column=image_column,
             id_column=id_column,
         )
-        with closing(ProblemLog(log_file)) as problems:  # problems reach stderr even with --quiet or --json
-            summary = run_with_progress(
-                lambda hooks: audit_folder(
+        if ray is not None:
+            from iqa_cli.audit.ray_audit import RayOptions, audit_on_ray
+
+            options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels)
+
+            def audit_run(hooks: RunHooks) -> Summary:
+                return audit_on_ray(
+                    settings, engine, options, out, RayOptions(address, ray_actors), checks=chosen_checks, **hooks
+                )
+        else:
+
+            def audit_run(hooks: RunHooks) -> Summary:
+                return audit_folder(
                     settings,
                     lambda: engine_from(engine, model, device, dtype, max_new_tokens, draft_decode, pixels),
                     out,
                     chosen_writers,
                     checks=chosen_checks,
                     **hooks,
-                ),
+                )
+
+        with closing(ProblemLog(log_file)) as problems:  # problems reach stderr even with --quiet or --json
+            summary = run_with_progress(
+                audit_run,
                 problems,
                 silent=quiet or json_out,
                 verbose=verbose,

@@ -7,6 +7,8 @@ plugin registry (which loads the engines, numpy and PyArrow) is imported only by
 
 from __future__ import annotations
 
+import os
+import re
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from iqa_cli.defaults import AUTO
+from iqa_cli.defaults import AUTO, LOCAL_RAY
 
 if TYPE_CHECKING:
     from iqa_cli.engines.base import Engine, EngineOptions
@@ -26,6 +28,7 @@ ENGINE = "Engine"
 MODEL = "Model (depictqa engine)"
 OUTPUT = "Output"
 BEHAVIOUR = "Behaviour"
+SCALE_OUT = "Scale-out (Ray)"
 
 
 class HelpGroup(TyperGroup):
@@ -38,6 +41,9 @@ class HelpGroup(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _with_optional_values(args))
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None and not isinstance(command, TyperGroup):
@@ -46,6 +52,33 @@ class HelpGroup(TyperGroup):
 
 
 _TYPER_FLAGS = frozenset({"help", "install_completion", "show_completion"})
+# Options whose value may be left out (`--ray`, `--ray auto`), and the value they then take when the command line
+# ends there or another option follows. Typer's parser has no such options: HelpGroup.parse_args writes the value in.
+_OPTIONAL_VALUES = {"--ray": LOCAL_RAY}
+
+
+def ray_address(value: str, paths: list[str]) -> tuple[str | None, list[str]]:
+    """`--ray`'s value as an address (None: a local Ray), and the paths. In `iqa audit --ray photos/` the option
+    takes the folder's name: a value that is no address but an existing file or folder is the first path."""
+    if value == LOCAL_RAY:
+        return None, paths
+    if value == "auto" or "://" in value or _HOST_PORT.fullmatch(value) or not os.path.lexists(value):
+        return value, paths
+    return None, [value, *paths]
+
+
+_HOST_PORT = re.compile(r"[\w.-]+:\d+")
+
+
+def _with_optional_values(args: list[str]) -> list[str]:
+    """`args` with `--ray` written as `--ray=local` where no value follows it (up to a `--`)."""
+    given = list(args)
+    for index, arg in enumerate(given):
+        if arg == "--":
+            break
+        if arg in _OPTIONAL_VALUES and (index + 1 == len(given) or given[index + 1].startswith("-")):
+            given[index] = f"{arg}={_OPTIONAL_VALUES[arg]}"
+    return given
 
 
 def _plain(params: list[Any]) -> list[Any]:
@@ -319,9 +352,21 @@ def engine_from(
     pixels: Pixels | str = Pixels.iqa,
 ) -> tuple[Engine, str]:
     """The engine the options ask for, and a note saying how it was chosen."""
+    return create_engine(name, engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels))
+
+
+def engine_options(
+    model: str | None,
+    device: str | None,
+    dtype: str | None,
+    max_new_tokens: int | None,
+    draft_decode: bool = False,
+    pixels: Pixels | str = Pixels.iqa,
+) -> EngineOptions:
+    """The command line's engine options as the engines take them."""
     from iqa_cli.engines.base import EngineOptions
 
-    options = EngineOptions(
+    return EngineOptions(
         model_dir=model,
         device=device,
         dtype=dtype,
@@ -329,7 +374,6 @@ def engine_from(
         draft_decode=draft_decode,
         pixels=Pixels(pixels).value,
     )
-    return create_engine(name, options)
 
 
 def create_engine(name: str | None, options: EngineOptions) -> tuple[Engine, str]:

@@ -111,6 +111,8 @@ class Engine(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     description: ClassVar[str] = ""
+    # Wants a GPU where there is one: `iqa audit --ray` gives each of its actors one.
+    accelerated: ClassVar[bool] = False
 
     @classmethod
     def availability(cls, options: EngineOptions) -> str | None:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from iqa_cli.categories import CATEGORIES
 from iqa_cli.errors import IqaError, UsageError, first_line
+from iqa_cli.report.dataset import DATASET_DIR, dataset_files, dataset_rows
 from iqa_cli.report.schema import COLUMN_NAMES, SCHEMA, VERDICTS, ReportRow, file_name, path_columns
 from iqa_cli.report.summary import Summary, SummaryBuilder
 from iqa_cli.report.writers import LIST_SEPARATOR, CsvWriter, JsonlWriter, ParquetWriter, csv_text
@@ -105,7 +106,14 @@ def read_rows(out_dir: Path) -> Iterator[ReportRow]:
     found = [out_dir / f"report{w.suffix}" for w in (ParquetWriter, JsonlWriter, CsvWriter)]
     present = [path for path in found if path.exists()]
     if not present:
-        raise UsageError(f"no report in {out_dir}: expected report.parquet, report.jsonl or report.csv there")
+        dataset = out_dir / DATASET_DIR if (out_dir / DATASET_DIR).is_dir() else out_dir
+        if dataset_files(dataset):
+            yield from _dataset_rows(dataset)
+            return
+        raise UsageError(
+            f"no report in {out_dir}: expected report.parquet, report.jsonl, report.csv or a {DATASET_DIR} folder "
+            "(iqa audit --ray) there"
+        )
     path = present[0]
     read = _READERS[path.suffix]
     try:
@@ -117,6 +125,18 @@ def read_rows(out_dir: Path) -> Iterator[ReportRow]:
         raise ReportUnreadable(
             f"{path.name} in {out_dir} cannot be read ({exc}); rerun iqa audit with --out {out_dir} to write it "
             f"again{others}"
+        ) from None
+
+
+def _dataset_rows(folder: Path) -> Iterator[ReportRow]:
+    """The rows of a Ray run's dataset folder (each path's newest), checked as a report's rows."""
+    try:
+        for number, row in enumerate(dataset_rows(folder), 1):
+            yield _checked(row, f"row {number}")
+    except (pa.ArrowException, OSError, _Damaged) as exc:
+        raise ReportUnreadable(
+            f"the dataset {folder} cannot be read ({_reason(exc)}); move the damaged file out of it and run "
+            "iqa audit --ray again: the images it held are assessed again"
         ) from None
 
 

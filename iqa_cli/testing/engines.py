@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,42 @@ class BrightnessEngine(Engine):
                 )
             )
         return out
+
+
+class ControlledEngine(BrightnessEngine):
+    """The brightness engine, misbehaving as files in its control folder (`--model DIR`) say, across processes
+    (for the Ray tests, whose engine runs in actors):
+
+    - ``die-once``: the first assess call that finds it renames it to ``died`` and kills its own process;
+    - ``gate`` (holding a file-name pattern): an assess call with an image whose name matches it writes
+      ``waiting``, then waits until the file ``open`` exists."""
+
+    name = "controlled"
+
+    def __init__(self, control: str) -> None:
+        super().__init__()
+        self.control = control
+
+    @classmethod
+    def create(cls, options: EngineOptions) -> ControlledEngine:
+        if options.model_dir is None:
+            raise ValueError("the controlled engine needs its control folder as model_dir")
+        return cls(options.model_dir)
+
+    def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
+        try:
+            os.rename(os.path.join(self.control, "die-once"), os.path.join(self.control, "died"))
+        except FileNotFoundError:
+            pass
+        else:
+            os._exit(14)
+        gate = Path(self.control, "gate")
+        held = gate.read_text().strip() if gate.exists() else None
+        if held and any(fnmatch.fnmatch(item.payload["name"], held) for item in batch):
+            Path(self.control, "waiting").touch()
+            while not os.path.exists(os.path.join(self.control, "open")):
+                time.sleep(0.05)
+        return super().assess(batch, request)
 
 
 class SameSizeCheck(Check):

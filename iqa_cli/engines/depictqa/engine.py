@@ -51,6 +51,7 @@ class DepictQAEngine(Engine):
     name = "depictqa"
     version = "1"
     description = "DepictQA-Wild vision-language model: names distortions in words, compares images"
+    accelerated = True
 
     def __init__(
         self,

@@ -1,0 +1,223 @@
+"""`iqa audit --ray`: the audit as a Ray Data pipeline on a local Ray, against a single-machine run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from iqa_cli.audit.ray_audit import RayOptions, run_ray_audit
+from iqa_cli.audit.run import AuditSettings
+from iqa_cli.engines.base import EngineOptions
+from iqa_cli.engines.signal.engine import SignalEngine
+from iqa_cli.plugins import chosen_checks
+from iqa_cli.report.dataset import DATASET_DIR, dataset_files, dataset_rows
+from iqa_cli.testing.cli import invoke_iqa
+from iqa_cli.testing.engines import ControlledEngine
+from tests.test_containers import PAST, _image, _parquet, _shard
+from tests.test_remote_inputs import site  # noqa: F401 - the fixture
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+
+PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray of 2 CPUs for the in-process tests (starting one costs seconds)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """Loose photos (one copied: a duplicate), a damaged file and two WebDataset shards in a folder, and beside it a
+    Parquet file (a folder walk does not take Parquet files: they are given, as `_paths` does)."""
+    root = tmp_path / "inputs"
+    (root / "shards").mkdir(parents=True)
+    for name in ("coffee.jpg", "chelsea.jpg", "rocket.jpg"):
+        shutil.copy(PHOTOS / name, root / name)
+    shutil.copy(PHOTOS / "coffee.jpg", root / "copy-of-coffee.jpg")
+    (root / "broken.jpg").write_bytes(_image("JPEG", 9)[:200])
+    _shard(root / "shards" / "00000.tar")
+    _shard(root / "shards" / "00001.tar")
+    _parquet(tmp_path / "rows.parquet")
+    for path in root.rglob("*"):
+        os.utime(path, (PAST, PAST))
+    return root
+
+
+def _by_path(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in path order (a path re-assessed later has its row in a later file), elapsed time aside."""
+    return rows.drop(columns="elapsed_ms").sort_values("path").reset_index(drop=True)
+
+
+def _paths(inputs: Path) -> list[str]:
+    return [str(inputs), str(inputs.parent / "rows.parquet")]
+
+
+def _ray_rows(out: Path) -> pd.DataFrame:
+    return pd.DataFrame(list(dataset_rows(out / DATASET_DIR)))
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [{name: value for name, value in row.items() if name != "elapsed_ms"} for row in rows]
+
+
+def test_a_ray_run_gives_the_rows_of_a_single_machine_run(local_ray, inputs: Path, tmp_path: Path) -> None:
+    code, _, err = invoke_iqa("audit", *_paths(inputs), "--engine", "signal", "--out", str(tmp_path / "one"), "--quiet")
+    assert code == 0, err
+    single = pq.read_table(tmp_path / "one" / "report.parquet").to_pylist()
+    summary = run_ray_audit(
+        AuditSettings(paths=_paths(inputs)),
+        SignalEngine,
+        EngineOptions(),
+        tmp_path / "ray",
+        ray_options=RayOptions(actors=2),
+        checks=chosen_checks("all"),  # as the command line's default: iqa-dupes compares images across actors
+    )
+    rows = list(dataset_rows(tmp_path / "ray" / DATASET_DIR))
+    # The same rows in the same order: paths, keys, errors, answers, duplicates, side-car columns.
+    assert len(rows) == len(single) == summary.files
+    assert _comparable(rows) == _comparable(single)
+    paths = [row["path"] for row in rows]
+    assert sum(".tar#" in p for p in paths) == 8 and sum(".parquet#" in p for p in paths) == 4
+    by_path = {row["path"]: row for row in rows}
+    assert by_path[str(inputs / "copy-of-coffee.jpg")]["duplicate_of"] == str(inputs / "coffee.jpg")
+    assert not list((tmp_path / "ray" / DATASET_DIR).glob(".*"))  # no temporary left
+
+
+def test_a_second_run_skips_what_is_reported_and_redoes_a_changed_file(local_ray, inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    settings = AuditSettings(paths=_paths(inputs))
+    first = run_ray_audit(settings, SignalEngine, EngineOptions(), out)
+    complete = _ray_rows(out)
+    assert first.files == len(complete) == 17
+
+    again = run_ray_audit(settings, SignalEngine, EngineOptions(), out)
+    # Only the error rows are made again (a file may have been fixed); every ok row is skipped by its bytes.
+    assert again.files == again.errors == int((complete["status"] == "error").sum())
+    assert any(f"{first.assessed} images already reported" in note for note in again.notes)
+    assert _by_path(_ray_rows(out)).equals(_by_path(complete))
+
+    shutil.copy(PHOTOS / "flower.jpg", inputs / "rocket.jpg")  # same path, other bytes
+    changed = run_ray_audit(settings, SignalEngine, EngineOptions(), out)
+    assert changed.assessed == 1
+    rows = _ray_rows(out).set_index("path")
+    assert len(rows) == 17 and rows.index.is_unique
+    assert (
+        rows.loc[str(inputs / "rocket.jpg"), "content_hash"]
+        != complete.set_index("path").loc[str(inputs / "rocket.jpg"), "content_hash"]
+    )
+    code, printed, _ = invoke_iqa("report", str(out))
+    assert code == 0 and "17 of 17 files match" in printed
+
+
+def test_urls_on_ray_give_the_rows_of_a_single_machine_run(local_ray, site, tmp_path: Path) -> None:  # noqa: F811
+    base, _, _ = site
+    urls = [f"{base}/photos/", f"{base}/00000.tar", f"{base}/part.parquet"]
+    code, _, err = invoke_iqa("audit", *urls, "--engine", "signal", "--out", str(tmp_path / "one"), "--quiet")
+    assert code == 0, err
+    single = pq.read_table(tmp_path / "one" / "report.parquet").to_pylist()
+    run_ray_audit(
+        AuditSettings(paths=urls), SignalEngine, EngineOptions(), tmp_path / "ray", checks=chosen_checks("all")
+    )
+    rows = list(dataset_rows(tmp_path / "ray" / DATASET_DIR))
+    assert len(rows) == 11 and _comparable(rows) == _comparable(single)
+
+
+def test_an_actor_that_dies_is_retried_and_no_image_is_lost_or_reported_twice(
+    local_ray, inputs: Path, tmp_path: Path
+) -> None:
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "die-once").touch()
+    out = tmp_path / "out"
+    summary = run_ray_audit(
+        AuditSettings(paths=_paths(inputs), batch_size=2),
+        ControlledEngine,
+        EngineOptions(model_dir=str(control)),
+        out,
+        ray_options=RayOptions(actors=1),
+    )
+    assert (control / "died").exists()  # the first batch killed its actor
+    written = [path for file in dataset_files(out / DATASET_DIR) for path in pq.read_table(file)["path"].to_pylist()]
+    assert len(written) == len(set(written)) == summary.files == 17
+
+
+def test_limit_stops_after_that_many_images(local_ray, inputs: Path, tmp_path: Path) -> None:
+    summary = run_ray_audit(AuditSettings(paths=[str(inputs / "shards")], limit=3), SignalEngine, EngineOptions(),
+                            tmp_path / "out")  # fmt: skip
+    rows = _ray_rows(tmp_path / "out")
+    assert summary.files == len(rows) == 3
+    assert rows["path"].tolist() == sorted(rows["path"])[:3]  # the first three in discovery order
+
+
+def test_without_ray_the_option_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    code, _, err = invoke_iqa("audit", str(PHOTOS), "--ray", "--out", str(tmp_path))
+    assert code != 0 and "--ray needs Ray" in err and "[ray]" in err and "Traceback" not in err
+
+
+def _plugin_path(folder: Path) -> Path:
+    """A folder that, on PYTHONPATH, installs the controlled engine as an iqa plugin (an entry point)."""
+    (folder / "iqa_controlled_plugin.py").write_text(
+        "from iqa_cli.hookspecs import hookimpl\n\n\n"
+        "@hookimpl\ndef iqa_engines():\n"
+        "    from iqa_cli.testing.engines import ControlledEngine\n\n    return [ControlledEngine]\n"
+    )
+    info = folder / "iqa_controlled_plugin-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: iqa-controlled-plugin\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[iqa]\ncontrolled = iqa_controlled_plugin\n")
+    return folder
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job's child inherits SIGINT ignored
+
+
+def test_ctrl_c_stops_the_job_and_the_next_run_goes_on(inputs: Path, tmp_path: Path) -> None:
+    control, out = tmp_path / "control", tmp_path / "out"
+    control.mkdir()
+    (control / "gate").write_text("0*")  # the shards' members (00000/000000000.jpg...) wait for control/open
+    plugin = _plugin_path(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "iqa_cli", "audit", *_paths(inputs), "--engine", "controlled", "--model",
+               str(control), "--out", str(out), "--batch-size", "1", "--quiet"]  # fmt: skip
+    process = subprocess.Popen(
+        [*command, "--ray", "--ray-actors", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=_default_signals,
+    )
+    deadline = time.monotonic() + 240
+    # Polled: the first file (the block of loose photos) and an engine call held at the gate. The run cannot end
+    # before control/open exists, so the signal always finds it running.
+    while time.monotonic() < deadline and process.poll() is None:
+        if dataset_files(out / DATASET_DIR) and (control / "waiting").exists():
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    kept = _ray_rows(out)
+    assert len(kept) == 5  # the finished block's rows: the loose photos
+    assert not list((out / DATASET_DIR).glob(".*"))
+
+    (control / "open").touch()
+    process = subprocess.run([*command, "--ray"], capture_output=True, env=env, timeout=300)
+    assert process.returncode == 0, process.stderr.decode()
+    rows = _ray_rows(out)
+    assert len(rows) == 17 and rows["path"].is_unique
