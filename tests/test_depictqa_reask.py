@@ -32,6 +32,7 @@ MAX_NEW_TOKENS = 6  # every answer has at most 6 tokens, so every detailed answe
 # (1.1e-6 seen with torch 2.13 and transformers 5.24), so "the same" means within this.
 BATCHED = 1e-5
 
+
 def _steer(engine: DepictQAEngine) -> None:
     """Make the tiny LLaMA say "Image" after any other token and "A" or "B" after "Image"."""
     ids = engine.special_ids
