@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from iqa_cli.audit.containers import ContainerProblem, Member, container_kind, members
-from iqa_cli.audit.discover import DiscoveryProblem, discover_with_roots
+from iqa_cli.audit.discover import DiscoveryProblem
 from iqa_cli.audit.queue import Outcome, WorkerSpec, load_and_prepare, source_hash
 from iqa_cli.audit.remote import RemoteFile
 from iqa_cli.audit.run import MEMBER_BITS, AuditSettings, RowCallback, _BatchContext, check_findings
@@ -308,16 +308,7 @@ def _describe(factory: Callable[[], tuple[Engine, tuple[Check, ...], int]]) -> _
 
 def _units(settings: AuditSettings) -> Iterator[_Unit]:
     """The walk of a single-machine run (same discovery indices), without reading any container."""
-    found = discover_with_roots(
-        settings.paths,
-        recursive=settings.recursive,
-        include=settings.include,
-        exclude=settings.exclude,
-        include_hidden=settings.include_hidden,
-        follow_outside=settings.follow_outside,
-        containers=True,
-    )
-    for index, (root, item) in enumerate(found):
+    for index, (root, item) in enumerate(settings.discovered()):
         if isinstance(item, DiscoveryProblem):
             yield _Unit(index, root, item.path, (item.code, item.message))
         else:

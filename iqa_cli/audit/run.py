@@ -54,6 +54,18 @@ class AuditSettings:
     image_column: str | None = None  # a Parquet file's column of image bytes; None: detected by name
     id_column: str | None = None  # a Parquet column whose value is each row's sample_key
 
+    def discovered(self) -> Iterator[tuple[str, Any]]:
+        """The walk of `paths` with these settings, containers included: (root given, file or problem)."""
+        return discover_with_roots(
+            self.paths,
+            recursive=self.recursive,
+            include=self.include,
+            exclude=self.exclude,
+            include_hidden=self.include_hidden,
+            follow_outside=self.follow_outside,
+            containers=True,
+        )
+
 
 RowCallback = Callable[[ReportRow], None]
 MEMBER_BITS = 40  # a container may hold up to 2**40 members (a work item's key: see _Sources._found)
@@ -524,15 +536,7 @@ class _Sources:
         container in the store comes as its remembered rows (`_Remembered`); with `replay_only`, a container that
         is not is skipped unread."""
         s = self.settings
-        found = discover_with_roots(
-            s.paths,
-            recursive=s.recursive,
-            include=s.include,
-            exclude=s.exclude,
-            include_hidden=s.include_hidden,
-            follow_outside=s.follow_outside,
-            containers=True,
-        )
+        found = s.discovered()
         files = 0
         for index, (root, item) in enumerate(found):
             key = index << MEMBER_BITS
