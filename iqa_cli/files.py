@@ -36,10 +36,13 @@ def open_regular(path: str) -> tuple[BinaryIO, os.stat_result]:
         if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
             raise NotRegularFile(path, "a file that changed as it was opened", swapped=True)
         os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
-        return os.fdopen(fd, "rb"), info
     except BaseException:
         os.close(fd)
         raise
+    # Outside the `try`: once fdopen has begun, the file object owns the descriptor (and closes it if fdopen
+    # fails, a Ctrl-C inside it included). Closing it here too would raise EBADF over that KeyboardInterrupt,
+    # and a stop would become a read error.
+    return os.fdopen(fd, "rb"), info
 
 
 def _kind(info: os.stat_result) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +157,28 @@ def test_checks_add_findings_in_report_order(tmp_path: Path, workers: int) -> No
     assert findings["boom.png"] == ["same-size/check_failed: ValueError: cannot measure"]
     assert findings["img2.png"] == [f"same-size/repeat: same size as {paths[0]}"]
     assert summary.findings == {"same-size/repeat": 2, "same-size/check_failed": 1}
+
+
+class _SwallowingCheck(SameSizeCheck):
+    """Measuring the third image takes a SIGTERM inside code that swallows the KeyboardInterrupt (as a finalizer
+    or a library's cleanup may), then goes on as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.measured = 0
+
+    def measure(self, image):
+        self.measured += 1
+        if self.measured == 3:
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+        return super().measure(image)
+
+
+def test_a_stop_swallowed_on_the_way_still_stops_the_run(tmp_path: Path) -> None:
+    _photo_tree(tmp_path / "photos")
+    summary = _audit(tmp_path / "photos", tmp_path / "out", BrightnessEngine(), checks=[_SwallowingCheck()],
+                     workers=0, batch_size=2)  # fmt: skip
+    assert summary.interrupted
+    rows = pd.read_parquet(tmp_path / "out" / "report.parquet")
+    assert rows["status"].eq("ok").sum() == 2  # the first batch; the one being loaded at the stop is not written

@@ -14,6 +14,7 @@ from PIL.TiffImagePlugin import IFDRational
 
 from iqa_cli.audit.exif import ExifInfo, parse_datetime, read_exif
 from iqa_cli.audit.load import DEFAULT_MAX_PIXELS, load_image
+from iqa_cli.files import open_regular
 from iqa_cli.images import DecodePlan, LoadedImage, LoadFailure, fit_size
 from iqa_cli.testing.images import png_header_only
 
@@ -511,3 +512,19 @@ def test_native_crop_skips_draft_up_to_the_limit_and_keeps_it_beyond(tmp_path: P
     drafted = loaded(tmp_path / "big.jpg", DecodePlan(long_side=400, native_crop=64, native_max_side=1000))
     assert drafted.native_scale == 0.25  # 1600 -> 400 by the draft decoder, as without a crop
     assert drafted.native.shape == (64, 64, 3)
+
+
+def test_a_ctrl_c_inside_opening_a_file_stays_a_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # fdopen closes the descriptor itself when it is interrupted; a second close would raise EBADF over the
+    # KeyboardInterrupt, and the stop would become a "could not read" row while the run went on.
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"x")
+    real_fdopen = os.fdopen
+
+    def interrupted_fdopen(fd: int, *args: object, **kwargs: object) -> object:
+        real_fdopen(fd, *args, **kwargs).close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdopen", interrupted_fdopen)
+    with pytest.raises(KeyboardInterrupt):
+        open_regular(str(path))

@@ -141,12 +141,13 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tmp_path: Pa
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "photos"), str(out), "0.25"], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # strike once some batches are committed
+    deadline = time.monotonic() + 600  # only keeps a broken run from hanging the suite
+    while True:  # strike once some batches are committed
         if (out / "iqa-store.sqlite").exists():
             with ResultStore.open(out, lock=False) as peek:
                 if peek.counts()[0] >= 8:
                     break
+        assert process.poll() is None and time.monotonic() < deadline, "the run never committed 8 rows"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)

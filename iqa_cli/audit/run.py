@@ -257,7 +257,9 @@ class _StopSignals:
     The first one stops the run (KeyboardInterrupt), unless it comes while a batch is being written (`held`),
     where it is acted on once the batch is in every report. From the first stop on, every later signal is only
     counted in `later`: a second Ctrl-C pressed while the exception unwinds cannot tear the final writes.
-    Handlers change only in the main thread; elsewhere this does nothing.
+    A KeyboardInterrupt that some code swallowed (a finalizer, a library's cleanup) is raised again before the
+    next batch is written, so a stop is never lost. Handlers change only in the main thread; elsewhere this does
+    nothing.
     """
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -265,6 +267,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.later = 0
         self._stopping = False
+        self._raised = False  # a stop was raised and the run has not yet said it ends
         self._holding = False
         self._pending = False
         self._previous: dict[int, Any] = {}
@@ -284,16 +287,19 @@ class _StopSignals:
         elif self._holding:
             self._pending = True
         else:
-            self._stopping = True
+            self._stopping = self._raised = True
             raise KeyboardInterrupt
 
     def stopping(self) -> None:
         """The run ends (interrupted or not): signals from now on are only counted."""
         self._stopping = True
+        self._raised = False
 
     @contextmanager
     def held(self) -> Iterator[None]:
         """The block runs to its end; a stop that came meanwhile is raised after it."""
+        if self._raised:  # the run goes on after a stop: its KeyboardInterrupt was swallowed on the way
+            raise KeyboardInterrupt
         self._holding = True
         try:
             yield
