@@ -160,6 +160,9 @@ def test_limit_stops_after_that_many_images(local_ray, inputs: Path, tmp_path: P
     rows = _ray_rows(tmp_path / "out")
     assert summary.files == len(rows) == 3
     assert rows["path"].tolist() == sorted(rows["path"])[:3]  # the first three in discovery order
+    # A Ray this process had started already: no start or stop of one in the timings, the run's stages are.
+    assert set(summary.timings) == {"engine_plan", "first_block", "pipeline", "writing", "total"}
+    assert 0 < summary.timings["first_block"] <= summary.timings["pipeline"] <= summary.timings["total"]
 
 
 def test_without_ray_the_option_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

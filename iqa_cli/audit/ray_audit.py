@@ -153,12 +153,13 @@ def run_ray_audit(
 ) -> Summary:
     """Audit `settings.paths` on Ray into `out`/report-dataset; the summary covers this run's new rows (the
     images skipped as already reported are counted in its notes). Ctrl-C stops the job: the files written stay,
-    and the next run goes on from them."""
+    and the next run goes on from them. `summary.timings` has the seconds of each stage (RAY_STAGES)."""
     ray = _ray()
     started = time.perf_counter()
     dataset = out / DATASET_DIR
     dataset.mkdir(parents=True, exist_ok=True)
     started_here = not ray.is_initialized()  # a Ray already started in this process (a test, a notebook) is used as is
+    timings: dict[str, float] = {}
     if started_here:
         try:
             ray.init(
@@ -170,14 +171,20 @@ def run_ray_audit(
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayUnavailable(f"cannot reach the Ray cluster at {ray_options.address}: {exc}") from None
+        timings["ray_start"] = time.perf_counter() - started
     # Ray Data's progress lines would interleave with iqa's display; its full logs stay in Ray's session folder.
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
-        return _run(ray, settings, engine_class, engine_options, out, dataset, ray_options, checks, engine_note,
-                    on_row, on_decision, started)  # fmt: skip
+        result = _run(ray, settings, engine_class, engine_options, out, dataset, ray_options, checks, engine_note,
+                      on_row, on_decision, started, timings)  # fmt: skip
     finally:
         if started_here:
+            stopping = time.perf_counter()
             ray.shutdown()
+            timings["ray_stop"] = time.perf_counter() - stopping
+    timings["total"] = time.perf_counter() - started
+    result.timings = {name: round(seconds, 4) for name, seconds in timings.items()}
+    return result
 
 
 def _run(
@@ -193,6 +200,7 @@ def _run(
     on_row: RowCallback | None,
     on_decision: Callable[[str], None] | None,
     started: float,
+    timings: dict[str, float],
 ) -> Summary:
     import ray.data
 
@@ -203,7 +211,9 @@ def _run(
     # assesses its own blocks, and one per CPU keeps every core busy.
     actors = ray_options.actors or (gpus if per_actor_gpus else max(1, cpus))
     factory = functools.partial(_create_engine, engine_class, engine_options, tuple(checks), settings.max_pixels)
+    describing = time.perf_counter()
     facts: _EngineFacts = ray.get(ray.remote(num_gpus=per_actor_gpus)(_describe).remote(factory))
+    timings["engine_plan"] = time.perf_counter() - describing
     key = cache_key(
         facts.stamp,
         detail=settings.detail,
@@ -246,9 +256,12 @@ def _run(
     first_path_of: dict[str, str] = {}
     counted = skipped = 0
     interrupted = False
+    running = time.perf_counter()
+    timings["writing"] = 0.0
     try:
         # Block by block as each is finished (prefetching would hold a finished block back until the next is done).
         for block in assessed.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+            timings.setdefault("first_block", time.perf_counter() - running)
             rows = []
             for item_bytes in block.column("item").to_pylist():
                 if settings.limit is not None and counted >= settings.limit:
@@ -264,7 +277,9 @@ def _run(
                     first = first_path_of.setdefault(row["content_hash"], row["path"])
                     row["duplicate_of"] = None if first == row["path"] else first
                 rows.append(row)
+            writing = time.perf_counter()
             writer.write(rows)
+            timings["writing"] += time.perf_counter() - writing
             for row in rows:
                 summary.add(row)
                 if on_row is not None:
@@ -273,6 +288,7 @@ def _run(
                 break
     except KeyboardInterrupt:
         interrupted = True
+    timings["pipeline"] = time.perf_counter() - running
     result = summary.finish(time.perf_counter() - started, interrupted=interrupted, reports=writer.files)
     if skipped:
         result.notes.append(f"{skipped} images already reported in {dataset} with the same bytes were skipped")

@@ -22,12 +22,18 @@ if TYPE_CHECKING:  # the report's schema imports PyArrow
     from iqa_cli.report.summary import Summary
 
 STAGES = {
+    "ray_start": "Ray start",
+    "engine_plan": "engine plan on the cluster",
+    "first_block": "first block (actors started, engine loaded)",
+    "pipeline": "pipeline",
     "discovery": "discovery",
     "decode_prepare": "decode and prepare (summed over the workers)",
     "engine": "engine",
     "writing": "writing",
+    "ray_stop": "Ray stop",
 }
-"""The stages of `Summary.timings` (seconds), in order, as --verbose names them (the option: cli/options.py)."""
+"""The stages of `Summary.timings` (seconds), in order, as --verbose names them (the option: cli/options.py); a
+run on one machine has discovery to writing, a Ray run (`iqa audit --ray`) the Ray stages and writing."""
 
 
 class ProblemLog:
