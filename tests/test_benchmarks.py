@@ -45,6 +45,6 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def test_benchmark_prints_its_figure(script: list[str], figure: str, tmp_path: Path) -> None:
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in script[1:]]
     done = subprocess.run([sys.executable, str(BENCHMARKS / script[0]), *args], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+                          text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert re.search(figure, done.stdout), done.stdout

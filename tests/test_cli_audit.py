@@ -255,7 +255,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(tmp_path: Path,
 def test_an_interrupted_rerun_keeps_every_row_the_store_has(tmp_path: Path, signals: list[int]) -> None:
     photos, out = _many_photos(tmp_path / "many"), tmp_path / "out"
     first = _start_audit(photos, out, "--quiet")
-    assert first.wait(timeout=300) == 0
+    assert first.wait(timeout=900) == 0
     complete = pd.read_parquet(out / "report.parquet")
     process = _start_audit(photos, out, "--rerun")
     summary, err = _interrupt_after_rows(process, out, signals)

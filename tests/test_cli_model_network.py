@@ -161,7 +161,7 @@ def test_the_real_command_prints_one_line_and_nothing_of_huggingface_hub(tmp_pat
         text=True,
         env=env,
         cwd=tmp_path,
-        timeout=120,  # a hung command fails the test; a working one takes about a second
+        timeout=600,  # a hung command fails the test; a working one takes about a second
     )
     assert done.returncode == 1
     assert done.stdout == ""

@@ -109,7 +109,7 @@ def test_the_shipped_bash_script_completes_engines(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        timeout=60,
+        timeout=600,
         env={**os.environ, "PATH": f"{iqa.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     assert result.returncode == 0, result.stderr

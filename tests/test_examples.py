@@ -36,7 +36,7 @@ def test_api_example_lists_the_worst_images(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -76,7 +76,7 @@ def nightly(home: Path, *args: str, **settings: str | Path) -> subprocess.Comple
     home.mkdir(exist_ok=True)
     env = [f"PATH={CRON_PATH}", f"HOME={home}", *(f"{name}={value}" for name, value in settings.items())]
     return subprocess.run(
-        ["/usr/bin/env", "-i", *env, str(NIGHTLY), *args], capture_output=True, text=True, check=False, timeout=300
+        ["/usr/bin/env", "-i", *env, str(NIGHTLY), *args], capture_output=True, text=True, check=False, timeout=900
     )
 
 

@@ -42,7 +42,7 @@ def test_gpu_check_tiny_writes_every_figure_without_exifread_or_platformdirs(tmp
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(blocker), "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", str(SCRIPT), str(out), "--tiny"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=240)  # fmt: skip
+                          text=True, timeout=600)  # fmt: skip
     log = (out / "gpu_check.log").read_text() if (out / "gpu_check.log").exists() else done.stdout
     assert done.returncode == 0, log[-4000:] + done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json", "gpu_check.log", "gpu_check.md"]

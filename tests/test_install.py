@@ -309,9 +309,9 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("wheel")
     source, out = _source_copy(tmp), tmp / "dist"
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
-    subprocess.run([*build, "-w", str(out), str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run([*build, "-w", str(out), str(source)], check=True, capture_output=True, timeout=900)
     code = f"from setuptools import build_meta; print(build_meta.build_editable({str(out)!r}))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     editable = out / done.stdout.strip().splitlines()[-1]
     return {"wheel": next(p for p in out.glob("*.whl") if p != editable), "editable": editable}
@@ -357,7 +357,7 @@ def test_man_finds_the_installed_page(wheels: dict[str, Path], tmp_path: Path) -
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(wheel.read(name))
     done = subprocess.run(["man", "-M", str(prefix / "share/man"), "-P", "cat", "iqa"], capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "MANWIDTH": "100"})  # fmt: skip
+                          text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "MANWIDTH": "100"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "iqa - Audit the quality of photo collections" in " ".join(re.sub(r".\x08", "", done.stdout).split())
 
@@ -368,7 +368,7 @@ SIZE_SCRIPT = ROOT / "benchmarks" / "installed_size.py"
 
 
 def test_installed_size_script_has_help() -> None:
-    done = subprocess.run([sys.executable, str(SIZE_SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, str(SIZE_SCRIPT), "--help"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "fresh venv" in done.stdout and "--top" in done.stdout
 
 

@@ -81,7 +81,7 @@ def test_a_page_formats_without_warnings(generated: Path) -> None:
         text=True,
         env={**os.environ, "MANWIDTH": "80", "MANPAGER": "cat", "PAGER": "cat"},
         check=False,
-        timeout=30,
+        timeout=600,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
     assert "SYNOPSIS" in result.stdout and "--min-confidence" in result.stdout
@@ -102,7 +102,7 @@ def test_bash_script_completes_a_command(generated: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        timeout=60,
+        timeout=600,
         env={**os.environ, "PATH": f"{iqa.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     assert result.returncode == 0, result.stderr

@@ -129,7 +129,7 @@ def test_piped_output_is_never_hard_wrapped(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
     args = ["audit", str(folder), "--out", str(tmp_path / "out"), "-j", "0", "-e", "signal", "--checks", "none"]
     result = subprocess.run(
-        [sys.executable, "-m", "iqa_cli", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+        [sys.executable, "-m", "iqa_cli", *args], capture_output=True, text=True, env=env, timeout=900, check=False
     )
     assert result.returncode == 0, result.stderr
     problem = [line for line in result.stderr.splitlines() if "broken.jpg" in line]

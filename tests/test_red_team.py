@@ -161,7 +161,7 @@ def test_a_small_file_is_read_without_a_buffer_of_the_size_limit(tmp_path: Path)
         f"result = load_image({str(tmp_path / 'small.jpg')!r}, DecodePlan(long_side=64))\n"
         "print(type(result).__name__, getattr(result, 'code', ''))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600)
     assert done.stdout.split() == ["LoadedImage"], done.stdout + done.stderr
 
 
@@ -368,7 +368,7 @@ def _on_a_pty(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
             break
         output += chunk
     os.close(master)
-    return process.wait(timeout=120), output
+    return process.wait(timeout=600), output
 
 
 @pytest.mark.parametrize("no_color", ["1", ""])
@@ -433,7 +433,7 @@ def test_a_file_swapped_for_a_fifo_as_it_is_opened_is_refused_not_waited_on(
     result: list[object] = []
     reader = threading.Thread(target=lambda: result.append(load_image(str(image), DecodePlan(long_side=16))))
     reader.start()
-    reader.join(timeout=60)  # a bound on a hang, not a wait for something to happen
+    reader.join(timeout=600)  # a bound on a hang, not a wait for something to happen
     if reader.is_alive():  # let the thread end, then fail
         with open(image, "wb"):
             pass
