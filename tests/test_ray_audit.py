@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from iqa_cli.audit.ray_audit import RayOptions, run_ray_audit
+from iqa_cli.audit.ray_audit import FILES_PER_TASK, RayOptions, run_ray_audit
 from iqa_cli.audit.run import AuditSettings
 from iqa_cli.engines.base import EngineOptions
 from iqa_cli.engines.signal.engine import SignalEngine
@@ -163,6 +163,21 @@ def test_limit_stops_after_that_many_images(local_ray, inputs: Path, tmp_path: P
     # A Ray this process had started already: no start or stop of one in the timings, the run's stages are.
     assert set(summary.timings) == {"engine_plan", "first_block", "pipeline", "writing", "total"}
     assert 0 < summary.timings["first_block"] <= summary.timings["pipeline"] <= summary.timings["total"]
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_each_load_block_is_assessed_and_written_on_its_own(local_ray, tmp_path: Path, batch_size: int | None) -> None:
+    # Whatever the engine's batch size (the signal engine's is 64), the loose files' blocks are separate tasks,
+    # each written when it is done: not one task for the whole run.
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(2 * FILES_PER_TASK + 3):
+        (folder / f"{number:03d}.jpg").write_bytes(_image("JPEG", number))
+    summary = run_ray_audit(AuditSettings(paths=[str(folder)], batch_size=batch_size), SignalEngine, EngineOptions(),
+                            tmp_path / "out", ray_options=RayOptions(actors=2))  # fmt: skip
+    files = dataset_files(tmp_path / "out" / DATASET_DIR)
+    assert [pq.read_metadata(file).num_rows for file in files] == [FILES_PER_TASK, FILES_PER_TASK, 3]
+    assert summary.assessed == 2 * FILES_PER_TASK + 3
 
 
 def test_without_ray_the_option_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

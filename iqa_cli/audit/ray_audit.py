@@ -245,8 +245,13 @@ def _run(
             "factory": factory,
             "detail": settings.detail,
             "min_confidence": settings.min_confidence,
+            "batch_size": batch_size,
         },
-        batch_size=batch_size,
+        # Fused with the load stage (a CPU engine), Ray would bundle its input rows, the groups of units, up to
+        # batch_size: one task for the first batch_size groups (thousands of files), no parallelism and no
+        # block written before the end. Each load block is taken as it comes and split into engine batches
+        # in the actor. A GPU actor's input is the load tasks' rows: Ray bundles them into full batches.
+        batch_size=batch_size if per_actor_gpus else None,
         compute=ray.data.ActorPoolStrategy(size=actors),  # an actor that dies is restarted, its batch retried
         num_gpus=per_actor_gpus,
         num_cpus=1,
@@ -413,8 +418,9 @@ class _EngineActor:
     """Ray actor: one engine, and the rows of each batch as a single-machine run makes them."""
 
     def __init__(self, factory: Callable[[], tuple[Engine, tuple[Check, ...], int]], detail: bool,
-                 min_confidence: float) -> None:  # fmt: skip
+                 min_confidence: float, batch_size: int) -> None:  # fmt: skip
         engine, _, _ = factory()
+        self._batch_size = batch_size
         stamp = EngineStamp(engine.name, engine.version, engine.settings())
         # No checks here: their findings are made on the driver, in discovery order (a check may compare an image
         # with the ones before it), from the payloads the load stage measured.
@@ -422,9 +428,10 @@ class _EngineActor:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[bytes]]:
         items: list[_Item] = [pickle.loads(b) for b in batch["item"]]
-        fresh = [item for item in items if not item.skipped]
+        fresh = [item.outcome for item in items if not item.skipped]
         self._rows.first_path_of.clear()  # duplicates are found by the driver, across the whole run
-        rows = iter(self._rows.rows([item.outcome for item in fresh]))
+        size = self._batch_size
+        rows = (row for start in range(0, len(fresh), size) for row in self._rows.rows(fresh[start : start + size]))
         out = []
         for item in items:
             row: ReportRow | None = None
