@@ -21,7 +21,7 @@ from iqa_cli.engines.signal.engine import SignalEngine
 from iqa_cli.plugins import chosen_checks
 from iqa_cli.report.dataset import DATASET_DIR, dataset_files, dataset_rows
 from iqa_cli.testing.cli import invoke_iqa
-from iqa_cli.testing.engines import ControlledEngine
+from iqa_cli.testing.engines import ControlledEngine, GpuSignalEngine
 from tests.test_containers import PAST, _image, _parquet, _shard
 from tests.test_remote_inputs import site  # noqa: F401 - the fixture
 
@@ -32,8 +32,9 @@ PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray of 2 CPUs for the in-process tests (starting one costs seconds)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    """One local Ray of 2 CPUs for the in-process tests (starting one costs seconds), declaring one GPU that
+    GpuSignalEngine's actor takes (nothing uses it)."""
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 
@@ -73,16 +74,24 @@ def _comparable(rows: list[dict]) -> list[dict]:
     return [{name: value for name, value in row.items() if name != "elapsed_ms"} for row in rows]
 
 
-def test_a_ray_run_gives_the_rows_of_a_single_machine_run(local_ray, inputs: Path, tmp_path: Path) -> None:
+# The CPU engines' pipeline (load and engine fused, 2 actors) and the GPU engines' (load tasks feeding the one
+# actor of the one GPU), in batches of the engine's size and of 5 (fewer than a block's 16 loose files).
+@pytest.mark.parametrize(
+    ("engine", "actors", "batch_size"),
+    [(SignalEngine, 2, None), (GpuSignalEngine, None, None), (GpuSignalEngine, None, 5)],
+)
+def test_a_ray_run_gives_the_rows_of_a_single_machine_run(
+    local_ray, inputs: Path, tmp_path: Path, engine: type[SignalEngine], actors: int | None, batch_size: int | None
+) -> None:
     code, _, err = invoke_iqa("audit", *_paths(inputs), "--engine", "signal", "--out", str(tmp_path / "one"), "--quiet")
     assert code == 0, err
     single = pq.read_table(tmp_path / "one" / "report.parquet").to_pylist()
     summary = run_ray_audit(
-        AuditSettings(paths=_paths(inputs)),
-        SignalEngine,
+        AuditSettings(paths=_paths(inputs), batch_size=batch_size),
+        engine,
         EngineOptions(),
         tmp_path / "ray",
-        ray_options=RayOptions(actors=2),
+        ray_options=RayOptions(actors=actors),
         checks=chosen_checks("all"),  # as the command line's default: iqa-dupes compares images across actors
     )
     rows = list(dataset_rows(tmp_path / "ray" / DATASET_DIR))

@@ -22,6 +22,7 @@ from iqa_cli.engines.base import (
     Preparer,
     rating_for_score,
 )
+from iqa_cli.engines.signal.engine import SignalEngine
 from iqa_cli.images import DecodePlan, LoadedImage
 
 
@@ -124,6 +125,13 @@ class ControlledEngine(BrightnessEngine):
             while not os.path.exists(os.path.join(self.control, "open")):
                 time.sleep(0.05)
         return super().assess(batch, request)
+
+
+class GpuSignalEngine(SignalEngine):
+    """The signal engine claiming a GPU, as DepictQA does: on a Ray that declares a GPU it does not have, the Ray
+    tests run the GPU engines' pipeline (load tasks apart from one actor per GPU) with the signal engine's rows."""
+
+    accelerated = True
 
 
 class SameSizeCheck(Check):
