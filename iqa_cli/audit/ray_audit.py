@@ -172,8 +172,7 @@ def run_ray_audit(
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayUnavailable(f"cannot reach the Ray cluster at {ray_options.address}: {exc}") from None
         timings["ray_start"] = time.perf_counter() - started
-    # Ray Data's progress lines would interleave with iqa's display; its full logs stay in Ray's session folder.
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    _quiet_ray_data_console()
     try:
         result = _run(ray, settings, engine_class, engine_options, out, dataset, ray_options, checks, engine_note,
                       on_row, on_decision, started, timings)  # fmt: skip
@@ -298,6 +297,17 @@ def _run(
     if skipped:
         result.notes.append(f"{skipped} images already reported in {dataset} with the same bytes were skipped")
     return result
+
+
+def _quiet_ray_data_console() -> None:
+    """Ray Data's INFO and WARNING lines (plans, progress) would interleave with iqa's display: its console handler
+    keeps only errors, while its log file in Ray's session folder keeps everything. After `import ray.data`,
+    which configures that logging anew."""
+    import ray.data  # noqa: F401 - its import sets up the handlers changed here
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console; the session file handler is not a stream
+            handler.setLevel(logging.ERROR)
 
 
 def _ray() -> Any:
