@@ -192,6 +192,15 @@ def test_each_load_block_is_assessed_and_written_on_its_own(local_ray, tmp_path:
     assert summary.assessed == 2 * FILES_PER_TASK + 3
 
 
+def test_a_cpu_engine_starts_no_more_actors_than_there_are_load_tasks(local_ray, inputs: Path, tmp_path: Path) -> None:
+    decisions: list[str] = []
+    settings = AuditSettings(paths=[str(inputs / "shards")])
+    summary = run_ray_audit(settings, SignalEngine, EngineOptions(), tmp_path / "out", ray_options=RayOptions(actors=8),
+                            on_decision=decisions.append)  # fmt: skip
+    assert summary.files == 8
+    assert "2 engine actor(s)" in decisions[0]  # two shards: two tasks
+
+
 def test_without_ray_the_option_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     code, _, err = invoke_iqa("audit", str(PHOTOS), "--ray", "--out", str(tmp_path))

@@ -220,6 +220,11 @@ def _run(
     )
     batch_size = settings.batch_size or facts.batch_size
     known = reported_images(dataset, key) if not settings.rerun else {}
+    groups = list(_groups(_units(settings)))
+    if not per_actor_gpus:
+        # Fused with the load, each group of units is one task on one actor: actors beyond the groups would start
+        # (and build the engine) for nothing.
+        actors = max(1, min(actors, len(groups)))
     if on_decision is not None:
         on_decision(
             f"ray: {cpus} CPUs, {gpus} GPUs; {actors} engine actor(s) with {per_actor_gpus} GPU each, batches of "
@@ -228,7 +233,6 @@ def _run(
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows in discovery order: duplicates and --limit as on one machine
     context.enable_progress_bars = False
-    groups = list(_groups(_units(settings)))
     loaded = ray.data.from_items(
         [{"units": pickle.dumps(group)} for group in groups], override_num_blocks=len(groups) or 1
     )
