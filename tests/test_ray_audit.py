@@ -105,6 +105,34 @@ def test_a_ray_run_gives_the_rows_of_a_single_machine_run(
     assert not list((tmp_path / "ray" / DATASET_DIR).glob(".*"))  # no temporary left
 
 
+def test_the_tiny_depictqa_release_on_ray_gives_the_rows_of_a_single_machine_run(
+    local_ray, tiny_root: Path, inputs: Path, tmp_path: Path
+) -> None:
+    # DepictQA claims a GPU: its actor takes the Ray's declared one (and runs on the CPU), fed by the load tasks.
+    from iqa_cli.engines.depictqa.engine import DepictQAEngine
+
+    model = ["--model", str(tiny_root), "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "6"]
+    code, _, err = invoke_iqa("audit", *_paths(inputs), "--engine", "depictqa", *model, "--checks", "none",
+                              "--batch-size", "2", "--out", str(tmp_path / "one"), "--quiet")  # fmt: skip
+    assert code == 0, err
+    single = pq.read_table(tmp_path / "one" / "report.parquet").to_pylist()
+    options = EngineOptions(model_dir=str(tiny_root), device="cpu", dtype="float32", max_new_tokens=6)
+    settings = AuditSettings(paths=_paths(inputs), batch_size=2)
+    summary = run_ray_audit(settings, DepictQAEngine, options, tmp_path / "ray")
+    rows = list(dataset_rows(tmp_path / "ray" / DATASET_DIR))
+    assert len(rows) == len(single) == summary.files == 17
+    assert {row["engine"] for row in rows if row["status"] == "ok"} == {"depictqa"}
+    # The same answers; the confidences to float32 rounding: Ray's blocks pair other images into batches
+    # (another padding), as any change of batch does on one machine.
+    probabilities = ("confidence", "detail_confidence")
+    exact = [{k: v for k, v in row.items() if k not in probabilities} for row in _comparable(rows)]
+    assert exact == [{k: v for k, v in row.items() if k not in probabilities} for row in _comparable(single)]
+    for ray_row, one_row in zip(rows, single, strict=True):
+        for name in probabilities:  # None on error rows, and without --detail
+            expected = one_row[name] if one_row[name] is None else pytest.approx(one_row[name], rel=1e-5)
+            assert ray_row[name] == expected, (ray_row["path"], name)
+
+
 def test_a_second_run_skips_what_is_reported_and_redoes_a_changed_file(local_ray, inputs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     settings = AuditSettings(paths=_paths(inputs))
