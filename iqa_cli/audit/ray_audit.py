@@ -153,7 +153,7 @@ def run_ray_audit(
 ) -> Summary:
     """Audit `settings.paths` on Ray into `out`/report-dataset; the summary covers this run's new rows (the
     images skipped as already reported are counted in its notes). Ctrl-C stops the job: the files written stay,
-    and the next run goes on from them. `summary.timings` has the seconds of each stage (RAY_STAGES)."""
+    and the next run goes on from them. `summary.timings` has the seconds of each stage (`cli.progress.STAGES`)."""
     ray = _ray()
     started = time.perf_counter()
     dataset = out / DATASET_DIR
