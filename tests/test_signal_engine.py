@@ -151,6 +151,41 @@ def test_monochrome_is_insufficient_saturation_for_review(photos: dict[str, np.n
     assert verdict.confidence < DEFAULT_MIN_CONFIDENCE
 
 
+def test_the_native_crop_measurement_skips_only_what_features_do_not_read(photos: dict[str, np.ndarray]):
+    # The features must stay those the shipped trees were trained on: tone=False may only leave fields out.
+    from iqa_cli.engines.signal.measure import _TONE_FIELDS, measure_pixels
+
+    for name in HELD_OUT:
+        crop = photos[name][:384, :384]
+        full = measure_pixels(crop, crop.shape[1], 90).as_dict()
+        lean = measure_pixels(crop, crop.shape[1], 90, tone=False).as_dict()
+        skipped = {*_TONE_FIELDS, "coherence", "radial"}
+        assert all(np.isnan(lean[k]) for k in skipped)
+        assert {k: v for k, v in lean.items() if k not in skipped} == {
+            k: v for k, v in full.items() if k not in skipped
+        }
+        assert not skipped & {f.removeprefix("native_") for f in FEATURES if f.startswith("native_")}
+
+
+def test_colour_and_tone_curve_features_equal_their_plain_numpy_definitions(photos: dict[str, np.ndarray]):
+    # Pillow's histogram and pairwise channel maxima replace per-channel bincounts and max(axis=1): the same
+    # numbers, checked against the definitions written out the slow way.
+    from iqa_cli.engines.signal import features
+
+    for name in HELD_OUT:
+        pixels = photos[name]
+        flat = pixels.reshape(-1, 3)
+        counts = [np.bincount(flat[:, c], minlength=256) for c in range(3)]
+        assert np.array_equal(np.asarray(Image.fromarray(pixels).histogram()).reshape(3, 256), np.stack(counts))
+        sub = pixels[::4, ::4].reshape(-1, 3)
+        high, low = sub.max(axis=1), sub.min(axis=1)
+        extremes = features._colour_extremes(pixels)
+        assert extremes["value_p99"] == float(np.percentile(high, 99))
+        assert extremes["low_p01"] == float(np.percentile(low, 1))
+        s = np.where(high > 8, (high.astype(np.float32) - low) / np.maximum(high.astype(np.float32), 1.0), 0.0)
+        assert extremes["sat_p95"] == float(np.percentile(s, 95))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (20, 30, 3), (48, 2000, 3)])
 @pytest.mark.parametrize("fill", [0, 128, None])
 def test_small_flat_and_odd_images_are_measured(shape: tuple[int, int, int], fill: int | None, tmp_path: Path):

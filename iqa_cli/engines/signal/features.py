@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PIL import Image
 
 from iqa_cli.engines.signal.measure import Measurements, measure_pixels
 from iqa_cli.images import DecodePlan, LoadedImage
@@ -73,8 +74,9 @@ def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
     the highest channel (HSV's V) and the 1st of the lowest: a shift of V leaves a floor or a ceiling on V that
     luma does not show (a brightened pure blue keeps a dark luma). Every 4th pixel each way."""
     sub = pixels[::4, ::4].reshape(-1, 3)
-    high = sub.max(axis=1)
-    low = sub.min(axis=1)
+    # Pairwise maxima of the channel columns: the same values as max(axis=1), a twentieth of the time.
+    high = np.maximum(np.maximum(sub[:, 0], sub[:, 1]), sub[:, 2])
+    low = np.minimum(np.minimum(sub[:, 0], sub[:, 1]), sub[:, 2])
     high_f = high.astype(np.float32)
     s = np.where(high > 8, (high_f - low) / np.maximum(high_f, 1.0), 0.0)
     value_p01, value_p99 = np.percentile(high, (1, 99))
@@ -92,10 +94,10 @@ def _tone_curve_traces(pixels: np.ndarray) -> tuple[float, float, float, float]:
     1-99 percentile span, median over channels: empty levels where the curve is steeper than 1 (a gamma
     under 1 spreads the shadows), and a comb (levels alternately hit by one and two inputs) where it is
     flatter. A camera applies its curve before rounding to 8 bits and leaves neither; an 8-bit edit may."""
-    flat = pixels.reshape(-1, 3)
+    # Pillow counts the three channels in one C pass (the same counts as a bincount per channel).
+    histogram = np.asarray(Image.fromarray(pixels).histogram(), dtype=np.float64).reshape(3, 256)
     dark_gaps, bright_gaps, dark_comb, bright_comb = [], [], [], []
-    for c in range(3):
-        counts = np.bincount(flat[:, c], minlength=256).astype(np.float64)
+    for counts in histogram:
         cum = np.cumsum(counts)
         lo, hi = int(np.searchsorted(cum, 0.01 * cum[-1])), int(np.searchsorted(cum, 0.99 * cum[-1]))
         third = (hi - lo) // 3
@@ -153,5 +155,5 @@ def extract(image: LoadedImage) -> dict[str, float]:
     facts = image.facts
     whole = measure_pixels(image.pixels, facts.width, facts.jpeg_quality)
     crop = image.native if image.native is not None else image.pixels
-    native = measure_pixels(crop, crop.shape[1], facts.jpeg_quality)
+    native = measure_pixels(crop, crop.shape[1], facts.jpeg_quality, tone=False)
     return features_of(whole, native, image.pixels, crop, native_exact=image.native_scale == 1.0)

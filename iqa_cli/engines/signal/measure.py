@@ -177,7 +177,7 @@ def _sharpness(luma: np.ndarray, activity: np.ndarray, rows: int, cols: int, til
     ratios, lags = _directional_blur(stack, PAD, tile)
     per_tile = np.nanmax(ratios, axis=1)
     # The sharpest tenth of those tiles: a sharp subject before a blurred background is sharp.
-    p10, p50, p90 = (float(v) for v in np.nanpercentile(per_tile, (10, 50, 90)))
+    p10, p50, p90 = (float(v) for v in np.percentile(per_tile[~np.isnan(per_tile)], (10, 50, 90)))
     # Per direction, the sharpest tenth of the tiles that vary along it; the most blurred direction.
     # Motion blur leaves edges parallel to it sharp, but nothing that varies along it.
     per_direction = [np.percentile(r[~np.isnan(r)], 10) for r in ratios.T if np.sum(~np.isnan(r)) >= 4]
@@ -240,13 +240,62 @@ def _noise(luma: np.ndarray, half: np.ndarray, tile: int, scale: int) -> tuple[f
     return float(np.percentile(sigma, 10)), float(np.median(sigma))
 
 
+_TONE_FIELDS = (
+    "mean",
+    "p01",
+    "p05",
+    "p50",
+    "p95",
+    "p99",
+    "std",
+    "clip_low",
+    "clip_high",
+    "chroma",
+    "chroma_p95",
+    "vivid",
+)
+_NO_TONE = dict.fromkeys(_TONE_FIELDS, math.nan)
+
+
+def _tone_and_colour(red: np.ndarray, green: np.ndarray, blue: np.ndarray, luma: np.ndarray) -> dict[str, float]:
+    # Luma percentiles, mean and spread from its histogram; clipping, chroma and the vivid share per pixel.
+    n = luma.size
+    hist = np.bincount(luma, minlength=256)
+    cdf = hist.cumsum() / n
+    p01, p05, p50, p95, p99 = (float(np.searchsorted(cdf, q)) for q in (0.01, 0.05, 0.5, 0.95, 0.99))
+    grey = np.arange(256, dtype=np.float64)
+    mean = float((hist * grey).sum() / n)
+    std = float(math.sqrt(max(0.0, (hist * (grey - mean) ** 2).sum() / n)))
+    high = np.maximum(np.maximum(red, green), blue)
+    low = np.minimum(np.minimum(red, green), blue)
+    cb = (blue - luma).astype(np.float32)
+    cr = (red - luma).astype(np.float32)
+    chroma = np.sqrt((0.564 * cb) ** 2 + (0.713 * cr) ** 2)
+    lit = high > 50
+    return {
+        "mean": mean,
+        "p01": p01,
+        "p05": p05,
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "std": std,
+        "clip_low": float(np.mean(high <= 2)),
+        "clip_high": float(np.mean(high >= 253)),
+        "chroma": float(chroma.mean()),
+        "chroma_p95": float(np.percentile(chroma, 95)),
+        "vivid": float(np.mean(low[lit] * 25 < high[lit])) if lit.any() else 0.0,
+    }
+
+
 def measure_pixels(
-    pixels: np.ndarray, source_width: int | None = None, jpeg_quality: int | None = None
+    pixels: np.ndarray, source_width: int | None = None, jpeg_quality: int | None = None, *, tone: bool = True
 ) -> Measurements:
     """Measure uint8 RGB pixels (H x W x 3).
 
     `source_width` is the file's own width (the JPEG grid is only visible at that size); `jpeg_quality`
-    the file's JPEG quality setting, when it is a JPEG.
+    the file's JPEG quality setting, when it is a JPEG. `tone=False` leaves out what only the whole image
+    is read for (luma percentiles, mean and spread, clipping, chroma, vivid share, orientation): NaN there.
     """
     h, w = pixels.shape[:2]
     # BT.601 luma by PIL, in C; int16 for the differences.
@@ -258,21 +307,8 @@ def measure_pixels(
     # Tone and colour on every third pixel each way: global statistics do not need them all.
     sub = pixels[::3, ::3].reshape(-1, 3)
     red, green, blue = (sub[:, c].astype(np.int16) for c in range(3))
-    sub_luma = luma_i[::3, ::3].ravel()
-    n = sub_luma.size
-    hist = np.bincount(sub_luma, minlength=256)
-    cdf = hist.cumsum() / n
-    p01, p05, p50, p95, p99 = (float(np.searchsorted(cdf, q)) for q in (0.01, 0.05, 0.5, 0.95, 0.99))
-    grey = np.arange(256, dtype=np.float64)
-    mean = float((hist * grey).sum() / n)
-    std = float(math.sqrt(max(0.0, (hist * (grey - mean) ** 2).sum() / n)))
-    high = np.maximum(np.maximum(red, green), blue)
-    low = np.minimum(np.minimum(red, green), blue)
-    cb = (blue - sub_luma).astype(np.float32)
-    cr = (red - sub_luma).astype(np.float32)
-    chroma = np.sqrt((0.564 * cb) ** 2 + (0.713 * cr) ** 2)
-    lit = high > 50
-    vivid = float(np.mean(low[lit] * 25 < high[lit])) if lit.any() else 0.0
+    n = red.size
+    toned = _tone_and_colour(red, green, blue, luma_i[::3, ::3].ravel()) if tone else _NO_TONE
     levels, gaps = [], []
     for channel in (red, green, blue):
         counts = np.bincount(channel, minlength=256)
@@ -291,7 +327,7 @@ def measure_pixels(
     activity = _tile_sums(act[PAD // 2 :, PAD // 2 :], rows, cols, TILE // 2) / (TILE * TILE / 4)
     sharp = _sharpness(luma_i, activity, rows, cols, TILE)
     halo = _halo(sharp.stack[:HALO_TILES]) if sharp.stack.size else 0.0
-    coherence, radial = _orientation(half)
+    coherence, radial = _orientation(half) if tone else (math.nan, math.nan)
 
     noise, noise_median = _noise(luma_i, half, TILE, scale=2)
     noise_coarse, _ = _noise(np.ascontiguousarray(luma_i[::2, ::2]), half, TILE // 2, scale=1)
@@ -311,18 +347,7 @@ def measure_pixels(
     return Measurements(
         width=w,
         height=h,
-        mean=mean,
-        p01=p01,
-        p05=p05,
-        p50=p50,
-        p95=p95,
-        p99=p99,
-        std=std,
-        clip_low=float(np.mean(high <= 2)),
-        clip_high=float(np.mean(high >= 253)),
-        chroma=float(chroma.mean()),
-        chroma_p95=float(np.percentile(chroma, 95)),
-        vivid=vivid,
+        **toned,
         blur=sharp.blur,
         blur_median=sharp.blur_median,
         blur_p90=sharp.blur_p90,
