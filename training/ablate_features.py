@@ -38,13 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
     if not cache.exists():
         parser.error(f"{cache} does not exist: run training/train_signal.py first")
-    import pyarrow.parquet as pq
-
-    data, _ = T.drop_monochrome(T.as_data(pq.read_table(cache).to_pylist()))
-    test_photos = T.split_photos(data.photo, 0)
-    dev = data.subset(np.array([p not in test_photos for p in data.photo]))
-    fold_of = T.assign_folds(dev.photo, T.FOLDS, 0)
-    fold = np.array([fold_of[p] for p in dev.photo])
+    dev, fold = T.development_set(cache)
     keep = [i for i, name in enumerate(T.FEATURES) if name not in left_out]
     clean = dev.worst == 0
     single = (dev.present > 0).sum(axis=1) == 1

@@ -342,6 +342,18 @@ def split_photos(photos: Sequence[str], seed: int) -> set[str]:
     return chosen
 
 
+def development_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
+    """The development photos' rows from a feature cache, and each row's fold, as main() deals them (for the
+    scripts that study the model or the decision on cached features without rebuilding the corpus)."""
+    import pyarrow.parquet as pq
+
+    data, _ = drop_monochrome(as_data(pq.read_table(cache_file).to_pylist()))
+    test_photos = split_photos(data.photo, seed)
+    dev = data.subset(np.array([p not in test_photos for p in data.photo]))
+    fold_of = assign_folds(dev.photo, FOLDS, seed)
+    return dev, np.array([fold_of[p] for p in dev.photo])
+
+
 # --- trees ----------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,121 @@
+"""Two ways of choosing the signal engine's thresholds, cross-fitted on the same out-of-fold predictions.
+
+    python training/compare_threshold_rules.py [--targets 0.02,0.04,0.07,0.1]
+
+- `equal share` (the shipped rule, train_signal.fit_decision): every category may flag the same share of
+  the clean images;
+- `hull`: the budget goes where it buys the most, walking each category's curve of clean images flagged
+  against its distorted images found (severity 2 and over) and taking, at each step, the jump with the
+  best gain per clean image flagged over all categories, so a plateau (one odd clean photo) does not hide
+  the cliff behind it as it does for a greedy rule with small steps.
+
+Each rule's in-sample budget is swept; what counts is the cross-fitted pair (clean images called ok,
+severity 4 identified) on photos the thresholds were not fitted on. Reads the feature cache and the
+out-of-fold predictions (`signal-oof.npz`) that train_signal.py writes beside the photo cache: run it once first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
+
+from training import train_signal as T
+
+
+def hull_thresholds(presence: np.ndarray, d: T.Data, clean_target: float, floor: float = 0.5) -> np.ndarray:
+    """Thresholds from the steepest-gain walk described in the module docstring."""
+    clean = d.worst == 0
+    on_clean = presence[clean]
+    budget = int(clean_target * len(on_clean))
+    candidates, gains = [], []
+    for j in range(len(T.CATEGORY_KEYS)):
+        found = presence[d.present[:, j] >= 2, j]
+        values = np.unique(on_clean[:, j])[::-1]
+        # Candidate k flags the k highest clean values: half-way between the k-th and the next.
+        steps = [max(floor, float(values[0]) + 1e-9)]
+        for k in range(1, min(len(values), budget + 1)):
+            steps.append(max(floor, float(values[k - 1] + values[k]) / 2))
+            if steps[-1] <= floor:
+                break
+        candidates.append(np.array(steps))
+        gains.append(np.array([(found >= t).mean() if found.size else 0.0 for t in steps]))
+    state = [0] * len(candidates)
+    flagged = np.zeros(len(on_clean), bool)
+    while True:
+        best = None
+        for j, steps in enumerate(candidates):
+            for k in range(state[j] + 1, len(steps)):
+                cost = int(((on_clean[:, j] >= steps[k]) & ~flagged).sum())
+                if flagged.sum() + cost > budget:
+                    break
+                gain = gains[j][k] - gains[j][state[j]]
+                if gain > 0 and (best is None or gain / max(cost, 0.5) > best[0]):
+                    best = (gain / max(cost, 0.5), j, k)
+        if best is None:
+            return np.array([steps[s] for steps, s in zip(candidates, state, strict=True)])
+        _, j, k = best
+        state[j] = k
+        flagged |= on_clean[:, j] >= candidates[j][k]
+
+
+def cross_fitted_names(
+    rule: Callable[[np.ndarray, T.Data, float], np.ndarray], presence: np.ndarray, dev: T.Data, fold, target: float
+) -> list[list[str]]:
+    """Each fold named with thresholds the rule fitted on the other folds."""
+    named: list[list[str]] = [[] for _ in range(len(dev.photo))]
+    for k in np.unique(fold):
+        fit = fold != k
+        names, _, _ = T.answers(presence[~fit], rule(presence[fit], dev.subset(fit), target))
+        for i, n in zip(np.nonzero(~fit)[0], names, strict=True):
+            named[i] = n
+    return named
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
+    parser.add_argument("--targets", default="0.015,0.025,0.04,0.07,0.1", help="in-sample clean budgets")
+    args = parser.parse_args(argv)
+    from training import photos as photo_source
+
+    folder = (args.cache or photo_source.default_cache()).parent
+    if not (folder / "signal-oof.npz").exists():
+        parser.error(f"{folder / 'signal-oof.npz'} does not exist: run training/train_signal.py first")
+    dev, fold = T.development_set(folder / "signal-features.parquet")
+    oof = np.load(folder / "signal-oof.npz")
+    if not np.array_equal(oof["fold"], fold):
+        parser.error("signal-oof.npz is from another corpus: rerun training/train_signal.py")
+    presence = oof["presence"]
+    rules = {"equal share": lambda p, d, t: T.fit_decision(p, d, t).thresholds, "hull": hull_thresholds}
+    print("rule         budget  clean ok  s4 mean  s2 mean  primary s4")
+    for label, rule in rules.items():
+        for target in (float(t) for t in args.targets.split(",")):
+            named = cross_fitted_names(rule, presence, dev, fold, target)
+            report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
+            s4, s2 = report["identification_mean"][3], report["identification_mean"][1]
+            print(
+                f"{label:12s} {target:6.3f}  {report['clean_ok']:8.3f}  {s4:7.3f}  {s2:7.3f}  "
+                f"{report['primary_s4']:10.3f}"
+            )
+    clean = dev.worst == 0
+    print("per category: the 99th and 99.5th percentile of its probability on clean images, the median on its")
+    print("severity-4 images, and the photos behind the top 1% of clean images (clean copies among them)")
+    for j, category in enumerate(T.CATEGORY_KEYS):
+        on_clean = presence[clean, j]
+        s4 = presence[(dev.present[:, j] == 4) & ((dev.present > 0).sum(axis=1) == 1), j]
+        top = np.argsort(-on_clean)[: max(1, int(0.01 * on_clean.size))]
+        photos = dev.photo[clean][top]
+        counts = {p.rsplit("/", 1)[-1][-32:]: int((photos == p).sum()) for p in dict.fromkeys(photos)}
+        q99, q995 = np.quantile(on_clean, (0.99, 0.995))
+        print(f"  {category:20s} {q99:.2f} {q995:.2f} s4 {np.median(s4):.2f}  {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
