@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import signal
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from iqa_cli.audit.queue import WorkersFailed
 from iqa_cli.audit.run import AuditSettings, run_audit
 from iqa_cli.report.schema import SCHEMA
 from iqa_cli.report.writers import CsvWriter, JsonlWriter, ParquetWriter
@@ -116,6 +118,30 @@ def test_worker_crash_costs_only_the_culprit(tmp_path: Path) -> None:
     crashed = rows[rows["path"].str.endswith("crash-me.png")].iloc[0]
     assert crashed["error_code"] == "worker_crashed"
     assert summary.assessed == 7 and summary.errors == 2
+
+
+class _UnloadablePreparer:
+    """A preparer that no worker can unpickle: every worker process dies as it starts."""
+
+    def __reduce__(self):
+        return operator.truediv, (1, 0)
+
+    def __call__(self, image):
+        raise AssertionError("never reached")
+
+
+class _EngineWhoseWorkersDie(BrightnessEngine):
+    def preparer(self):
+        return _UnloadablePreparer()
+
+
+def test_workers_that_cannot_start_are_one_clear_error_not_a_broken_pool(tmp_path: Path) -> None:
+    _photo_tree(tmp_path / "photos")
+    with pytest.raises(WorkersFailed, match="--workers 0"):
+        _audit(tmp_path / "photos", tmp_path / "out", _EngineWhoseWorkersDie(), workers=2)
+    # Nothing was read, so nothing is reported: no empty or torn report takes the place of an earlier one.
+    assert not list((tmp_path / "out").glob("report.*"))
+    assert not list((tmp_path / "out").glob(".*tmp"))
 
 
 def test_interrupt_keeps_finished_rows(tmp_path: Path) -> None:

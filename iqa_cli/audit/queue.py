@@ -26,6 +26,7 @@ from iqa_cli.audit.load import content_hash, load_image, load_member
 from iqa_cli.checks import Check
 from iqa_cli.defaults import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_PIXELS
 from iqa_cli.engines.base import Preparer
+from iqa_cli.errors import IqaError
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, LoadFailure
 
 
@@ -63,6 +64,10 @@ class WorkerSpec:
     preparer: Preparer
     max_pixels: int = DEFAULT_MAX_PIXELS
     checks: tuple[Check, ...] = ()
+
+
+class WorkersFailed(IqaError):
+    """The decode workers exit as they start, before any file: no file is at fault, so no row can say it."""
 
 
 Source = str | Member
@@ -223,7 +228,15 @@ class Prefetcher:
         pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=(self.spec,))
         # Workers take files in submission order, so the oldest file in flight is being worked on, once a
         # worker is up: waiting for one here keeps the pool's start (spawning, imports) off a file's clock.
-        pool.submit(_ready).result()
+        try:
+            pool.submit(_ready).result()
+        except BrokenProcessPool:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise WorkersFailed(
+                "the decode workers exited as they started, before reading any file (their error, if any, is"
+                " above); run with --workers 0 to decode in this process. From a Python script, start iqa"
+                ' under `if __name__ == "__main__":`: each worker imports the script again'
+            ) from None
         self._pool_ready = time.monotonic()
         return pool
 
