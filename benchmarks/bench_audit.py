@@ -105,10 +105,12 @@ def _source(path: Path, size: tuple[int, int], opened: dict[Path, Image.Image]) 
 
 
 class TreeMemory:
-    """Peak resident memory of a process and all its descendants, summed, sampled from /proc."""
+    """Peak resident memory of a process and all its descendants, summed, sampled from /proc; and apart, the
+    peaks of the process itself and of its descendants (the workers), to say which side grows."""
 
     def __init__(self, pid: int, every: float = 0.02) -> None:
         self.pid, self.every, self.peak = pid, every, 0
+        self.main_peak = self.workers_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -133,29 +135,33 @@ class TreeMemory:
                 more = {pid for pid, parent in parents.items() if parent in tree} - tree
                 grew = bool(more)
                 tree |= more
-            self.peak = max(self.peak, sum(rss.get(pid, 0) for pid in tree))
+            main = rss.get(self.pid, 0)
+            workers = sum(rss.get(pid, 0) for pid in tree - {self.pid})
+            self.peak = max(self.peak, main + workers)
+            self.main_peak = max(self.main_peak, main)
+            self.workers_peak = max(self.workers_peak, workers)
             self._stop.wait(self.every)
 
-    def stop(self) -> int:
+    def stop(self) -> TreeMemory:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self
 
 
-def timed(command: list[str], *, memory: bool = False) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds of the whole process tree, peak tree memory in bytes or 0) of a command."""
+def timed(command: list[str], *, memory: bool = False) -> tuple[float, float, TreeMemory | None]:
+    """(wall seconds, CPU seconds of the whole process tree, its memory peaks or None) of a command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = TreeMemory(process.pid) if memory else None
     _, stderr = process.communicate()
     wall = time.perf_counter() - started
-    peak = sampler.stop() if sampler else 0
+    peaks = sampler.stop() if sampler else None
     if process.returncode != 0:
         raise SystemExit(f"{command[0]} failed ({process.returncode}): {stderr.decode(errors='replace')[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, peak
+    return wall, cpu, peaks
 
 
 def assessed(out: Path, expected: int) -> None:
@@ -245,10 +251,12 @@ def memory(args: argparse.Namespace, size: tuple[int, int]) -> None:
         for count in args.memory:
             folder = args.set_dir / f"{size[0]}x{size[1]}-{count}"
             make_set(folder, count, size)
-            wall, cpu, peak = timed(audit_command(folder, Path(tmp) / "out", args.workers), memory=True)
+            wall, cpu, peaks = timed(audit_command(folder, Path(tmp) / "out", args.workers), memory=True)
             assessed(Path(tmp) / "out", count)
+            assert peaks is not None
             print(
-                f"{count} files of {size[0]}x{size[1]}: peak memory of the process tree {peak / 2**20:.0f} MiB, "
+                f"{count} files of {size[0]}x{size[1]}: peak memory of the process tree {peaks.peak / 2**20:.0f} MiB"
+                f" (main process {peaks.main_peak / 2**20:.0f}, workers {peaks.workers_peak / 2**20:.0f}), "
                 f"{wall:.1f} s, {cpu / count * 1000:.1f} ms CPU per image"
             )
 

@@ -21,6 +21,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"iqa audit / decode-only throughput, per pair: min \d+\.\d\d / median \d+\.\d\d / max \d+\.\d\d",
         ),
         (
+            ["bench_audit.py", "--memory", "8", "--size", "96x64", "--set-dir", "{tmp}"],
+            r"8 files of 96x64: peak memory of the process tree \d+ MiB \(main process \d+, workers \d+\)",
+        ),
+        (
             ["profile_audit.py", "--quick", "--set-dir", "{tmp}"],
             r"iqa audit, 8 small files, 2 workers +\d+\.\d\d s",
         ),
