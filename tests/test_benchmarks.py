@@ -25,6 +25,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"8 files of 96x64: peak memory of the process tree \d+ MiB \(main process \d+, workers \d+\)",
         ),
         (
+            ["trace_memory.py", "--counts", "4,8", "--size", "96x64", "--set-dir", "{tmp}"],
+            r"grew from 4 to 8 files: -?\d+\.\d MiB, of which -?\d+\.\d MiB modules imported only in the larger run",
+        ),
+        (
             ["profile_audit.py", "--quick", "--set-dir", "{tmp}"],
             r"iqa audit, 8 small files, 2 workers +\d+\.\d\d s",
         ),

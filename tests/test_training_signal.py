@@ -49,3 +49,29 @@ def test_split_is_by_photo_and_covers_every_source():
     assert all(any(p.startswith(f"src{s}/") for p in valid) for s in range(3))
     assert 0.1 < len(valid) / len(photos) < 0.3
     assert valid == train_signal.split_photos(photos, seed=0)
+
+
+def test_compare_features_finds_a_changed_measurement_and_only_that(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    script = [sys.executable, str(root / "training" / "compare_features.py")]
+    same = subprocess.run([*script, str(root), "--photos", str(photos)], capture_output=True, text=True)
+    assert same.returncode == 0 and "identical" in same.stdout, same.stdout + same.stderr
+    # A copy of the package whose whole-image measurement runs at another size: its features must differ.
+    changed = tmp_path / "changed"
+    shutil.copytree(root / "iqa_cli", changed / "iqa_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    features = changed / "iqa_cli" / "engines" / "signal" / "features.py"
+    features.write_text(features.read_text().replace("ANALYSIS_SIDE = 640", "ANALYSIS_SIDE = 400"))
+    differs = subprocess.run([*script, str(changed), "--photos", str(photos)], capture_output=True, text=True)
+    assert differs.returncode == 1, differs.stdout + differs.stderr
+    assert "differs: blur " in differs.stdout and "differs: jpeg_quality" not in differs.stdout
