@@ -75,3 +75,20 @@ def test_compare_features_finds_a_changed_measurement_and_only_that(tmp_path: Pa
     differs = subprocess.run([*script, str(changed), "--photos", str(photos)], capture_output=True, text=True)
     assert differs.returncode == 1, differs.stdout + differs.stderr
     assert "differs: blur " in differs.stdout and "differs: jpeg_quality" not in differs.stdout
+
+
+def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from training import evaluate_shipped
+    from training import photos as photo_source
+
+    found = photo_source.bundled_photos(tmp_path / "bundled")
+    photos = sorted((f"{p.source}/{p.name}", str(p.path), max(Image.open(p.path).size)) for p in found)[:4]
+    rows = train_signal.build_features(train_signal.plan_corpus(photos, seed=0, pairs=1, quick=True), None, 1)
+    # The cache sits beside the photo folder, where train_signal.py keeps it.
+    train_signal._write_cache(tmp_path / "signal-features.parquet", rows, train_signal._code_version())
+    assert evaluate_shipped.main(["--cache", str(tmp_path / "photos")]) == 0
+    printed = capsys.readouterr().out
+    assert "model signal-" in printed and "clean called ok" in printed and "ECE" in printed
+    assert "other feature code" not in printed

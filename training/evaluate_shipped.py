@@ -1,0 +1,66 @@
+"""The shipped signal model on the test photos, from the cached training features, without retraining.
+
+    python training/evaluate_shipped.py [--cache DIR] [--model FILE]
+
+train_signal.py measures the model it writes once, on the test photos (a fifth of each source, never trained
+on). This script repeats that measurement for the model in the package (or `--model`) on the feature cache that
+train_signal.py filled, with the same split and the engine's own decision (numpy trees, thresholds, calibration,
+the rules for monochrome and blank frames), and prints the same tables: the check that the figures in
+docs/signal-validation.md still hold for the code and the features of this checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
+
+from iqa_cli.engines.signal import decide
+from iqa_cli.engines.signal.features import FEATURES
+from iqa_cli.engines.signal.model import SignalModel, shipped_model
+from training import train_signal as T
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
+    parser.add_argument("--model", type=Path, default=None, help="a model file (default: the shipped one)")
+    parser.add_argument("--seed", type=int, default=0, help="train_signal.py's --seed (it picks the test photos)")
+    args = parser.parse_args(argv)
+    import pyarrow.parquet as pq
+
+    from training import photos as photo_source
+
+    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
+    if not cache.exists():
+        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    table = pq.read_table(cache)
+    version = (table.schema.metadata or {}).get(b"code", b"").decode()
+    if version != T._code_version():
+        print(f"note: the cache was measured by other feature code ({version}, this checkout's is "
+              f"{T._code_version()}): rerun train_signal.py for this checkout's features")  # fmt: skip
+    data, _ = T.drop_monochrome(T.as_data(table.to_pylist()))
+    test_photos = T.split_photos(data.photo, args.seed)
+    test = data.subset(np.array([photo in test_photos for photo in data.photo]))
+    model = SignalModel.from_json(json.loads(gzip.decompress(args.model.read_bytes()))) if args.model else None
+    model = model or shipped_model()
+    verdicts = decide.decide_many([dict(zip(FEATURES, row, strict=True)) for row in test.x], model)
+    report = T.tables(
+        test,
+        [v.categories for v in verdicts],
+        np.array([v.confidence for v in verdicts]),
+        np.array([v.score for v in verdicts]),
+    )
+    print(f"model {model.info.get('id')} on the test photos of {cache}:")
+    T.print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
