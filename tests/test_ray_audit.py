@@ -288,3 +288,40 @@ def test_ctrl_c_stops_the_job_and_the_next_run_goes_on(inputs: Path, tmp_path: P
     assert process.returncode == 0, process.stderr.decode()
     rows = _ray_rows(out)
     assert len(rows) == 17 and rows["path"].is_unique
+
+
+def test_a_load_task_given_several_groups_keeps_each_groups_rows_in_blocks_of_its_own(inputs: Path) -> None:
+    # Ray bundles small input blocks when it is busy: one task may get the loose files and a shard. The engine
+    # returns a block's rows together, so a shared block would hold the loose files' rows behind the shard's.
+    import pickle
+
+    from iqa_cli.audit import ray_audit
+    from iqa_cli.audit.queue import WorkerSpec
+
+    settings = AuditSettings(paths=[str(inputs)])
+    groups = list(ray_audit._groups(ray_audit._units(settings)))
+    assert len(groups) == 3  # the loose files, then each shard alone
+
+    class _NothingReported:  # stands for the ObjectRef of the dataset's reported images, already fetched
+        def hex(self) -> str:
+            return "nothing-reported"
+
+    ray_audit._KNOWN["nothing-reported"] = {}
+    engine = SignalEngine.create(EngineOptions())
+    try:
+        blocks = list(
+            ray_audit._load_units(
+                {"units": [pickle.dumps(group) for group in groups]},
+                spec=WorkerSpec(engine.decode_plan, engine.preparer()),
+                known=_NothingReported(),
+                settings=settings,
+            )
+        )
+    finally:
+        del ray_audit._KNOWN["nothing-reported"]
+    group_of = {unit.index: number for number, group in enumerate(groups) for unit in group}
+    owners = [
+        {group_of[pickle.loads(item).outcome.key >> ray_audit.MEMBER_BITS] for item in block["item"]}
+        for block in blocks
+    ]
+    assert owners == [{0}, {1}, {2}]

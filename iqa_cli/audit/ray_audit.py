@@ -375,22 +375,26 @@ _KNOWN: dict[str, dict[str, str]] = {}  # per worker process: the dataset's repo
 def _load_units(
     batch: dict[str, Any], *, spec: WorkerSpec, known: Any, settings: AuditSettings
 ) -> Iterator[dict[str, list[bytes]]]:
-    """Ray task: every image of the batch's units read, decoded and prepared, in blocks of OUTCOMES_PER_BLOCK."""
+    """Ray task: every image of the batch's groups of units read, decoded and prepared, in blocks of at most
+    OUTCOMES_PER_BLOCK, each from one group."""
     import ray
 
     reported = _KNOWN.get(known.hex())
     if reported is None:
         reported = _KNOWN[known.hex()] = ray.get(known)
-    items: list[bytes] = []
-    units = [unit for group in batch["units"] for unit in pickle.loads(group)]
-    for unit in units:
-        for item in _unit_items(unit, spec, reported, settings):
-            items.append(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
-            if len(items) == OUTCOMES_PER_BLOCK:
-                yield {"item": items}
-                items = []
-    if items:
-        yield {"item": items}
+    # Ray may hand one task several groups (it bundles small input blocks when it is busy). No block mixes two
+    # groups: the engine returns a block's rows together, so a group's rows would otherwise wait for the next
+    # group, a container that is slow to read or an engine call that is held.
+    for group in batch["units"]:
+        items: list[bytes] = []
+        for unit in pickle.loads(group):
+            for item in _unit_items(unit, spec, reported, settings):
+                items.append(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+                if len(items) == OUTCOMES_PER_BLOCK:
+                    yield {"item": items}
+                    items = []
+        if items:
+            yield {"item": items}
 
 
 def _unit_items(unit: _Unit, spec: WorkerSpec, reported: dict[str, str], settings: AuditSettings) -> Iterator[_Item]:
