@@ -12,18 +12,12 @@ docs/signal-validation.md still hold for the code and the features of this check
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
 
-from iqa_cli.engines.signal import decide
-from iqa_cli.engines.signal.features import FEATURES
-from iqa_cli.engines.signal.model import SignalModel, shipped_model
+from iqa_cli.engines.signal.model import read_model, shipped_model
 from training import train_signal as T
 
 
@@ -40,23 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
     if not cache.exists():
         parser.error(f"{cache} does not exist: run training/train_signal.py first")
-    table = pq.read_table(cache)
-    version = (table.schema.metadata or {}).get(b"code", b"").decode()
+    version = (pq.read_schema(cache).metadata or {}).get(b"code", b"").decode()
     if version != T._code_version():
         print(f"note: the cache was measured by other feature code ({version}, this checkout's is "
               f"{T._code_version()}): rerun train_signal.py for this checkout's features")  # fmt: skip
-    data, _ = T.drop_monochrome(T.as_data(table.to_pylist()))
-    test_photos = T.split_photos(data.photo, args.seed)
-    test = data.subset(np.array([photo in test_photos for photo in data.photo]))
-    model = SignalModel.from_json(json.loads(gzip.decompress(args.model.read_bytes()))) if args.model else None
-    model = model or shipped_model()
-    verdicts = decide.decide_many([dict(zip(FEATURES, row, strict=True)) for row in test.x], model)
-    report = T.tables(
-        test,
-        [v.categories for v in verdicts],
-        np.array([v.confidence for v in verdicts]),
-        np.array([v.score for v in verdicts]),
-    )
+    _, test = T.cached_split(cache, args.seed)
+    model = read_model(args.model) if args.model else shipped_model()
+    report = T.engine_tables(test, model)
     print(f"model {model.info.get('id')} on the test photos of {cache}:")
     T.print_report(report)
     return 0

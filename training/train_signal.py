@@ -342,16 +342,39 @@ def split_photos(photos: Sequence[str], seed: int) -> set[str]:
     return chosen
 
 
-def development_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
-    """The development photos' rows from a feature cache, and each row's fold, as main() deals them (for the
+def split_by_photo(data: Data, seed: int) -> tuple[Data, Data]:
+    """(development, test) rows: the test photos never train anything."""
+    test_photos = split_photos(data.photo, seed)
+    is_test = np.array([p in test_photos for p in data.photo])
+    return data.subset(~is_test), data.subset(is_test)
+
+
+def cached_split(cache_file: Path, seed: int = 0) -> tuple[Data, Data]:
+    """(development, test) rows of a feature cache, monochrome photos left out, as main() deals them (for the
     scripts that study the model or the decision on cached features without rebuilding the corpus)."""
     import pyarrow.parquet as pq
 
     data, _ = drop_monochrome(as_data(pq.read_table(cache_file).to_pylist()))
-    test_photos = split_photos(data.photo, seed)
-    dev = data.subset(np.array([p not in test_photos for p in data.photo]))
+    return split_by_photo(data, seed)
+
+
+def development_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
+    """The development photos' rows from a feature cache, and each row's fold, as main() deals them."""
+    dev, _ = cached_split(cache_file, seed)
     fold_of = assign_folds(dev.photo, FOLDS, seed)
     return dev, np.array([fold_of[p] for p in dev.photo])
+
+
+def engine_tables(data: Data, model: SignalModel) -> dict[str, Any]:
+    """The validation tables of `model` on `data`, answered by the engine's own decision (numpy trees,
+    thresholds, calibration, and the rules for monochrome and blank frames)."""
+    verdicts = decide_module.decide_many([dict(zip(FEATURES, row, strict=True)) for row in data.x], model)
+    return tables(
+        data,
+        [v.categories for v in verdicts],
+        np.array([v.confidence for v in verdicts]),
+        np.array([v.score for v in verdicts]),
+    )
 
 
 # --- trees ----------------------------------------------------------------------------------------------
@@ -770,9 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     data, monochrome = drop_monochrome(data)
     if monochrome:
         print(f"left out {len(monochrome)} monochrome photos: {', '.join(sorted(monochrome))}", flush=True)
-    test_photos = split_photos(data.photo, args.seed)
-    is_test = np.array([p in test_photos for p in data.photo])
-    dev, test = data.subset(~is_test), data.subset(is_test)
+    dev, test = split_by_photo(data, args.seed)
     folds = 3 if args.quick else FOLDS
     fold_of = assign_folds(dev.photo, folds, args.seed)
     fold = np.array([fold_of[p] for p in dev.photo])
@@ -824,16 +845,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "quick": args.quick,
     }
-    # Measured once on the test photos by the engine's own decision with the model as written (numpy trees,
-    # thresholds, calibration and the rules for monochrome and blank frames).
-    shipped = SignalModel.from_json(model_json)
-    verdicts = decide_module.decide_many([dict(zip(FEATURES, row, strict=True)) for row in test.x], shipped)
-    report = tables(
-        test,
-        [v.categories for v in verdicts],
-        np.array([v.confidence for v in verdicts]),
-        np.array([v.score for v in verdicts]),
-    )
+    # Measured once on the test photos, with the model as written.
+    report = engine_tables(test, SignalModel.from_json(model_json))
     report["cross_validation"] = cv_report
     out = args.out or (
         Path(tempfile.gettempdir()) / "signal_model.quick.json.gz"
@@ -850,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report)
     print(f"model: {out} ({out.stat().st_size / 1e6:.2f} MB, {model_json['info']['id']})")
     report["monochrome_left_out"] = sorted(monochrome)
-    report["test_photos"] = sorted(test_photos)
+    report["test_photos"] = sorted(set(test.photo))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     if args.docs:
