@@ -17,7 +17,7 @@ from iqa_cli.audit.load import load_image
 from iqa_cli.categories import CATEGORIES
 from iqa_cli.engines.base import RATING_WORDS, AssessRequest, EngineOptions, Prepared
 from iqa_cli.engines.signal import SignalEngine
-from iqa_cli.engines.signal.decide import brief_answer, decide
+from iqa_cli.engines.signal.decide import brief_answer, decide, evidence, name_categories
 from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
 from iqa_cli.engines.signal.model import MODEL_FILE, Booster, ModelFileError, read_model, shipped_model
 from iqa_cli.evaluation.distortions import FUNCTIONS, distort
@@ -45,7 +45,7 @@ def features_via_file(pixels: np.ndarray, folder: Path, name: str = "x.png", **s
 def test_shipped_model_is_plain_json_and_loads_without_pickle():
     raw = gzip.decompress(MODEL_FILE.read_bytes())
     data = json.loads(raw)  # plain JSON: nothing in it can run code when read
-    assert data["format"] == "iqa-signal-trees/1"
+    assert data["format"] == "iqa-signal-trees/2"
     assert b"pickle" not in raw and MODEL_FILE.stat().st_size < 5_000_000
     model = shipped_model()
     assert model.features == FEATURES and set(model.categories) == set(CATEGORIES)
@@ -93,6 +93,29 @@ def test_damaged_model_file_is_a_clear_error(tmp_path: Path):
     (tmp_path / "m.json").write_text('{"format": "other"}')
     with pytest.raises(ModelFileError, match="format"):
         read_model(tmp_path / "m.json")
+
+
+def test_a_category_is_named_by_expected_severity_not_by_probability_alone():
+    # A vivid clean photo: saturation very probable but at severity ~1; blur probable and heavy; noise
+    # heavy but more likely absent. Only blur reaches its threshold; the most evident comes first.
+    presence = np.array([0.97, 0.9, 0.45, 0.8])
+    severity = np.array([1.1, 4.0, 5.0, 3.0])
+    evident = evidence(presence, severity)
+    assert evident == pytest.approx([0.97 * 1.1, 3.6, 0.0, 2.4])
+    thresholds = np.array([2.0, 2.0, 0.5, 2.0])
+    assert name_categories(evident, thresholds, 2) == [1, 3]
+    assert name_categories(evident, thresholds, 1) == [1]
+    # Severities outside 1-5 count as their nearest end.
+    assert evidence(np.array([0.6, 0.6]), np.array([-3.0, 9.0])) == pytest.approx([0.6, 3.0])
+
+
+def test_a_model_of_the_previous_format_is_refused(tmp_path: Path):
+    # Format 1 thresholds are on the probability: read as expected severity they would name far too much.
+    data = json.loads(gzip.decompress(MODEL_FILE.read_bytes()))
+    data["format"] = "iqa-signal-trees/1"
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match="iqa-signal-trees/1"):
+        read_model(tmp_path / "old.json")
 
 
 def test_unseen_photos_clean_ok_and_severity_4_identified(photos: dict[str, np.ndarray], tmp_path: Path):

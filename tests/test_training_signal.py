@@ -43,6 +43,34 @@ def test_isotonic_fit_is_monotone_and_pools_violators():
     assert np.interp(0.45, knots_x, knots_y) == pytest.approx(1.0)
 
 
+def test_thresholds_keep_clean_images_within_budget_on_expected_severity():
+    # One category. Clean images: probability up to 0.95 but severity ~1 (a vivid photo); distorted ones:
+    # probability 0.9 at severity 4. On the probability no threshold separates them; on expected severity
+    # (0.95 x 1.2 = 1.14 against 3.6) every distorted image is found and no clean one flagged.
+    categories = len(train_signal.CATEGORY_KEYS)
+    n_clean, n_bad = 40, 20
+    presence = np.zeros((n_clean + n_bad, categories))
+    severity = np.ones_like(presence)
+    presence[:n_clean, 0] = np.linspace(0.5, 0.95, n_clean)
+    severity[:n_clean, 0] = 1.2
+    presence[n_clean:, 0] = 0.9
+    severity[n_clean:, 0] = 4.0
+    present = np.zeros((n_clean + n_bad, categories), dtype=np.int64)
+    present[n_clean:, 0] = 4
+    data = train_signal.Data(
+        np.zeros((len(present), 1)), present, np.array(["p"] * len(present)), [[]] * len(present), [], ("x",)
+    )
+    decision = train_signal.fit_decision(presence, severity, data, clean_target=0.05)
+    named, _, any_named = train_signal.answers(presence, severity, decision.thresholds)
+    assert any_named[:n_clean].mean() <= 0.05
+    assert all(n == [train_signal.CATEGORY_KEYS[0]] for n in named[n_clean:])
+    # The same data thresholded on the probability alone (every severity 1): the budget caps what is found.
+    flat = np.ones_like(severity)
+    on_probability = train_signal.fit_decision(presence, flat, data, clean_target=0.05)
+    _, _, found = train_signal.answers(presence, flat, on_probability.thresholds)
+    assert found[:n_clean].mean() <= 0.05 and not found[n_clean:].any()
+
+
 def test_split_is_by_photo_and_covers_every_source():
     photos = [f"src{s}/p{i}" for s in range(3) for i in range(10)]
     valid = train_signal.split_photos(photos, seed=0)

@@ -4,8 +4,8 @@
 
 Both variants are cross-validated on the same development photos, folds and seed as train_signal.py (which
 must have run once, to fill the feature cache), so a difference comes from the features alone. Prints the
-cross-fitted figures and, per category, the AUROC clean vs severity 4 and the severity-4 share found when
-1% of clean images may be flagged.
+cross-fitted figures and, per category, the AUROC clean vs severity 4 of the expected severity the engine
+thresholds (decide.evidence) and the severity-4 share found when 1% of clean images may be flagged.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         ("with", dev),
     ):
         presence, severity, worst, _ = T.out_of_fold(d, fold, T.FOLDS, quick=False, seed=0)
-        named, conf = T.cross_fitted(presence, d, fold, args.clean_target)
+        named, conf = T.cross_fitted(presence, severity, d, fold, args.clean_target)
+        evident = T.decide_module.evidence(presence, severity)
         report = T.tables(d, named, conf, T._scores(named, severity, worst))
         print(
             f"{label}: clean ok {report['clean_ok']:.3f}, primary s4 {report['primary_s4']:.3f}, "
@@ -55,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for j, category in enumerate(T.CATEGORY_KEYS):
             s4 = single & (d.present[:, j] == 4)
-            scores = np.r_[presence[clean, j], presence[s4, j]].tolist()
+            scores = np.r_[evident[clean, j], evident[s4, j]].tolist()
             truth = [False] * int(clean.sum()) + [True] * int(s4.sum())
-            found = (presence[s4, j] > np.quantile(presence[clean, j], 0.99)).mean()
+            found = (evident[s4, j] > np.quantile(evident[clean, j], 0.99)).mean()
             print(f"  {category:22s} AUROC {auroc(scores, truth):.3f}  s4 found at 1% clean flagged {found:.2f}")
     return 0
 

@@ -1,7 +1,12 @@
-"""Two ways of choosing the signal engine's thresholds, cross-fitted on the same out-of-fold predictions.
+"""Ways of choosing the signal engine's thresholds, cross-fitted on the same out-of-fold predictions.
 
     python training/compare_threshold_rules.py [--targets 0.02,0.04,0.07,0.1]
 
+What is thresholded, per category:
+- `expected severity` (the shipped statistic, decide.evidence): presence probability x predicted severity;
+- `probability`: the presence probability alone (the statistic before format /2), i.e. the same rule with
+  every predicted severity set to 1.
+How the thresholds are chosen:
 - `equal share` (the shipped rule, train_signal.fit_decision): every category may flag the same share of
   the clean images;
 - `hull`: the budget goes where it buys the most, walking each category's curve of clean images flagged
@@ -28,14 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 from training import train_signal as T
 
 
-def hull_thresholds(presence: np.ndarray, d: T.Data, clean_target: float, floor: float = 0.5) -> np.ndarray:
-    """Thresholds from the steepest-gain walk described in the module docstring."""
+def hull_thresholds(
+    presence: np.ndarray, severity: np.ndarray, d: T.Data, clean_target: float, floor: float = 0.5
+) -> np.ndarray:
+    """Thresholds on expected severity from the steepest-gain walk described in the module docstring."""
     clean = d.worst == 0
-    on_clean = presence[clean]
+    evident = T.decide_module.evidence(presence, severity)
+    on_clean = evident[clean]
     budget = int(clean_target * len(on_clean))
     candidates, gains = [], []
     for j in range(len(T.CATEGORY_KEYS)):
-        found = presence[d.present[:, j] >= 2, j]
+        found = evident[d.present[:, j] >= 2, j]
         values = np.unique(on_clean[:, j])[::-1]
         # Candidate k flags the k highest clean values: half-way between the k-th and the next.
         steps = [max(floor, float(values[0]) + 1e-9)]
@@ -64,14 +72,18 @@ def hull_thresholds(presence: np.ndarray, d: T.Data, clean_target: float, floor:
         flagged |= on_clean[:, j] >= candidates[j][k]
 
 
+Rule = Callable[[np.ndarray, np.ndarray, T.Data, float], np.ndarray]
+
+
 def cross_fitted_names(
-    rule: Callable[[np.ndarray, T.Data, float], np.ndarray], presence: np.ndarray, dev: T.Data, fold, target: float
+    rule: Rule, presence: np.ndarray, severity: np.ndarray, dev: T.Data, fold, target: float
 ) -> list[list[str]]:
     """Each fold named with thresholds the rule fitted on the other folds."""
     named: list[list[str]] = [[] for _ in range(len(dev.photo))]
     for k in np.unique(fold):
         fit = fold != k
-        names, _, _ = T.answers(presence[~fit], rule(presence[fit], dev.subset(fit), target))
+        thresholds = rule(presence[fit], severity[fit], dev.subset(fit), target)
+        names, _, _ = T.answers(presence[~fit], severity[~fit], thresholds)
         for i, n in zip(np.nonzero(~fit)[0], names, strict=True):
             named[i] = n
     return named
@@ -92,23 +104,30 @@ def main(argv: list[str] | None = None) -> int:
     if not np.array_equal(oof["fold"], fold):
         parser.error("signal-oof.npz is from another corpus: rerun training/train_signal.py")
     presence = oof["presence"]
-    rules = {"equal share": lambda p, d, t: T.fit_decision(p, d, t).thresholds, "hull": hull_thresholds}
-    print("rule         budget  clean ok  s4 mean  s2 mean  primary s4")
-    for label, rule in rules.items():
-        for target in (float(t) for t in args.targets.split(",")):
-            named = cross_fitted_names(rule, presence, dev, fold, target)
-            report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
-            s4, s2 = report["identification_mean"][3], report["identification_mean"][1]
-            print(
-                f"{label:12s} {target:6.3f}  {report['clean_ok']:8.3f}  {s4:7.3f}  {s2:7.3f}  "
-                f"{report['primary_s4']:10.3f}"
-            )
+    statistics = {"probability": np.ones_like(oof["severity"]), "expected severity": oof["severity"]}
+    rules: dict[str, Rule] = {
+        "equal share": lambda p, s, d, t: T.fit_decision(p, s, d, t).thresholds,
+        "hull": hull_thresholds,
+    }
+    print("statistic          rule         budget  clean ok  s4 mean  s2 mean  primary s4")
+    for statistic, severity in statistics.items():
+        for label, rule in rules.items():
+            for target in (float(t) for t in args.targets.split(",")):
+                named = cross_fitted_names(rule, presence, severity, dev, fold, target)
+                report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
+                s4, s2 = report["identification_mean"][3], report["identification_mean"][1]
+                print(
+                    f"{statistic:18s} {label:12s} {target:6.3f}  {report['clean_ok']:8.3f}  {s4:7.3f}  {s2:7.3f}  "
+                    f"{report['primary_s4']:10.3f}",
+                    flush=True,
+                )
     clean = dev.worst == 0
-    print("per category: the 99th and 99.5th percentile of its probability on clean images, the median on its")
-    print("severity-4 images, and the photos behind the top 1% of clean images (clean copies among them)")
+    evident = T.decide_module.evidence(presence, oof["severity"])
+    print("per category: the 99th and 99.5th percentile of its expected severity on clean images, the median on")
+    print("its severity-4 images, and the photos behind the top 1% of clean images (clean copies among them)")
     for j, category in enumerate(T.CATEGORY_KEYS):
-        on_clean = presence[clean, j]
-        s4 = presence[(dev.present[:, j] == 4) & ((dev.present > 0).sum(axis=1) == 1), j]
+        on_clean = evident[clean, j]
+        s4 = evident[(dev.present[:, j] == 4) & ((dev.present > 0).sum(axis=1) == 1), j]
         top = np.argsort(-on_clean)[: max(1, int(0.01 * on_clean.size))]
         photos = dev.photo[clean][top]
         counts = {p.rsplit("/", 1)[-1][-32:]: int((photos == p).sum()) for p in dict.fromkeys(photos)}

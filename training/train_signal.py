@@ -605,40 +605,42 @@ class Decision:
     calibration: dict[str, tuple[list[float], list[float]]]
 
 
-def answers(presence: np.ndarray, thresholds: np.ndarray) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+def answers(
+    presence: np.ndarray, severity: np.ndarray, thresholds: np.ndarray
+) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
     """Named categories, the raw answer probability and named-or-not, by the engine's own rules (decide.py)."""
+    evident = decide_module.evidence(presence, severity)
     named, raw, any_named = [], np.empty(len(presence)), np.zeros(len(presence), bool)
     for i, p in enumerate(presence):
-        chosen = decide_module.name_categories(p, thresholds, MAX_NAMED)
+        chosen = decide_module.name_categories(evident[i], thresholds, MAX_NAMED)
         named.append([CATEGORY_KEYS[j] for j in chosen])
         any_named[i] = bool(chosen)
         raw[i] = decide_module.answer_probability(p, chosen)
     return named, raw, any_named
 
 
-def fit_decision(presence: np.ndarray, data: Data, clean_target: float) -> Decision:
-    """Thresholds giving every category an equal share of the clean images it may flag: per category the
-    (1 - alpha) quantile of its probability on clean images (never under 0.5), with the largest alpha on a
-    fine grid (`clean_target` / 120 up to `clean_target`) at which the clean images flagged by any category
-    stay within `clean_target` (flags overlap, so alpha may exceed `clean_target` / 12); then the isotonic
-    calibration of each answer type on these images."""
+def fit_decision(presence: np.ndarray, severity: np.ndarray, data: Data, clean_target: float) -> Decision:
+    """Thresholds on expected severity (decide.evidence) giving every category an equal share of the clean
+    images it may flag: per category the (1 - alpha) quantile of its evidence on clean images (never under
+    0.5), with the largest alpha on a fine grid (`clean_target` / 120 up to `clean_target`) at which the clean
+    images flagged by any category stay within `clean_target` (flags overlap, so alpha may exceed
+    `clean_target` / 12); then the isotonic calibration of each answer type on these images."""
     clean = data.worst == 0
+    evident = decide_module.evidence(presence, severity)
 
     def thresholds_at(alpha: float) -> np.ndarray:
         if not clean.any():
             return np.full(len(CATEGORY_KEYS), 0.5)
-        return np.array(
-            [max(0.5, float(np.quantile(presence[clean, j], 1 - alpha))) for j in range(len(CATEGORY_KEYS))]
-        )
+        return np.array([max(0.5, float(np.quantile(evident[clean, j], 1 - alpha))) for j in range(len(CATEGORY_KEYS))])
 
     alphas = np.geomspace(clean_target / (10 * len(CATEGORY_KEYS)), clean_target, 48)
     best = thresholds_at(alphas[0])
     for alpha in alphas[1:]:
         thresholds = thresholds_at(float(alpha))
-        _, _, any_named = answers(presence, thresholds)
+        _, _, any_named = answers(presence, severity, thresholds)
         if not clean.any() or any_named[clean].mean() <= clean_target:
             best = thresholds
-    named, raw, any_named = answers(presence, best)
+    named, raw, any_named = answers(presence, severity, best)
     right = np.array([primary_right(t, n) for t, n in zip(data.truth, named, strict=True)], dtype=float)
     calibration = {
         "named": isotonic(raw[any_named], right[any_named]),
@@ -647,8 +649,10 @@ def fit_decision(presence: np.ndarray, data: Data, clean_target: float) -> Decis
     return Decision(best, calibration)
 
 
-def apply_decision(presence: np.ndarray, decision: Decision) -> tuple[list[list[str]], np.ndarray]:
-    named, raw, any_named = answers(presence, decision.thresholds)
+def apply_decision(
+    presence: np.ndarray, severity: np.ndarray, decision: Decision
+) -> tuple[list[list[str]], np.ndarray]:
+    named, raw, any_named = answers(presence, severity, decision.thresholds)
     conf = np.where(
         any_named,
         np.interp(raw, *decision.calibration["named"]),
@@ -707,14 +711,14 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
     }
 
 
-def cross_fitted(presence: np.ndarray, data: Data, fold: np.ndarray, clean_target: float):
+def cross_fitted(presence: np.ndarray, severity: np.ndarray, data: Data, fold: np.ndarray, clean_target: float):
     """Thresholds and calibration fitted on the other folds' images, applied to each fold's."""
     named: list[list[str]] = [[] for _ in range(len(data.photo))]
     conf = np.zeros(len(data.photo))
     for k in np.unique(fold):
         fit_mask = fold != k
-        decision = fit_decision(presence[fit_mask], data.subset(fit_mask), clean_target)
-        n, c = apply_decision(presence[~fit_mask], decision)
+        decision = fit_decision(presence[fit_mask], severity[fit_mask], data.subset(fit_mask), clean_target)
+        n, c = apply_decision(presence[~fit_mask], severity[~fit_mask], decision)
         for i, names, value in zip(np.nonzero(~fit_mask)[0], n, c, strict=True):
             named[i] = names
             conf[i] = value
@@ -806,9 +810,9 @@ def main(argv: list[str] | None = None) -> int:
     presence, severity, worst, used = out_of_fold(dev, fold, folds, quick=args.quick, seed=args.seed)
     if not args.quick:  # kept for looking into the decision rule without retraining
         np.savez(args.cache.parent / "signal-oof.npz", presence=presence, severity=severity, worst=worst, fold=fold)
-    named, conf = cross_fitted(presence, dev, fold, args.clean_target)
+    named, conf = cross_fitted(presence, severity, dev, fold, args.clean_target)
     cv_report = tables(dev, named, conf, _scores(named, severity, worst))
-    final = fit_decision(presence, dev, args.clean_target)
+    final = fit_decision(presence, severity, dev, args.clean_target)
 
     # The shipped trees: fitted on every development photo, each booster with the median of the trees its
     # folds needed.

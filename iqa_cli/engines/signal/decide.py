@@ -1,7 +1,10 @@
 """The signal engine's judgement: the learned model's outputs -> distortions, severities, rating, confidence.
 
-- A category is named when its presence probability reaches its threshold (chosen on validation photos so
-  that clean photos are rarely flagged); at most `max_named` (2, as DQ-495K's answers), most probable first.
+- A category is named when it is more likely present than not and its expected severity (presence
+  probability x predicted severity) reaches its threshold (chosen on validation photos so that clean photos
+  are rarely flagged); at most `max_named` (2, as DQ-495K's answers), the most evident first. Expected
+  severity, not the probability alone, because a vivid or bright clean photo looks like DQ-495K's mildest
+  setting: the trees give it as high a probability as a heavy distortion, but a low severity.
 - Severity: the category's severity regressor, rounded to 1-5.
 - Score: from the regressor of the image's worst severity (0 clean - 5), on the scale below, kept on the
   side of the verdict (>= good with nothing named, <= good otherwise), so the rating and the answer agree.
@@ -59,9 +62,20 @@ def score_for(worst: float) -> float:
     return float(np.interp(worst, np.arange(6), SEVERITY_SCORE))
 
 
-def name_categories(presence: np.ndarray, thresholds: np.ndarray, max_named: int) -> list[int]:
-    """Indices of the categories named: at or over their threshold, most probable first, at most `max_named`."""
-    return [i for i in np.argsort(-presence, kind="stable") if presence[i] >= thresholds[i]][:max_named]
+PRESENCE_FLOOR = 0.5  # a category is never named while it is more likely absent than present
+
+
+def evidence(presence: np.ndarray, severity: np.ndarray) -> np.ndarray:
+    """Expected severity per category: presence probability x predicted severity (1-5), 0 under the floor."""
+    return np.where(presence >= PRESENCE_FLOOR, presence * np.clip(severity, 1.0, 5.0), 0.0)
+
+
+def name_categories(evident: np.ndarray, thresholds: np.ndarray, max_named: int) -> list[int]:
+    """Indices of the categories named: `evidence` at or over their threshold, most evident first, at most
+    `max_named`."""
+    return [i for i in np.argsort(-evident, kind="stable") if evident[i] > 0 and evident[i] >= thresholds[i]][
+        :max_named
+    ]
 
 
 def answer_probability(presence: np.ndarray, named: list[int]) -> float:
@@ -122,7 +136,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
     for n, values in enumerate(rows):
         p = prediction.presence[n]
         probabilities = {c: float(p[i]) for i, c in enumerate(model.categories)}
-        named = name_categories(p, model.thresholds, model.max_named)
+        named = name_categories(evidence(p, prediction.severity[n]), model.thresholds, model.max_named)
         kind = "named" if named else "none"
         confidence = float(model.calibration[kind](np.array([answer_probability(p, named)]))[0])
         categories, severities, confidence, monochrome = _guarded(

@@ -2,7 +2,8 @@
 
 The shipped file (`signal_model.json.gz`, written by training/train_signal.py) holds, for each DQ-495K
 category, a presence classifier and a severity regressor, one regressor of the image's worst severity (for
-the quality score), the per-category decision thresholds and the confidence calibration, all chosen on
+the quality score), the per-category decision thresholds (on expected severity, decide.py) and the
+confidence calibration, all chosen on
 photos the trees were not trained on. It is plain JSON: loading it runs no code (no pickle), and the trees
 are evaluated here, so LightGBM is needed only to train.
 
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "iqa-signal-trees/1"
+# /2: thresholds are on expected severity (decide.evidence), not on the presence probability.
+FORMAT = "iqa-signal-trees/2"
 MODEL_FILE = Path(__file__).with_name("signal_model.json.gz")
 
 
