@@ -248,7 +248,11 @@ def test_detail_paragraph_quotes_numbers_and_probabilities(photos: dict[str, np.
     answer = _engine_answer(noisy, tmp_path, detail=True)
     assert answer.detail is not None and answer.detail_question and "explanation" in answer.detail_question
     assert "noise" in answer.detail and re.search(r"\d+\.\d", answer.detail)
-    assert re.search(r"model probability 0\.\d\d", answer.detail)
+    assert re.search(r"model probability [01]\.\d\d, expected severity \d\.\d", answer.detail)
+    # The runner-up's expected severity says why it was not named.
+    assert re.search(
+        r"most likely other distortion is [a-z ]+ \(probability [01]\.\d\d, expected severity \d\.\d\)", answer.detail
+    )
     assert _engine_answer(photos["china"], tmp_path).detail is None
 
 

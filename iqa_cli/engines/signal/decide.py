@@ -46,12 +46,13 @@ NAMED_CEILING = 0.79  # something named: at most "good"
 class Verdict:
     """The decision for one image."""
 
-    categories: list[str]  # CATEGORIES keys, most probable first
+    categories: list[str]  # CATEGORIES keys, most evident (expected severity) first
     severities: list[int]
     score: float
     rating: str
     confidence: float
     probabilities: dict[str, float]  # every category's presence probability
+    expected: dict[str, float]  # every category's expected severity (expected_severity)
     quality: float  # the worst-severity regressor's score before it is kept on the answer's side (comparisons)
     values: dict[str, float]  # the features the model read
     monochrome: bool = False
@@ -65,9 +66,14 @@ def score_for(worst: float) -> float:
 PRESENCE_FLOOR = 0.5  # a category is never named while it is more likely absent than present
 
 
+def expected_severity(presence: np.ndarray, severity: np.ndarray) -> np.ndarray:
+    """Per category: presence probability x predicted severity (1-5)."""
+    return presence * np.clip(severity, 1.0, 5.0)
+
+
 def evidence(presence: np.ndarray, severity: np.ndarray) -> np.ndarray:
-    """Expected severity per category: presence probability x predicted severity (1-5), 0 under the floor."""
-    return np.where(presence >= PRESENCE_FLOOR, presence * np.clip(severity, 1.0, 5.0), 0.0)
+    """What the thresholds are on: the expected severity, 0 where the presence is under the floor."""
+    return np.where(presence >= PRESENCE_FLOOR, expected_severity(presence, severity), 0.0)
 
 
 def name_categories(evident: np.ndarray, thresholds: np.ndarray, max_named: int) -> list[int]:
@@ -137,6 +143,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
         p = prediction.presence[n]
         probabilities = {c: float(p[i]) for i, c in enumerate(model.categories)}
         named = name_categories(evidence(p, prediction.severity[n]), model.thresholds, model.max_named)
+        expected = expected_severity(p, prediction.severity[n])
         kind = "named" if named else "none"
         confidence = float(model.calibration[kind](np.array([answer_probability(p, named)]))[0])
         categories, severities, confidence, monochrome = _guarded(
@@ -157,6 +164,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
                 rating=rating_for_score(score),
                 confidence=round(confidence, 3),
                 probabilities={c: round(v, 4) for c, v in probabilities.items()},
+                expected={c: round(float(expected[i]), 3) for i, c in enumerate(model.categories)},
                 quality=round(quality, 3),
                 values=values,
                 monochrome=monochrome,

@@ -56,7 +56,10 @@ def _evidence(category: str, verdict: Verdict) -> str:
         feature, template = _EVIDENCE[category]
         value = values.get(feature, math.nan)
         text = template.format(v=value, keep=1.0 - value) if math.isfinite(value) else "see the probabilities"
-    return f"{text}; model probability {verdict.probabilities[category]:.2f}"
+    return (
+        f"{text}; model probability {verdict.probabilities[category]:.2f}, "
+        f"expected severity {verdict.expected[category]:.1f}"
+    )
 
 
 def _number(value: float, spec: str) -> str:
@@ -88,7 +91,11 @@ def explain(verdict: Verdict) -> str:
     )
     closing = f" Overall quality is {verdict.rating} (score {verdict.score:.2f})"
     if runner_up is not None:
-        closing += f"; the most likely other distortion is {names[runner_up]} ({verdict.probabilities[runner_up]:.2f})"
+        # Its expected severity says why it was not named: a clean vivid photo is "probably" a slight saturation.
+        closing += (
+            f"; the most likely other distortion is {names[runner_up]} (probability "
+            f"{verdict.probabilities[runner_up]:.2f}, expected severity {verdict.expected[runner_up]:.1f})"
+        )
     return opening + closing + f"; confidence {verdict.confidence:.2f}."
 
 
