@@ -46,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         ("without", dataclasses.replace(dev, x=dev.x[:, keep], features=tuple(T.FEATURES[i] for i in keep))),
         ("with", dev),
     ):
-        presence, severity, worst, _ = T.out_of_fold(d, fold, T.FOLDS, quick=False, seed=0)
-        named, conf = T.cross_fitted(presence, severity, d, fold, args.clean_target)
+        report, presence, severity, _, _ = T.cross_validate(d, fold, args.clean_target)
         evident = T.decide_module.evidence(presence, severity)
-        report = T.tables(d, named, conf, T._scores(named, severity, worst))
         print(
             f"{label}: clean ok {report['clean_ok']:.3f}, primary s4 {report['primary_s4']:.3f}, "
             f"ECE {report['ece']:.3f}, AUROC {report['auroc']:.3f}"

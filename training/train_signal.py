@@ -380,14 +380,21 @@ def engine_tables(data: Data, model: SignalModel) -> dict[str, Any]:
 # --- trees ----------------------------------------------------------------------------------------------
 
 
+# The trees' settings (training/sweep_settings.py cross-validates others).
+TREE_SETTINGS: dict[str, Any] = {
+    "learning_rate": 0.08,
+    "num_leaves": 15,
+    "max_depth": 6,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 1.0,
+}
+
+
 def _params(objective: str, quick: bool, seed: int) -> dict[str, Any]:
     return {
         "objective": objective,
-        "learning_rate": 0.08,
-        "num_leaves": 15,
-        "max_depth": 6,
-        "min_data_in_leaf": 5 if quick else 20,
-        "feature_fraction": 0.8,
+        **TREE_SETTINGS,
+        "min_data_in_leaf": 5 if quick else TREE_SETTINGS["min_data_in_leaf"],
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": 1.0,
@@ -711,6 +718,14 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
     }
 
 
+def cross_validate(data: Data, fold: np.ndarray, clean_target: float, *, quick: bool = False, seed: int = 0):
+    """The cross-validation tables of the engine's decision on development photos (out-of-fold trees,
+    cross-fitted thresholds and calibration), and the out-of-fold predictions they come from."""
+    presence, severity, worst, used = out_of_fold(data, fold, len(np.unique(fold)), quick=quick, seed=seed)
+    named, conf = cross_fitted(presence, severity, data, fold, clean_target)
+    return tables(data, named, conf, _scores(named, severity, worst)), presence, severity, worst, used
+
+
 def cross_fitted(presence: np.ndarray, severity: np.ndarray, data: Data, fold: np.ndarray, clean_target: float):
     """Thresholds and calibration fitted on the other folds' images, applied to each fold's."""
     named: list[list[str]] = [[] for _ in range(len(data.photo))]
@@ -778,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--pairs", type=int, default=10, help="two-distortion images per photo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clean-target", type=float, default=0.07, help="share of clean images flagged, at most")
+    parser.add_argument("--clean-target", type=float, default=0.06, help="share of clean images flagged, at most")
     args = parser.parse_args(argv)
 
     from training import photos as photo_source
@@ -807,11 +822,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    presence, severity, worst, used = out_of_fold(dev, fold, folds, quick=args.quick, seed=args.seed)
+    cv_report, presence, severity, worst, used = cross_validate(
+        dev, fold, args.clean_target, quick=args.quick, seed=args.seed
+    )
     if not args.quick:  # kept for looking into the decision rule without retraining
         np.savez(args.cache.parent / "signal-oof.npz", presence=presence, severity=severity, worst=worst, fold=fold)
-    named, conf = cross_fitted(presence, severity, dev, fold, args.clean_target)
-    cv_report = tables(dev, named, conf, _scores(named, severity, worst))
     final = fit_decision(presence, severity, dev, args.clean_target)
 
     # The shipped trees: fitted on every development photo, each booster with the median of the trees its

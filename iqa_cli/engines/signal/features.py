@@ -57,6 +57,7 @@ _DERIVED = (
     "native_vs_whole_blur",
     "sat_mean",
     "sat_p95",
+    "sat_top",
     "value_p01",
     "value_p99",
     "low_p01",
@@ -69,10 +70,19 @@ _DERIVED = (
 FEATURES: tuple[str, ...] = _WHOLE + tuple(f"native_{name}" for name in _NATIVE) + _DERIVED
 
 
+# Pixels at least this bright (highest channel) count for the saturation ceiling: darker ones get their
+# saturation from noise and JPEG chroma error, whatever was done to the colours.
+TOP_SATURATION_LEVEL = 24
+
+
 def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
     """HSV saturation (mean, 95th percentile), which the HSV distortions scale, and the 1st/99th percentile of
     the highest channel (HSV's V) and the 1st of the lowest: a shift of V leaves a floor or a ceiling on V that
-    luma does not show (a brightened pure blue keeps a dark luma). Every 4th pixel each way."""
+    luma does not show (a brightened pure blue keeps a dark luma). Every 4th pixel each way.
+
+    `sat_top`, the 99.9th percentile of saturation over lit pixels, is the ceiling desaturation leaves: scaling
+    every pixel's saturation by 0.2 caps all of them at 0.2, while even a muted or foggy photo keeps a few
+    strongly coloured pixels (a sign, a flower, a coloured edge); the 95th percentile cannot see a ceiling."""
     sub = pixels[::4, ::4].reshape(-1, 3)
     # Pairwise maxima of the channel columns: the same values as max(axis=1), a twentieth of the time.
     high = np.maximum(np.maximum(sub[:, 0], sub[:, 1]), sub[:, 2])
@@ -80,9 +90,11 @@ def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
     high_f = high.astype(np.float32)
     s = np.where(high > 8, (high_f - low) / np.maximum(high_f, 1.0), 0.0)
     value_p01, value_p99 = np.percentile(high, (1, 99))
+    lit = s[high > TOP_SATURATION_LEVEL]
     return {
         "sat_mean": float(s.mean()),
         "sat_p95": float(np.percentile(s, 95)),
+        "sat_top": float(np.percentile(lit, 99.9)) if lit.size else math.nan,
         "value_p01": float(value_p01),
         "value_p99": float(value_p99),
         "low_p01": float(np.percentile(low, 1)),
