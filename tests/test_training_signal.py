@@ -130,3 +130,32 @@ def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_o
     assert isinstance(variants[2][1], int)
     with pytest.raises(SystemExit, match="unknown setting"):
         sweep_settings._variants(["leaves=31"])
+
+
+def test_hull_rule_spends_the_budget_where_it_buys_the_most():
+    # Two categories, 40 clean images, room for three clean flags. Category 0: three copies of one odd clean
+    # photo at expected severity 3.0 stand between the other clean images (<= 2.0) and ten distorted ones at
+    # 2.5. Category 1 finds nothing whatever it flags. Equal shares give both the same share, so flagging the
+    # odd photo's three copies in category 0 costs three more in category 1, over the budget: they find
+    # nothing. The hull spends the whole budget on category 0 and finds all ten.
+    categories = len(train_signal.CATEGORY_KEYS)
+    n_clean, n_bad = 40, 10
+    presence = np.zeros((n_clean + n_bad, categories))
+    severity = np.ones_like(presence)
+    presence[:, 0] = 1.0
+    severity[:37, 0] = np.linspace(1.0, 2.0, 37)
+    severity[37:n_clean, 0] = 3.0
+    severity[n_clean:, 0] = 2.5
+    presence[:n_clean, 1] = 1.0
+    severity[:n_clean, 1] = np.linspace(2.0, 1.0, n_clean)  # its highest clean images are other ones
+    present = np.zeros((n_clean + n_bad, categories), dtype=np.int64)
+    present[n_clean:, 0] = 4
+    data = train_signal.Data(
+        np.zeros((len(present), 1)), present, np.array(["p"] * len(present)), [[]] * len(present), [], ("x",)
+    )
+    hull = train_signal.hull_thresholds(presence, severity, data, clean_target=0.08)
+    _, _, named = train_signal.answers(presence, severity, hull)
+    assert named[n_clean:].all() and named[:n_clean].sum() == 3
+    shares = train_signal.equal_share_thresholds(presence, severity, data, clean_target=0.08)
+    _, _, named = train_signal.answers(presence, severity, shares)
+    assert not named[n_clean:].any()

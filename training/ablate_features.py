@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("features", help="comma-separated feature names to leave out")
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
-    parser.add_argument("--clean-target", type=float, default=0.07)
+    parser.add_argument("--clean-target", type=float, default=T.CLEAN_TARGET)
     args = parser.parse_args(argv)
     left_out = set(args.features.split(","))
     unknown = left_out - set(T.FEATURES)

@@ -7,12 +7,13 @@ What is thresholded, per category:
 - `probability`: the presence probability alone (the statistic before format /2), i.e. the same rule with
   every predicted severity set to 1.
 How the thresholds are chosen:
-- `equal share` (the shipped rule, train_signal.fit_decision): every category may flag the same share of
-  the clean images;
-- `hull`: the budget goes where it buys the most, walking each category's curve of clean images flagged
-  against its distorted images found (severity 2 and over) and taking, at each step, the jump with the
-  best gain per clean image flagged over all categories, so a plateau (one odd clean photo) does not hide
-  the cliff behind it as it does for a greedy rule with small steps.
+- `equal share` (train_signal.equal_share_thresholds, the rule before): every category may flag the same
+  share of the clean images;
+- `hull` (train_signal.hull_thresholds, the shipped rule): the budget goes where it buys the most, walking
+  each category's curve of clean images flagged against its distorted images found (severity 2 and over)
+  and taking, at each step, the jump with the best gain per clean image flagged over all categories, so a
+  plateau (one odd clean photo) does not hide the cliff behind it as it does for a greedy rule with small
+  steps.
 
 Each rule's in-sample budget is swept; what counts is the cross-fitted pair (clean images called ok,
 severity 4 identified) on photos the thresholds were not fitted on. Reads the feature cache and the
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,50 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 from training import train_signal as T
 
 
-def hull_thresholds(
-    presence: np.ndarray, severity: np.ndarray, d: T.Data, clean_target: float, floor: float = 0.5
-) -> np.ndarray:
-    """Thresholds on expected severity from the steepest-gain walk described in the module docstring."""
-    clean = d.worst == 0
-    evident = T.decide_module.evidence(presence, severity)
-    on_clean = evident[clean]
-    budget = int(clean_target * len(on_clean))
-    candidates, gains = [], []
-    for j in range(len(T.CATEGORY_KEYS)):
-        found = evident[d.present[:, j] >= 2, j]
-        values = np.unique(on_clean[:, j])[::-1]
-        # Candidate k flags the k highest clean values: half-way between the k-th and the next.
-        steps = [max(floor, float(values[0]) + 1e-9)]
-        for k in range(1, min(len(values), budget + 1)):
-            steps.append(max(floor, float(values[k - 1] + values[k]) / 2))
-            if steps[-1] <= floor:
-                break
-        candidates.append(np.array(steps))
-        gains.append(np.array([(found >= t).mean() if found.size else 0.0 for t in steps]))
-    state = [0] * len(candidates)
-    flagged = np.zeros(len(on_clean), bool)
-    while True:
-        best = None
-        for j, steps in enumerate(candidates):
-            for k in range(state[j] + 1, len(steps)):
-                cost = int(((on_clean[:, j] >= steps[k]) & ~flagged).sum())
-                if flagged.sum() + cost > budget:
-                    break
-                gain = gains[j][k] - gains[j][state[j]]
-                if gain > 0 and (best is None or gain / max(cost, 0.5) > best[0]):
-                    best = (gain / max(cost, 0.5), j, k)
-        if best is None:
-            return np.array([steps[s] for steps, s in zip(candidates, state, strict=True)])
-        _, j, k = best
-        state[j] = k
-        flagged |= on_clean[:, j] >= candidates[j][k]
-
-
-Rule = Callable[[np.ndarray, np.ndarray, T.Data, float], np.ndarray]
-
-
 def cross_fitted_names(
-    rule: Rule, presence: np.ndarray, severity: np.ndarray, dev: T.Data, fold, target: float
+    rule: T.ThresholdRule, presence: np.ndarray, severity: np.ndarray, dev: T.Data, fold, target: float
 ) -> list[list[str]]:
     """Each fold named with thresholds the rule fitted on the other folds."""
     named: list[list[str]] = [[] for _ in range(len(dev.photo))]
@@ -105,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("signal-oof.npz is from another corpus: rerun training/train_signal.py")
     presence = oof["presence"]
     statistics = {"probability": np.ones_like(oof["severity"]), "expected severity": oof["severity"]}
-    rules: dict[str, Rule] = {
-        "equal share": lambda p, s, d, t: T.fit_decision(p, s, d, t).thresholds,
-        "hull": hull_thresholds,
-    }
+    rules: dict[str, T.ThresholdRule] = {"equal share": T.equal_share_thresholds, "hull": T.hull_thresholds}
     print("statistic          rule         budget  clean ok  s4 mean  s2 mean  primary s4")
     for statistic, severity in statistics.items():
         for label, rule in rules.items():
