@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 
 from training import train_signal as T
 
+# (presence, severity, development data, clean budget) -> one threshold per category
+ThresholdRule = Callable[[np.ndarray, np.ndarray, T.Data, float], np.ndarray]
+
 
 def cross_fitted_names(
-    rule: T.ThresholdRule, presence: np.ndarray, severity: np.ndarray, dev: T.Data, fold, target: float
+    rule: ThresholdRule, presence: np.ndarray, severity: np.ndarray, dev: T.Data, fold, target: float
 ) -> list[list[str]]:
     """Each fold named with thresholds the rule fitted on the other folds."""
     named: list[list[str]] = [[] for _ in range(len(dev.photo))]
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("signal-oof.npz is from another corpus: rerun training/train_signal.py")
     presence = oof["presence"]
     statistics = {"probability": np.ones_like(oof["severity"]), "expected severity": oof["severity"]}
-    rules: dict[str, T.ThresholdRule] = {"equal share": T.equal_share_thresholds, "hull": T.hull_thresholds}
+    rules: dict[str, ThresholdRule] = {"equal share": T.equal_share_thresholds, "hull": T.hull_thresholds}
     print("statistic          rule         budget  clean ok  s4 mean  s2 mean  primary s4")
     for statistic, severity in statistics.items():
         for label, rule in rules.items():

@@ -33,7 +33,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from multiprocessing import get_context
@@ -698,18 +698,10 @@ def hull_thresholds(
         flagged |= on_clean[:, j] >= candidates[j][k]
 
 
-ThresholdRule = Callable[[np.ndarray, np.ndarray, Data, float], np.ndarray]
-
-
-def fit_decision(
-    presence: np.ndarray,
-    severity: np.ndarray,
-    data: Data,
-    clean_target: float,
-    rule: ThresholdRule = hull_thresholds,
-) -> Decision:
-    """The thresholds of `rule`, then the isotonic calibration of each answer type on these images."""
-    best = rule(presence, severity, data, clean_target)
+def fit_decision(presence: np.ndarray, severity: np.ndarray, data: Data, clean_target: float) -> Decision:
+    """The shipped rule's thresholds (hull_thresholds), then the isotonic calibration of each answer type on
+    these images."""
+    best = hull_thresholds(presence, severity, data, clean_target)
     named, raw, any_named = answers(presence, severity, best)
     right = np.array([primary_right(t, n) for t, n in zip(data.truth, named, strict=True)], dtype=float)
     calibration = {

@@ -138,12 +138,13 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
         return []
     model = model or shipped_model()
     prediction = model.predict(model.matrix(rows))
+    evident = evidence(prediction.presence, prediction.severity)
+    expected = expected_severity(prediction.presence, prediction.severity)
     verdicts = []
     for n, values in enumerate(rows):
         p = prediction.presence[n]
         probabilities = {c: float(p[i]) for i, c in enumerate(model.categories)}
-        named = name_categories(evidence(p, prediction.severity[n]), model.thresholds, model.max_named)
-        expected = expected_severity(p, prediction.severity[n])
+        named = name_categories(evident[n], model.thresholds, model.max_named)
         kind = "named" if named else "none"
         confidence = float(model.calibration[kind](np.array([answer_probability(p, named)]))[0])
         categories, severities, confidence, monochrome = _guarded(
@@ -164,7 +165,7 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
                 rating=rating_for_score(score),
                 confidence=round(confidence, 3),
                 probabilities={c: round(v, 4) for c, v in probabilities.items()},
-                expected={c: round(float(expected[i]), 3) for i, c in enumerate(model.categories)},
+                expected={c: round(float(expected[n, i]), 3) for i, c in enumerate(model.categories)},
                 quality=round(quality, 3),
                 values=values,
                 monochrome=monochrome,
