@@ -210,6 +210,20 @@ def test_colour_and_tone_curve_features_equal_their_plain_numpy_definitions(phot
         assert extremes["sat_top"] == float(np.percentile(s[high > 24], 99.9))
 
 
+def test_tile_sums_are_exact_at_the_largest_values_their_callers_sum():
+    # _tile_sums adds in an order chosen for speed; that cannot change a value only while every tile sum is an
+    # integer below 2^24. The worst cases: the noise filter's |lap| <= 4 x 255 over 32 x 32 tiles, a squared
+    # half-resolution gradient <= 255^2 over 16 x 16 tiles (the orientation), a tile's activity <= 2 x 255.
+    from iqa_cli.engines.signal.measure import _tile_sums
+
+    rng = np.random.default_rng(3)
+    for top, tile, dtype in ((1020, 32, np.int16), (255**2, 16, np.float32), (510, 16, np.int16)):
+        for values in (np.full((70, 90), top, dtype), rng.integers(0, top + 1, (70, 90)).astype(dtype)):
+            rows, cols = 70 // tile, 90 // tile
+            exact = values[: rows * tile, : cols * tile].astype(np.int64).reshape(rows, tile, cols, tile).sum((1, 3))
+            assert np.array_equal(_tile_sums(values, rows, cols, tile), exact.ravel())
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (20, 30, 3), (48, 2000, 3)])
 @pytest.mark.parametrize("fill", [0, 128, None])
 def test_small_flat_and_odd_images_are_measured(shape: tuple[int, int, int], fill: int | None, tmp_path: Path):

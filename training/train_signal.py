@@ -95,9 +95,10 @@ def _code_version() -> str:
     import iqa_cli.audit.load as ld
     import iqa_cli.engines.signal.features as f
     import iqa_cli.engines.signal.measure as m
+    import iqa_cli.engines.signal.order_stats as o
 
     digest = hashlib.blake2b(digest_size=8)
-    for module in (f, m, ld, distortions):
+    for module in (f, m, o, ld, distortions):
         # Import lines left out: moving a module elsewhere in the package changes no feature.
         lines = Path(module.__file__).read_text().splitlines()
         digest.update("\n".join(x for x in lines if not x.startswith(("import ", "from "))).encode())

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from iqa_cli.engines.signal.measure import Measurements, measure_pixels
+from iqa_cli.engines.signal.order_stats import median, percentile, percentiles
 from iqa_cli.images import DecodePlan, LoadedImage
 
 ANALYSIS_SIDE = 640
@@ -89,15 +90,15 @@ def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
     low = np.minimum(np.minimum(sub[:, 0], sub[:, 1]), sub[:, 2])
     high_f = high.astype(np.float32)
     s = np.where(high > 8, (high_f - low) / np.maximum(high_f, 1.0), 0.0)
-    value_p01, value_p99 = np.percentile(high, (1, 99))
+    value_p01, value_p99 = percentiles(high, (1, 99))
     lit = s[high > TOP_SATURATION_LEVEL]
     return {
         "sat_mean": float(s.mean()),
-        "sat_p95": float(np.percentile(s, 95)),
-        "sat_top": float(np.percentile(lit, 99.9)) if lit.size else math.nan,
-        "value_p01": float(value_p01),
-        "value_p99": float(value_p99),
-        "low_p01": float(np.percentile(low, 1)),
+        "sat_p95": percentile(s, 95),
+        "sat_top": percentile(lit, 99.9) if lit.size else math.nan,
+        "value_p01": value_p01,
+        "value_p99": value_p99,
+        "low_p01": percentile(low, 1),
     }
 
 
@@ -126,10 +127,10 @@ def _tone_curve_traces(pixels: np.ndarray) -> tuple[float, float, float, float]:
     if not dark_gaps:
         return (math.nan,) * 4
     return (
-        float(np.median(dark_gaps)),
-        float(np.median(bright_gaps)),
-        float(np.median(dark_comb)),
-        float(np.median(bright_comb)),
+        median(dark_gaps),
+        median(bright_gaps),
+        median(dark_comb),
+        median(bright_comb),
     )
 
 
