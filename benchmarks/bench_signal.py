@@ -3,8 +3,11 @@
     python benchmarks/bench_signal.py [--repeat 5] [--side 1600] [--json FILE]
 
 The pair in one run, on the same decoded photos, so a shared machine's load affects both alike:
-- `measure_768`: one `measure_pixels` on the image at 768 px, which is what the engine cost before it
-  learned its decisions (the reference the issue sets);
+- `measure_768_issue`: one `measure_pixels` on the image at 768 px with the measuring code of commit
+  2058f3f (read from git), the engine's cost when issue 10 set its target ("no more CPU per image than
+  today's measurements"): the reference the target is taken against;
+- `measure_768`: the same with today's `measure_pixels`, which has become cheaper with the features
+  (for comparison only: it is the same code as the features', so it moves with them);
 - `features`: `features.extract` (the 640 px image plus the 384 px native crop), in the decode workers;
 - `model`: `decide_many` over a batch of 64 feature rows, per image, in the main process.
 Decoding is not timed: it is the loader's cost, measured by bench_decode.py and bench_audit.py.
@@ -16,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,25 @@ from iqa_cli.engines.signal.measure import measure_pixels
 from iqa_cli.images import DecodePlan, LoadedImage
 from iqa_cli.testing.photos import CLEAN_PHOTOS, load_all
 from training.provenance import commit, machine
+
+# measure.py as it was when the issue was filed (its later changes are the features' own).
+ISSUE_COMMIT = "2058f3f"
+
+
+def _measure_pixels_at(commit_id: str):
+    """`measure_pixels` from measure.py at a commit, or None where git or that commit is not at hand."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["git", "-C", str(root), "show", f"{commit_id}:iqa_cli/engines/signal/measure.py"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return None
+    module = types.ModuleType(f"measure_{commit_id}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(done.stdout, f"{commit_id}:iqa_cli/engines/signal/measure.py", "exec"), module.__dict__)
+    return module.measure_pixels
 
 
 def _cpu_per_image(function, items, repeat: int) -> list[float]:
@@ -85,24 +109,33 @@ def main(argv: list[str] | None = None) -> int:
         rows = [extract(image) for image in engine_images]
         batch = (rows * (64 // len(rows) + 1))[:64]
         decide_many(batch)  # load the model once, outside the timing
-        figures = {
-            "measure_768": _cpu_per_image(
-                lambda im: measure_pixels(im.pixels, im.facts.width), reference_images, repeat
-            ),
-            "features": _cpu_per_image(extract, engine_images, repeat),
-            "model": [t / 64 for t in _cpu_per_image(decide_many, [batch], repeat)],
-        }
-    reference = float(np.median(figures["measure_768"]))
+        figures = {}
+        issue_measure = _measure_pixels_at(ISSUE_COMMIT)
+        if issue_measure is not None:
+            figures["measure_768_issue"] = _cpu_per_image(
+                lambda im: issue_measure(im.pixels, im.facts.width), reference_images, repeat
+            )
+        figures["measure_768"] = _cpu_per_image(
+            lambda im: measure_pixels(im.pixels, im.facts.width), reference_images, repeat
+        )
+        figures["features"] = _cpu_per_image(extract, engine_images, repeat)
+        figures["model"] = [t / 64 for t in _cpu_per_image(decide_many, [batch], repeat)]
     total = float(np.median(figures["features"])) + float(np.median(figures["model"]))
+    ratios = {
+        key: total / float(np.median(figures[key])) for key in ("measure_768_issue", "measure_768") if key in figures
+    }
     print(
         f"commit {commit()}; {machine()}; load average {os.getloadavg()[0]:.2f}; {len(engine_images)} photos "
         f"at <= {args.side} px, {repeat} repeats; CPU ms per image (min / median / max)"
     )
     for key, values in figures.items():
-        print(f"  {key:<12} {min(values):7.2f} {np.median(values):7.2f} {max(values):7.2f}")
-    print(f"  features + model over measure_768: {total / reference:.2f}x")
+        print(f"  {key:<17} {min(values):7.2f} {np.median(values):7.2f} {max(values):7.2f}")
+    if "measure_768_issue" not in ratios:
+        print(f"  (no {ISSUE_COMMIT} in this checkout's git history: the issue's reference was not timed)")
+    for key, ratio in ratios.items():
+        print(f"  features + model over {key}: {ratio:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"figures": figures, "ratio": total / reference, "machine": machine()}))
+        args.json.write_text(json.dumps({"figures": figures, "ratios": ratios, "machine": machine()}))
     return 0
 
 

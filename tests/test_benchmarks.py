@@ -45,6 +45,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"iqa --version +\d+\.\d+s +none",
         ),
         (
+            ["bench_signal.py", "--quick"],
+            r"features \+ model over measure_768: \d+\.\d\dx",
+        ),
+        (
             ["bench_reaudit.py", "--quick"],
             r"re-audit, store only +\d+\.\d+ s +\d+ files/s +\(2000 replayed, 0 decoded\)",
         ),
