@@ -1,6 +1,6 @@
 """CPU cost of the signal engine per image: features + model, beside one 768 px measurement (a script, not a test).
 
-    python benchmarks/bench_signal.py [--repeat 5] [--side 1600] [--json FILE]
+    python benchmarks/bench_signal.py [--repeat 5] [--side 1600] [--json FILE] [--profile]
 
 The pair in one run, on the same decoded photos, so a shared machine's load affects both alike:
 - `measure_768_issue`: one `measure_pixels` on the image at 768 px with the measuring code of commit
@@ -61,6 +61,29 @@ def _measure_pixels_at(commit_id: str):
     return module.measure_pixels
 
 
+def _print_profile(images: list[LoadedImage], repeat: int) -> None:
+    """Cumulative CPU per image of the signal engine's own functions inside `extract`, under cProfile (which
+    adds its own cost per call, so the shares matter more than the absolute figures)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeat):
+        for image in images:
+            extract(image)
+    profiler.disable()
+    calls = len(images) * repeat
+    rows = [
+        (cumulative, f"{Path(file).stem}.{name}")
+        for (file, _, name), (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items()  # type: ignore[attr-defined]
+        if "engines/signal/" in file.replace("\\", "/")
+    ]
+    print(f"under cProfile, cumulative CPU ms per image ({calls} calls of features.extract):")
+    for cumulative, name in sorted(rows, reverse=True)[:16]:
+        print(f"  {name:<36} {cumulative / calls * 1000:7.2f}")
+
+
 def _cpu_per_image(function, items, repeat: int) -> list[float]:
     out = []
     for _ in range(repeat):
@@ -92,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         "--folder", type=Path, default=None, help="photos to use instead of the bundled ones (e.g. the training cache)"
     )
     parser.add_argument("--limit", type=int, default=24, help="with --folder: at most this many, largest first")
+    parser.add_argument(
+        "--profile", action="store_true", help="also: where features.extract spends its CPU, per function (cProfile)"
+    )
     args = parser.parse_args(argv)
     names = CLEAN_PHOTOS[:2] if args.quick else CLEAN_PHOTOS
     repeat = 1 if args.quick else args.repeat
@@ -120,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         figures["features"] = _cpu_per_image(extract, engine_images, repeat)
         figures["model"] = [t / 64 for t in _cpu_per_image(decide_many, [batch], repeat)]
+        if args.profile:
+            _print_profile(engine_images, repeat)
     total = float(np.median(figures["features"])) + float(np.median(figures["model"]))
     ratios = {
         key: total / float(np.median(figures[key])) for key in ("measure_768_issue", "measure_768") if key in figures
