@@ -97,7 +97,10 @@ class ControlledEngine(BrightnessEngine):
 
     - ``die-once``: the first assess call that finds it renames it to ``died`` and kills its own process;
     - ``gate`` (holding a file-name pattern): an assess call with an image whose name matches it writes
-      ``waiting``, then waits until the file ``open`` exists."""
+      ``waiting``, then waits until the file ``open`` exists.
+
+    Every call that returns appends its images' names to ``assessed``, one per line: a test can tell which
+    images an actor got through before it was held (Ray may run a later block's call first)."""
 
     name = "controlled"
 
@@ -124,7 +127,10 @@ class ControlledEngine(BrightnessEngine):
             Path(self.control, "waiting").touch()
             while not os.path.exists(os.path.join(self.control, "open")):
                 time.sleep(0.05)
-        return super().assess(batch, request)
+        results = super().assess(batch, request)
+        with open(os.path.join(self.control, "assessed"), "a", encoding="utf-8") as log:
+            log.writelines(f"{item.payload['name']}\n" for item in batch)
+        return results
 
 
 class GpuSignalEngine(SignalEngine):
