@@ -116,10 +116,16 @@ def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_pat
     rows = train_signal.build_features(train_signal.plan_corpus(photos, seed=0, pairs=1, quick=True), None, 1)
     # The cache sits beside the photo folder, where train_signal.py keeps it.
     train_signal._write_cache(tmp_path / "signal-features.parquet", rows, train_signal._code_version())
-    assert evaluate_shipped.main(["--cache", str(tmp_path / "photos")]) == 0
+    copied = tmp_path / "test-photos"
+    assert evaluate_shipped.main(["--cache", str(tmp_path / "photos"), "--photos-to", str(copied)]) == 0
     printed = capsys.readouterr().out
     assert "model signal-" in printed and "clean called ok" in printed and "ECE" in printed
     assert "other feature code" not in printed
+    # The test photos, the clean originals byte for byte, for `iqa eval --make-set`.
+    test_keys = train_signal.split_photos([key for key, _, _ in photos], 0)
+    assert test_keys and sorted(p.name for p in copied.iterdir()) == sorted(k.replace("/", "__") for k in test_keys)
+    path_of = {key: path for key, path, _ in photos}
+    assert all((copied / k.replace("/", "__")).read_bytes() == Path(path_of[k]).read_bytes() for k in test_keys)
 
 
 def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_ones():

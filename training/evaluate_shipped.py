@@ -1,6 +1,6 @@
 """The shipped signal model on the test photos, from the cached training features, without retraining.
 
-    python training/evaluate_shipped.py [--cache DIR] [--model FILE]
+    python training/evaluate_shipped.py [--cache DIR] [--model FILE] [--photos-to DIR]
 
 train_signal.py measures the model it writes once, on the test photos (a fifth of each source, never trained
 on). This script repeats that measurement for the model in the package (or `--model`) on the feature cache that
@@ -12,6 +12,7 @@ docs/signal-validation.md still hold for the code and the features of this check
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--model", type=Path, default=None, help="a model file (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0, help="train_signal.py's --seed (it picks the test photos)")
+    parser.add_argument(
+        "--photos-to",
+        type=Path,
+        default=None,
+        help="also copy the test photos (the clean originals) into this folder, for `iqa eval --make-set`",
+    )
     args = parser.parse_args(argv)
     import pyarrow.parquet as pq
 
@@ -43,7 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     report = T.engine_tables(test, model)
     print(f"model {model.info.get('id')} on the test photos of {cache}:")
     T.print_report(report)
+    if args.photos_to is not None:
+        _copy_photos(sorted(set(test.photo)), args.cache or photo_source.default_cache(), args.photos_to)
     return 0
+
+
+def _copy_photos(keys: list[str], photo_cache: Path, folder: Path) -> None:
+    """Copy the photos named by their training keys ("source/name") into folder, as source__name (the bundled
+    ones are where train_signal.py writes them, beside the photo cache)."""
+    from training import photos as photo_source
+
+    found = photo_source.cached_photos(photo_cache) + photo_source.bundled_photos(photo_cache.parent / "bundled")
+    path_of = {f"{photo.source}/{photo.name}": photo.path for photo in found}
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        shutil.copyfile(path_of[key], folder / key.replace("/", "__"))
+    print(f"{len(keys)} test photos copied to {folder}")
 
 
 if __name__ == "__main__":
