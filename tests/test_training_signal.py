@@ -123,9 +123,10 @@ def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_pat
     assert "other feature code" not in printed
     # The test photos, the clean originals byte for byte, for `iqa eval --make-set`.
     test_keys = train_signal.split_photos([key for key, _, _ in photos], 0)
-    assert test_keys and sorted(p.name for p in copied.iterdir()) == sorted(k.replace("/", "__") for k in test_keys)
-    path_of = {key: path for key, path, _ in photos}
-    assert all((copied / k.replace("/", "__")).read_bytes() == Path(path_of[k]).read_bytes() for k in test_keys)
+    path_of = {key: Path(path) for key, path, _ in photos}
+    names = {k: k.replace("/", "__") + path_of[k].suffix for k in test_keys}  # bundled keys have no suffix
+    assert test_keys and sorted(p.name for p in copied.iterdir()) == sorted(names.values())
+    assert all((copied / names[k]).read_bytes() == path_of[k].read_bytes() for k in test_keys)
 
 
 def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_ones():

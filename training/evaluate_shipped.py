@@ -56,15 +56,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _copy_photos(keys: list[str], photo_cache: Path, folder: Path) -> None:
-    """Copy the photos named by their training keys ("source/name") into folder, as source__name (the bundled
-    ones are where train_signal.py writes them, beside the photo cache)."""
+    """Copy the photos named by their training keys ("source/name") into folder, as source__name with the file's
+    suffix (the bundled ones are where train_signal.py writes them, beside the photo cache)."""
     from training import photos as photo_source
 
     found = photo_source.cached_photos(photo_cache) + photo_source.bundled_photos(photo_cache.parent / "bundled")
     path_of = {f"{photo.source}/{photo.name}": photo.path for photo in found}
     folder.mkdir(parents=True, exist_ok=True)
     for key in keys:
-        shutil.copyfile(path_of[key], folder / key.replace("/", "__"))
+        name = key.replace("/", "__")
+        source = Path(path_of[key])
+        if not name.lower().endswith(source.suffix.lower()):  # the bundled photos' keys have no suffix
+            name += source.suffix
+        shutil.copyfile(source, folder / name)
     print(f"{len(keys)} test photos copied to {folder}")
 
 
