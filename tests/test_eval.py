@@ -389,6 +389,9 @@ def test_make_set_files_labels_and_determinism(clean_photos: Path, tmp_path: Pat
     assert {label.category for label in singles} == set(category_key(k) for k in _all_keys())
     other = runner.invoke(app, [*args[:-1], "6", "--set-out", str(tmp_path / "s3")])
     assert other.exit_code == 0 and _digest(tmp_path / "s3") != _digest(tmp_path / "s1")
+    # Built one photo per process, the set is the same, labels in the same order.
+    parallel = runner.invoke(app, [*args, "--set-out", str(tmp_path / "s4"), "--workers", "2"])
+    assert parallel.exit_code == 0 and _digest(tmp_path / "s4") == _digest(tmp_path / "s1")
 
 
 def _all_keys() -> list[str]:

@@ -100,7 +100,8 @@ def eval_command(
         typer.Option(
             "--make-set",
             metavar="DIR",
-            help="Build a labelled set from this folder of clean photos instead of evaluating.",
+            help="Build a labelled set from this folder of clean photos instead of evaluating (photos side by side in"
+            " --workers processes; the same set whatever their number).",
             rich_help_panel=MAKE_SET,
         ),
     ] = None,
@@ -164,6 +165,7 @@ def eval_command(
                 seed=seed,
                 pairs=pairs,
                 max_side=max_side,
+                workers=decode_workers(workers),
             )
             _set_made(written, json_out)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ def build_set(
     seed: int,
     pairs: int,
     max_side: int | None,
+    workers: int = 1,
 ) -> Path:
     """See evaluate.make_set; returns the path of the labels file written."""
     if functions not in FUNCTION_CHOICES:
@@ -47,47 +49,75 @@ def build_set(
         raise SetError(f"pairs must be 0 or more, not {pairs}")
     if max_side is not None and max_side < 1:
         raise SetError(f"max_side must be a positive number of pixels, not {max_side}")
-    from iqa_cli.evaluation.distortions import FUNCTIONS, distort  # scipy: imported only when a set is built
-
-    severities = sorted(set(severities))
     out = Path(out_folder)
     photos = list(_clean_photos(Path(clean_folder)))
     if not photos:
         raise SetError(f"no images found under {clean_folder}: give a folder of clean photos")
-    rows: list[tuple[str, str, str, str]] = []
-    for index, (stem, source) in enumerate(photos):
-        pixels = _load(source, max_side)
-        rows.append((_save(pixels, out, "clean", stem), "none", "", ""))
-        for c_index, category in enumerate(CATEGORIES):
-            names = list(FUNCTIONS[category])
-            if functions == "one-per-category":
-                pick = np.random.default_rng([seed, index, c_index])
-                names = [names[int(pick.integers(len(names)))]]
-            for f_index, function in enumerate(names):
-                for severity in severities:
-                    rng = np.random.default_rng([seed, index, c_index, f_index, severity])
-                    image = distort(pixels, category, severity, rng=rng, function=function)
-                    name = _save(image, out, category, f"{stem}-{function}-{severity}")
-                    rows.append((name, category, str(severity), function))
-        for pair in range(pairs):
-            rng = np.random.default_rng([seed, index, _PAIR_STREAM + pair])
-            first, second = _pair(rng)
-            image = pixels
-            chosen = []
-            for category in (first, second):
-                names = list(FUNCTIONS[category])
-                function = names[int(rng.integers(len(names)))]
-                severity = int(severities[int(rng.integers(len(severities)))])
-                image = distort(image, category, severity, rng=rng, function=function)
-                chosen.append((category, str(severity), function))
-            name = _save(image, out, "pairs", f"{stem}-{pair:02d}-{first}-{second}")
-            rows.extend((name, *c) for c in chosen)
+    recipe = _Recipe(out, tuple(sorted(set(severities))), functions, seed, pairs, max_side)
+    jobs = [(recipe, index, stem, source) for index, (stem, source) in enumerate(photos)]
+    if workers > 1 and len(jobs) > 1:
+        from multiprocessing import get_context
+
+        # Each photo's draws depend only on the seed and its place in the folder, so any number of processes
+        # writes the same set; imap keeps the labels in the folder's order.
+        with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            per_photo = list(pool.imap(_photo_rows, jobs))
+    else:
+        per_photo = [_photo_rows(job) for job in jobs]
     labels = out / "labels.csv"
     with open(labels, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["file", "category", "severity", "function"])
-        writer.writerows(rows)
+        for rows in per_photo:
+            writer.writerows(rows)
     return labels
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What build_set makes of every photo (picklable, for the worker processes)."""
+
+    out: Path
+    severities: tuple[int, ...]
+    functions: str
+    seed: int
+    pairs: int
+    max_side: int | None
+
+
+def _photo_rows(job: tuple[_Recipe, int, str, Path]) -> list[tuple[str, str, str, str]]:
+    """Write one photo's clean copy, distortions and pairs; its label rows (module-level: a worker's task)."""
+    from iqa_cli.evaluation.distortions import FUNCTIONS, distort  # scipy: imported only when a set is built
+
+    recipe, index, stem, source = job
+    out, seed = recipe.out, recipe.seed
+    pixels = _load(source, recipe.max_side)
+    rows: list[tuple[str, str, str, str]] = [(_save(pixels, out, "clean", stem), "none", "", "")]
+    for c_index, category in enumerate(CATEGORIES):
+        names = list(FUNCTIONS[category])
+        if recipe.functions == "one-per-category":
+            pick = np.random.default_rng([seed, index, c_index])
+            names = [names[int(pick.integers(len(names)))]]
+        for f_index, function in enumerate(names):
+            for severity in recipe.severities:
+                rng = np.random.default_rng([seed, index, c_index, f_index, severity])
+                image = distort(pixels, category, severity, rng=rng, function=function)
+                name = _save(image, out, category, f"{stem}-{function}-{severity}")
+                rows.append((name, category, str(severity), function))
+    for pair in range(recipe.pairs):
+        rng = np.random.default_rng([seed, index, _PAIR_STREAM + pair])
+        first, second = _pair(rng)
+        image = pixels
+        chosen = []
+        for category in (first, second):
+            names = list(FUNCTIONS[category])
+            function = names[int(rng.integers(len(names)))]
+            severity = int(recipe.severities[int(rng.integers(len(recipe.severities)))])
+            image = distort(image, category, severity, rng=rng, function=function)
+            chosen.append((category, str(severity), function))
+        name = _save(image, out, "pairs", f"{stem}-{pair:02d}-{first}-{second}")
+        rows.extend((name, *c) for c in chosen)
+    return rows
 
 
 def _clean_photos(folder: Path) -> Iterator[tuple[str, Path]]:

@@ -284,6 +284,7 @@ def make_set(
     seed: int = 0,
     pairs: int = 0,
     max_side: int | None = None,
+    workers: int = 1,
 ) -> Path:
     """Build a labelled set from a folder of clean photos; returns the `labels.csv` written in `out_folder`.
 
@@ -293,12 +294,19 @@ def make_set(
     (`functions='all'`) or one drawn per photo and category (`'one-per-category'`). `pairs` adds that
     many two-distortion images per photo (`pairs/...`, two categories that do not contradict each other,
     each with a drawn function and severity). The labels carry the `function` column. The output
-    depends only on the photos and `seed`.
+    depends only on the photos and `seed`, not on `workers` (processes that build photos side by side).
     """
     from iqa_cli.evaluation.make_set import build_set
 
     return build_set(
-        clean_folder, out_folder, severities=severities, functions=functions, seed=seed, pairs=pairs, max_side=max_side
+        clean_folder,
+        out_folder,
+        severities=severities,
+        functions=functions,
+        seed=seed,
+        pairs=pairs,
+        max_side=max_side,
+        workers=workers,
     )
 
 
