@@ -228,6 +228,21 @@ def test_eval_runs_the_engine_through_the_audit_and_writes_the_tables(
     assert ident.loc[(ident["row"] == "mean") & (ident["severity"] == 2), "rate"].item() == 0.5
 
 
+def test_a_labels_file_given_by_a_relative_path_is_assessed_too(
+    labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its rows once named the files relative to the working folder while the audit's rows name them in full,
+    # so no file matched and every one came out "not assessed".
+    _scripted(monkeypatch)
+    monkeypatch.chdir(labelled.parent.parent)
+    relative = str(Path(labelled.parent.name) / labelled.name)
+    result = runner.invoke(app, ["eval", relative, "--out", str(tmp_path / "eval"), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {Path(f["file"]).name for f in data["failed"]} == {"broken.png", "missing.png"}
+    assert data["primary_accuracy_severity_4"] == 2 / 3 and data["clean_flagged"]["share"] == 0.5
+
+
 def test_eval_takes_every_table_format_the_audit_takes(
     labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

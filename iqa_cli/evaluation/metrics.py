@@ -153,7 +153,8 @@ def _label(raw: dict[str, str | None], folder: Path, where: str) -> Label:
     if category != CLEAN and severity not in SEVERITIES:
         raise LabelError(f"{where}: severity {text or '(empty)'} of {category} must be 1-5")
     function = (raw.get("function") or "").strip() or None
-    resolved = file if os.path.isabs(file) else os.path.normpath(os.path.join(folder, file))
+    # Absolute, as the audit's rows name their files: a labels file given by a relative path must still match.
+    resolved = os.path.abspath(os.path.join(folder, file))
     return Label(resolved, category, severity, function)
 
 
