@@ -63,8 +63,8 @@ class Measurements:
 
 def _tile_sums(a: np.ndarray, rows: int, cols: int, tile: int = TILE) -> np.ndarray:
     # Sum over each tile x tile square of the top-left rows x cols tiles: one value per tile.
-    # Down each tile's rows first (whole contiguous rows at a time), then across: a quarter of the time of
-    # summing along the rows first. Every caller sums integer values whose tile sums stay below 2^24, so the
+    # Down each tile's rows first (whole contiguous rows at a time), then across: much faster than summing
+    # along the rows first. Every caller sums integer values whose tile sums stay below 2^24, so the
     # float32 sums are exact and their order cannot change a value.
     strips = a[: rows * tile, : cols * tile].reshape(rows, tile, cols * tile).sum(axis=1, dtype=np.float32)
     return strips.reshape(rows, cols, tile).sum(axis=2).ravel()

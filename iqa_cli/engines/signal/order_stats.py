@@ -1,10 +1,10 @@
 """Percentiles and medians for the signal measurements: NumPy's values, without NumPy's per-call cost.
 
-`np.percentile` spends about 90 us and `np.median` about 35 us per call on argument handling, while sorting the
-few dozen tile values most measurements ask about takes 2 us; the features ask about 40 times per image. These
-return exactly what `float(np.percentile(values, q))` (linear method) and `float(np.median(values))` return,
-including NumPy's arithmetic types (a scalar `q` interpolates in the values' own float type, a tuple in float64),
-so the trained model sees the same features. tests/test_order_stats.py holds them to that.
+`np.percentile` and `np.median` spend most of a call on argument handling, far more than sorting the few dozen
+tile values most measurements ask about, and the features ask dozens of times per image. These return exactly
+what `float(np.percentile(values, q))` (linear method) and `float(np.median(values))` return, including NumPy's
+arithmetic types (a scalar `q` interpolates in the values' own float type, a tuple in float64), so the trained
+model sees the same features. tests/test_order_stats.py holds them to that.
 """
 
 from __future__ import annotations
