@@ -273,19 +273,18 @@ def test_ctrl_c_stops_the_job_and_the_next_run_goes_on(inputs: Path, tmp_path: P
     # keeps a broken run from hanging the suite.
     deadline = time.monotonic() + 1200
 
-    def running() -> bool:
-        assert process.poll() is None and time.monotonic() < deadline, "the run never held a shard's block"
-        time.sleep(0.1)
-        return True
+    def wait_until(condition) -> None:
+        while not condition():
+            assert process.poll() is None and time.monotonic() < deadline, "the run never held a shard's block"
+            time.sleep(0.1)
 
-    while not (control / "waiting").exists() and running():
-        pass
+    wait_until((control / "waiting").exists)
     # The one actor runs one call at a time: the loose photos were assessed before the held call, or they wait
     # behind it (Ray may start a later block's call first). Assessed, their block reaches the dataset first.
     assessed = set((control / "assessed").read_text().split()) if (control / "assessed").exists() else set()
     loose_done = {"coffee.jpg", "chelsea.jpg", "rocket.jpg", "copy-of-coffee.jpg"} <= assessed
-    while loose_done and not dataset_files(out / DATASET_DIR) and running():
-        pass
+    if loose_done:
+        wait_until(lambda: dataset_files(out / DATASET_DIR))
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=600)
     assert process.returncode == 130, err.decode()

@@ -61,7 +61,7 @@ def _copy_photos(keys: list[str], photo_cache: Path, folder: Path) -> None:
     from training import photos as photo_source
 
     found = photo_source.cached_photos(photo_cache) + photo_source.bundled_photos(photo_cache.parent / "bundled")
-    path_of = {f"{photo.source}/{photo.name}": photo.path for photo in found}
+    path_of = {T.photo_key(photo): photo.path for photo in found}
     folder.mkdir(parents=True, exist_ok=True)
     for key in keys:
         name = key.replace("/", "__")

@@ -812,6 +812,11 @@ def _scores(named: list[list[str]], severity_of: np.ndarray, worst: np.ndarray) 
 # --- the whole run --------------------------------------------------------------------------------------
 
 
+def photo_key(photo) -> str:
+    """The name a training photo goes by in the corpus and the feature cache: "source/name"."""
+    return f"{photo.source}/{photo.name}"
+
+
 def gather_photos(args: argparse.Namespace, bundled: Path) -> list[tuple[str, str, int]]:
     from training import photos as photo_source
 
@@ -824,7 +829,7 @@ def gather_photos(args: argparse.Namespace, bundled: Path) -> list[tuple[str, st
     for photo in found:
         with Image.open(photo.path) as image:
             w, h = ImageOps.exif_transpose(image).size
-        out.append((f"{photo.source}/{photo.name}", str(photo.path), max(w, h)))
+        out.append((photo_key(photo), str(photo.path), max(w, h)))
     out.sort()
     if args.quick:
         out = out[: args.quick_photos]
