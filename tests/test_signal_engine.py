@@ -210,6 +210,48 @@ def test_colour_and_tone_curve_features_equal_their_plain_numpy_definitions(phot
         assert extremes["sat_top"] == float(np.percentile(s[high > 24], 99.9))
 
 
+class _FixedAngle:
+    """Stands in for blur_motion's random generator: the smear's angle, in degrees."""
+
+    def __init__(self, degrees: float) -> None:
+        self.degrees = degrees
+
+    def uniform(self, low: float, high: float) -> float:
+        return self.degrees
+
+
+@pytest.mark.parametrize("degrees", [0, 45, 90])
+def test_pooled_blur_reads_motion_blur_along_an_axis_or_a_diagonal(photos: dict[str, np.ndarray], degrees: float):
+    # Along the smear the tiles hardly vary, so each tile's blur leaves that direction out; pooled over the
+    # tiles it is still read, and so is the gap to the sharp direction across the smear.
+    from iqa_cli.engines.signal.measure import measure_pixels
+    from iqa_cli.evaluation.distortions import blur_motion
+
+    for name in HELD_OUT:
+        clean = measure_pixels(photos[name])
+        smeared = measure_pixels(blur_motion(photos[name], 4, _FixedAngle(degrees)))
+        assert smeared.blur_pooled > clean.blur_pooled + 0.2, (name, clean.blur_pooled, smeared.blur_pooled)
+        assert smeared.blur_spread > clean.blur_spread + 0.05, (name, clean.blur_spread, smeared.blur_spread)
+
+
+def test_hsv_gamma_leaves_empty_shadow_levels_in_the_highest_channel_only(photos: dict[str, np.ndarray]):
+    # DQ-495K's HSV gamma bends V = max(R, G, B) on 8 bits: V keeps the curve's empty levels, while each RGB
+    # channel mixes V with values of the other channels and fills them in. The V reading is the plain one.
+    from iqa_cli.engines.signal import features
+    from iqa_cli.evaluation.distortions import brighten_gamma_hsv, darken_gamma_hsv
+
+    for name in HELD_OUT:
+        clean_rgb, clean_value = features._tone_curve_traces(photos[name])
+        assert clean_rgb[:2] == clean_value[:2] == (0.0, 0.0)  # (dark gaps, bright gaps)
+        # Brightening spreads the shadows (dark gaps), darkening the highlights (bright gaps).
+        for bend, at in ((brighten_gamma_hsv, 0), (darken_gamma_hsv, 1)):
+            pixels = bend(photos[name], 4, np.random.default_rng(0))
+            rgb, value = features._tone_curve_traces(pixels)
+            counts = np.bincount(pixels.max(axis=2).ravel(), minlength=256).astype(np.float64)
+            assert value == features._curve_traces(counts)
+            assert value[at] > 0.15 and rgb[at] == 0.0, (name, bend.__name__, rgb, value)
+
+
 def test_tile_sums_are_exact_at_the_largest_values_their_callers_sum():
     # _tile_sums adds in an order chosen for speed; that cannot change a value only while every tile sum is an
     # integer below 2^24. The worst cases: the noise filter's |lap| <= 4 x 255 over 32 x 32 tiles, a squared

@@ -34,6 +34,8 @@ _NATIVE = (
     "blur_median",
     "blur_p90",
     "blur_dir",
+    "blur_pooled",
+    "blur_spread",
     "lag",
     "noise",
     "noise_median",
@@ -67,6 +69,10 @@ _DERIVED = (
     "dark_comb",
     "bright_comb",
     "comb_balance",
+    "value_dark_gaps",
+    "value_bright_gaps",
+    "value_dark_comb",
+    "value_bright_comb",
 )
 FEATURES: tuple[str, ...] = _WHOLE + tuple(f"native_{name}" for name in _NATIVE) + _DERIVED
 
@@ -102,36 +108,42 @@ def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
     }
 
 
-def _tone_curve_traces(pixels: np.ndarray) -> tuple[float, float, float, float]:
-    """Traces a tone curve leaves in 8-bit histograms, in the darkest and brightest third of each channel's
-    1-99 percentile span, median over channels: empty levels where the curve is steeper than 1 (a gamma
-    under 1 spreads the shadows), and a comb (levels alternately hit by one and two inputs) where it is
-    flatter. A camera applies its curve before rounding to 8 bits and leaves neither; an 8-bit edit may."""
+def _curve_traces(counts: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(dark gaps, bright gaps, dark comb, bright comb) of one 256-level histogram; None when its 1-99
+    percentile span is too narrow to read."""
+    cum = np.cumsum(counts)
+    lo, hi = int(np.searchsorted(cum, 0.01 * cum[-1])), int(np.searchsorted(cum, 0.99 * cum[-1]))
+    third = (hi - lo) // 3
+    if third < 4:
+        return None
+    traces = []
+    for start in (lo, hi - third):
+        part = counts[start : start + third + 1]
+        # Each level against the mean of its neighbours, in units of the counting noise (Poisson: the
+        # difference has variance 1.5 x the count), so that a small crop is not rougher than a big one.
+        middle = part[1:-1]
+        around = (part[:-2] + part[2:]) / 2
+        comb = math.log10(1.0 + float(np.mean((middle - around) ** 2 / (1.5 * around + 1.0))))
+        traces.append((float(np.mean(part == 0)), comb))
+    (dark_gaps, dark_comb), (bright_gaps, bright_comb) = traces
+    return dark_gaps, bright_gaps, dark_comb, bright_comb
+
+
+def _tone_curve_traces(pixels: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Traces a tone curve leaves in 8-bit histograms, in the darkest and brightest third of the 1-99
+    percentile span: empty levels where the curve is steeper than 1 (a gamma under 1 spreads the shadows),
+    and a comb (levels alternately hit by one and two inputs) where it is flatter. A camera applies its curve
+    before rounding to 8 bits and leaves neither; an 8-bit edit may.
+
+    Two readings: the median over the R, G and B histograms (an RGB curve), and the histogram of the highest
+    channel (HSV's V: DQ-495K's HSV gamma bends V alone, so only V keeps the curve's levels whole)."""
     # Pillow counts the three channels in one C pass (the same counts as a bincount per channel).
     histogram = np.asarray(Image.fromarray(pixels).histogram(), dtype=np.float64).reshape(3, 256)
-    dark_gaps, bright_gaps, dark_comb, bright_comb = [], [], [], []
-    for counts in histogram:
-        cum = np.cumsum(counts)
-        lo, hi = int(np.searchsorted(cum, 0.01 * cum[-1])), int(np.searchsorted(cum, 0.99 * cum[-1]))
-        third = (hi - lo) // 3
-        if third < 4:
-            continue
-        for start, gaps, comb in ((lo, dark_gaps, dark_comb), (hi - third, bright_gaps, bright_comb)):
-            part = counts[start : start + third + 1]
-            gaps.append(float(np.mean(part == 0)))
-            # Each level against the mean of its neighbours, in units of the counting noise (Poisson: the
-            # difference has variance 1.5 x the count), so that a small crop is not rougher than a big one.
-            middle = part[1:-1]
-            around = (part[:-2] + part[2:]) / 2
-            comb.append(math.log10(1.0 + float(np.mean((middle - around) ** 2 / (1.5 * around + 1.0)))))
-    if not dark_gaps:
-        return (math.nan,) * 4
-    return (
-        median(dark_gaps),
-        median(bright_gaps),
-        median(dark_comb),
-        median(bright_comb),
-    )
+    per_channel = [t for t in (_curve_traces(counts) for counts in histogram) if t is not None]
+    rgb = tuple(median([t[i] for t in per_channel]) for i in range(4)) if per_channel else (math.nan,) * 4
+    value = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
+    value_traces = _curve_traces(np.bincount(value.ravel(), minlength=256).astype(np.float64))
+    return rgb, value_traces if value_traces is not None else (math.nan,) * 4
 
 
 def features_of(
@@ -156,10 +168,14 @@ def features_of(
     values["native_vs_whole_noise"] = native.noise_coarse / max(whole.noise_coarse, 0.05)
     values["native_vs_whole_blur"] = native.blur - whole.blur
     values.update(_colour_extremes(pixels))
-    traces = _tone_curve_traces(native_pixels)
+    traces, value_traces = _tone_curve_traces(native_pixels)
     values["dark_gaps"], values["bright_gaps"], values["dark_comb"], values["bright_comb"] = traces
     # Which end of the range the curve bent: a brightening gamma combs the shadows, a darkening one the lights.
     values["comb_balance"] = traces[2] - traces[3]
+    for name, value in zip(
+        ("value_dark_gaps", "value_bright_gaps", "value_dark_comb", "value_bright_comb"), value_traces, strict=True
+    ):
+        values[name] = value
     return values
 
 

@@ -43,6 +43,8 @@ class Measurements:
     blur_p90: float  # the same in the softest tenth of the examined tiles
     active_share: float  # share of all tiles with detail worth examining (a blurred background has little)
     blur_dir: float  # per direction the sharpest tiles' blur; the most blurred direction (motion blur)
+    blur_pooled: float  # per direction the blur of all examined tiles pooled; the most blurred direction
+    blur_spread: float  # that pooled blur's most blurred direction minus its least blurred one
     lag: float  # steps over 3 px / steps over 1 px on the active tiles: ~1 when neighbours are unrelated
     coherence: float  # orientation coherence of the half-resolution gradients (one dominant direction: motion)
     radial: float  # share of gradient energy along the radius, outer tiles (zoom blur smears along it)
@@ -88,8 +90,9 @@ def _blockiness(luma: np.ndarray, period: int) -> float:
 DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
-def _directional_blur(stack: np.ndarray, pad: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """Crete-Roffet blur per tile and direction, K x 4; NaN where the tile hardly varies along a direction.
+def _directional_blur(stack: np.ndarray, pad: int, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crete-Roffet blur per tile and direction, K x 4 (NaN where the tile hardly varies along a direction),
+    the lag ratio per tile, and per direction the blur of all tiles pooled (4).
 
     Crete-Roffet (the measure behind scikit-image's blur_effect): the share of a tile's variation along a
     direction that survives re-blurring along it with a 9-tap line, sum min(D, D_blurred) / sum D; 0 sharp,
@@ -111,12 +114,16 @@ def _directional_blur(stack: np.ndarray, pad: int, tile: int) -> tuple[np.ndarra
         np.abs(b, out=b)
         b *= 1 / BLUR_FILTER
         totals[:, j] = d.sum(axis=(1, 2))
-        ratios[:, j] = np.minimum(d, b, out=b).sum(axis=(1, 2)) / np.maximum(totals[:, j], 1e-6)
+        ratios[:, j] = np.minimum(d, b, out=b).sum(axis=(1, 2))
         np.abs(np.subtract(shifted(2, dy, dx), shifted(-1, dy, dx), out=far), out=far)
         lags[:, j] = far.sum(axis=(1, 2)) / np.maximum(totals[:, j], 1e-6)
+    # Pooled over tiles, a ratio of sums: motion blur along an axis or diagonal leaves the tiles little
+    # variation along it, so per tile that direction is dropped below, while the pooled ratio keeps it.
+    pooled = ratios.sum(axis=0) / np.maximum(totals.sum(axis=0), 1e-6)
+    ratios /= np.maximum(totals, 1e-6)
     # A direction the tile hardly varies along (an edge parallel to it) says nothing about blur there.
     ratios[totals < 0.5 * totals.mean(axis=1, keepdims=True)] = np.nan
-    return ratios, lags.min(axis=1)
+    return ratios, lags.min(axis=1), pooled
 
 
 def _stack(luma: np.ndarray, chosen: np.ndarray, cols: int, tile: int, pad: int) -> np.ndarray:
@@ -171,6 +178,8 @@ class _Sharpness:
     blur_median: float
     blur_p90: float
     blur_dir: float
+    blur_pooled: float
+    blur_spread: float
     lag: float
     stack: np.ndarray
 
@@ -180,21 +189,22 @@ def _sharpness(luma: np.ndarray, activity: np.ndarray, rows: int, cols: int, til
     # and the sharpest parts of a photo are among its most active ones.
     empty = np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
     if rows * cols < 4:  # too small to judge: no verdict on sharpness
-        return _Sharpness(math.nan, math.nan, math.nan, math.nan, math.nan, empty)
+        return _Sharpness(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, empty)
     order = np.argsort(activity)[::-1]
     chosen = order[: max(4, min(MAX_TILES, int(np.sum(activity > 2.0))))]
     chosen = chosen[activity[chosen] > 2.0]
     if chosen.size < 4:
-        return _Sharpness(1.0, 1.0, 1.0, 1.0, 3.0, empty)
+        return _Sharpness(1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 3.0, empty)
     stack = _stack(luma, chosen, cols, tile, PAD)
-    ratios, lags = _directional_blur(stack, PAD, tile)
+    ratios, lags, pooled = _directional_blur(stack, PAD, tile)
     per_tile = np.nanmax(ratios, axis=1)
     # The sharpest tenth of those tiles: a sharp subject before a blurred background is sharp.
     p10, p50, p90 = percentiles(per_tile[~np.isnan(per_tile)], (10, 50, 90))
     # Per direction, the sharpest tenth of the tiles that vary along it; the most blurred direction.
     # Motion blur leaves edges parallel to it sharp, but nothing that varies along it.
     per_direction = [percentile(r[~np.isnan(r)], 10) for r in ratios.T if np.sum(~np.isnan(r)) >= 4]
-    return _Sharpness(p10, p50, p90, max(per_direction, default=p10), median(lags), stack)
+    top, bottom = float(pooled.max()), float(pooled.min())
+    return _Sharpness(p10, p50, p90, max(per_direction, default=p10), top, top - bottom, median(lags), stack)
 
 
 def _orientation(half: np.ndarray) -> tuple[float, float]:
@@ -366,6 +376,8 @@ def measure_pixels(
         blur_p90=sharp.blur_p90,
         active_share=float(np.mean(activity > 2.0)) if activity.size else math.nan,
         blur_dir=sharp.blur_dir,
+        blur_pooled=sharp.blur_pooled,
+        blur_spread=sharp.blur_spread,
         lag=sharp.lag,
         coherence=coherence,
         radial=radial,
