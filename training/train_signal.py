@@ -865,7 +865,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from training import photos as photo_source
+    from training.provenance import commit
 
+    # Before anything is written: the model and docs this run writes would otherwise mark the tree changed.
+    trained_on = commit()
     args.cache = args.cache or photo_source.default_cache()
     with tempfile.TemporaryDirectory() as scratch_dir:
         # The bundled photos go beside the photo cache: a stable path keeps their cached features valid.
@@ -949,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\ntest (photos never trained on, the shipped model and its thresholds and calibration):")
     print_report(report)
     print(f"model: {out} ({out.stat().st_size / 1e6:.2f} MB, {model_json['info']['id']})")
+    report["commit"] = trained_on
     report["monochrome_left_out"] = sorted(monochrome)
     report["test_photos"] = sorted(set(test.photo))
     if args.report:
@@ -960,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
     """docs/signal-validation.md (the tables) and docs/signal-reliability.png (the diagram), generated."""
-    from training.provenance import commit, machine
+    from training.provenance import machine
 
     folder.mkdir(parents=True, exist_ok=True)
     cv = report["cross_validation"]
@@ -972,7 +976,7 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
         "each predicted by trees that never saw it, with thresholds and calibration fitted on the other folds.",
         "",
         f"- command: `{command}`",
-        f"- commit: {commit()}; machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}",
+        f"- commit: {report['commit']}; machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}",
         f"- model `{report['model']['id']}`: {report['model']['photos']} photos, {report['model']['images']} images, "
         f"{report['model_bytes'] / 1e6:.2f} MB",
         f"- test: {report['photos']} photos, {report['images']} images, {report['clean_images']} clean; "
