@@ -81,6 +81,25 @@ def test_audit_writes_reports_and_summary(photos: Path, tmp_path: Path) -> None:
     assert "\x1b[" not in out + err  # not a terminal: no colour codes
 
 
+def test_clean_share_reweights_the_confidence_and_re_assesses(tmp_path: Path) -> None:
+    # Expecting mostly clean photos makes "None" more believable, expecting mostly distorted ones less; the store
+    # keeps answers per setting, so each run with another share assesses again instead of reusing them.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(skimage.data.coffee()).save(folder / "coffee.png")  # a photo the model never trained on
+    confidence = {}
+    for share in (None, "0.95", "0.01"):
+        extra = () if share is None else ("--clean-share", share)
+        code, _, err = audit(str(folder), "--out", str(tmp_path / "report"), "--workers", "0", *extra)
+        assert code == 0, err
+        row = pd.read_parquet(tmp_path / "report" / "report.parquet").iloc[0]
+        assert row["answer"] == "None"
+        confidence[share] = row["confidence"]
+    assert confidence["0.01"] < confidence[None] < confidence["0.95"]
+    code, _, err = audit(str(folder), "--out", str(tmp_path / "report"), "--clean-share", "1.5")
+    assert code == 2 and "clean-share" in err
+
+
 def test_json_summary_on_stdout(photos: Path, tmp_path: Path) -> None:
     code, out, _ = audit(
         str(photos / "clean.png"),

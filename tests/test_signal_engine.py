@@ -109,6 +109,32 @@ def test_a_category_is_named_by_expected_severity_not_by_probability_alone():
     assert evidence(np.array([0.6, 0.6]), np.array([-3.0, 9.0])) == pytest.approx([0.6, 3.0])
 
 
+def test_clean_share_reweights_the_confidence_by_bayes_rule(photos: dict[str, np.ndarray], tmp_path: Path):
+    from iqa_cli.engines.signal.decide import CALIBRATION_CLEAN_SHARE, shift_prior
+
+    assert shift_prior(0.5, 0.5, 0.2) == pytest.approx(0.8)  # odds 1 x (1 / 1) / (0.2 / 0.8)
+    assert shift_prior(0.3, 0.2, 0.2) == pytest.approx(0.3) and shift_prior(1.0, 0.01) == 1.0
+    clean = features_via_file(photos["coffee"], tmp_path)
+    blurred = features_via_file(distort(photos["coffee"], "blur", 4, function="blur_gaussian"), tmp_path)
+    for values in (clean, blurred):
+        default = decide(values)
+        assert decide(values, clean_share=CALIBRATION_CLEAN_SHARE).confidence == pytest.approx(
+            default.confidence, abs=1e-3
+        )
+        mostly_clean, mostly_distorted = decide(values, clean_share=0.95), decide(values, clean_share=0.01)
+        assert mostly_clean.categories == mostly_distorted.categories == default.categories  # answers stay
+        if default.categories:
+            assert mostly_clean.confidence <= default.confidence <= mostly_distorted.confidence
+        else:
+            assert mostly_clean.confidence >= default.confidence >= mostly_distorted.confidence
+    assert decide(clean).categories == [] and decide(blurred).categories[:1] == ["blur"]
+
+
+def test_the_engine_keys_its_answers_by_the_clean_share_only_when_given():
+    assert "clean_share" not in SignalEngine().settings()
+    assert SignalEngine.create(EngineOptions(clean_share=0.9)).settings()["clean_share"] == 0.9
+
+
 def test_a_model_of_the_previous_format_is_refused(tmp_path: Path):
     # Format 1 thresholds are on the probability: read as expected severity they would name far too much.
     data = json.loads(gzip.decompress(MODEL_FILE.read_bytes()))

@@ -166,3 +166,13 @@ def test_hull_rule_spends_the_budget_where_it_buys_the_most():
     shares = train_signal.equal_share_thresholds(presence, severity, data, clean_target=0.08)
     _, _, named = train_signal.answers(presence, severity, shares)
     assert not named[n_clean:].any()
+
+
+def test_the_engine_knows_the_clean_share_its_confidence_was_calibrated_on():
+    # decide.CALIBRATION_CLEAN_SHARE is what --clean-share re-weights from: the corpus's clean share per photo.
+    from iqa_cli.engines.signal.decide import CALIBRATION_CLEAN_SHARE
+
+    recipes = train_signal.plan_corpus(
+        [("source/photo", "unused.png", 2000)], seed=0, pairs=train_signal.PAIRS, quick=False
+    )
+    assert sum(not r.distortions for r in recipes) / len(recipes) == CALIBRATION_CLEAN_SHARE

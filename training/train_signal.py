@@ -62,6 +62,7 @@ TEST_SHARE = 0.2  # photos never trained on, measured with the shipped model
 S1_WEIGHT = 0.25  # severity-1 distortions are often invisible: they teach presence only a little
 FOLDS = 5
 CLEAN_EXTRA = 8  # clean copies per photo beyond the four fixed ones
+PAIRS = 10  # two-distortion images per photo
 MAX_ROUNDS = 500
 # The share of the development photos' clean images the thresholds may flag (in-sample; out of fold the share
 # is higher), chosen by cross-validation with compare_threshold_rules.py.
@@ -857,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick-photos", type=int, default=6)
     parser.add_argument("--no-fetch", dest="fetch", action="store_false", help="use only photos already cached")
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
-    parser.add_argument("--pairs", type=int, default=10, help="two-distortion images per photo")
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="two-distortion images per photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--clean-target", type=float, default=CLEAN_TARGET, help="share of clean images flagged, at most"

@@ -25,6 +25,7 @@ from iqa_cli.cli.options import (
     MODEL,
     OUTPUT,
     SCALE_OUT,
+    CleanShareOpt,
     DeviceOpt,
     DtypeOpt,
     EngineBatchOpt,
@@ -200,6 +201,7 @@ def audit(
             rich_help_panel=ENGINE,
         ),
     ] = DEFAULT_MIN_CONFIDENCE,
+    clean_share: CleanShareOpt = None,
     checks: Annotated[
         str,
         typer.Option(
@@ -355,7 +357,7 @@ def audit(
         if ray is not None:
             from iqa_cli.audit.ray_audit import RayOptions, audit_on_ray
 
-            options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels)
+            options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share)
 
             def audit_run(hooks: RunHooks) -> Summary:
                 return audit_on_ray(
@@ -366,7 +368,9 @@ def audit(
             def audit_run(hooks: RunHooks) -> Summary:
                 return audit_folder(
                     settings,
-                    lambda: engine_from(engine, model, device, dtype, max_new_tokens, draft_decode, pixels),
+                    lambda: engine_from(
+                        engine, model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share
+                    ),
                     out,
                     chosen_writers,
                     checks=chosen_checks,

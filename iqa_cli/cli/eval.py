@@ -13,6 +13,7 @@ from iqa_cli.cli.errors import user_errors
 from iqa_cli.cli.options import (
     MODEL,
     OUTPUT,
+    CleanShareOpt,
     DeviceOpt,
     DtypeOpt,
     EngineBatchOpt,
@@ -76,6 +77,7 @@ def eval_command(
             rich_help_panel=MODEL,
         ),
     ] = False,
+    clean_share: CleanShareOpt = None,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", metavar="DIR", help="Folder for the evaluation tables.", rich_help_panel=OUTPUT),
@@ -176,7 +178,9 @@ def eval_command(
 
         chosen_writers = writer_classes(formats, any_schema=True)
         label_rows = read_labels(labels)
-        chosen, engine_note = engine_from(engine, model, device, dtype, max_new_tokens, draft_decode)
+        chosen, engine_note = engine_from(
+            engine, model, device, dtype, max_new_tokens, draft_decode, clean_share=clean_share
+        )
         try:
             with progress_rows(len(group_labels(label_rows)), "evaluating", silent=json_out) as on_row:
                 answers, run = assess_labels(

@@ -272,6 +272,20 @@ PixelsOpt = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+CleanShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--clean-share",
+        min=0.001,
+        max=0.999,
+        metavar="X",
+        help="The share of photos you expect to be free of distortions (e.g. 0.9 for a photographer's picks, "
+        "0.02 for a set of distorted test images). The signal engine's confidence is calibrated for its training "
+        "mix (15% clean); this re-weights it by Bayes' rule for yours. Other engines ignore it.",
+        show_default="the training mix",
+        rich_help_panel=ENGINE,
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
@@ -350,9 +364,11 @@ def engine_from(
     max_new_tokens: int | None,
     draft_decode: bool = False,
     pixels: Pixels | str = Pixels.iqa,
+    clean_share: float | None = None,
 ) -> tuple[Engine, str]:
     """The engine the options ask for, and a note saying how it was chosen."""
-    return create_engine(name, engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels))
+    options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share)
+    return create_engine(name, options)
 
 
 def engine_options(
@@ -362,6 +378,7 @@ def engine_options(
     max_new_tokens: int | None,
     draft_decode: bool = False,
     pixels: Pixels | str = Pixels.iqa,
+    clean_share: float | None = None,
 ) -> EngineOptions:
     """The command line's engine options as the engines take them."""
     from iqa_cli.engines.base import EngineOptions
@@ -373,6 +390,7 @@ def engine_options(
         max_new_tokens=max_new_tokens,
         draft_decode=draft_decode,
         pixels=Pixels(pixels).value,
+        clean_share=clean_share,
     )
 
 

@@ -96,6 +96,9 @@ class EngineOptions:
     draft_decode: bool = False
     # Whose conversion to RGB (images.PIXEL_MODES): iqa's, or "authors" for DepictQA's authors' own loader.
     pixels: str = "iqa"
+    # The share of clean photos expected in the collection (0-1): engines with a calibrated confidence
+    # re-weight it for that mix (the signal engine); None keeps their training mix.
+    clean_share: float | None = None
 
 
 class Engine(ABC):

@@ -11,6 +11,10 @@
 - Confidence: the probability that the answer's first part is right, calibrated on validation photos
   (isotonic): for "None" from the chance that no category is present, otherwise from the first named
   category's probability. Answers given with confidence 0.9 were right about 90% of the time there.
+  That holds for the training corpus's mix (`CALIBRATION_CLEAN_SHARE` of its images clean); given the share
+  of clean photos expected in a collection (`clean_share`), Bayes' rule re-weights the chance that the image
+  is clean by the ratio of the two priors' odds: the "None" confidence becomes that chance, and a named
+  answer's scales with the chance that the image is distorted at all.
 - Two guards for images outside anything the trees learned from, by rule:
   - monochrome images (no colour at all) are what DQ-495K's strongest desaturation makes, but also intended
     black-and-white photos: they are always "insufficient saturation", capped at severity 3 and confidence
@@ -40,6 +44,10 @@ WHITE_FRAME_MEAN = 240.0
 SEVERITY_SCORE = (0.92, 0.7, 0.5, 0.42, 0.3, 0.1)
 CLEAN_FLOOR = 0.61  # nothing named: at least "good"
 NAMED_CEILING = 0.79  # something named: at most "good"
+
+# The clean share of the images the confidence was calibrated on: training/train_signal.py's corpus, 12 clean
+# copies of each photo among its 82 images (a test holds the two equal).
+CALIBRATION_CLEAN_SHARE = 12 / 82
 
 
 @dataclass
@@ -90,6 +98,15 @@ def answer_probability(presence: np.ndarray, named: list[int]) -> float:
     return float(presence[named[0]]) if named else float(np.prod(1.0 - presence))
 
 
+def shift_prior(probability: float, share: float, calibrated_share: float = CALIBRATION_CLEAN_SHARE) -> float:
+    """A probability of "clean" calibrated where `calibrated_share` of the images were clean, where `share` are:
+    its odds times the ratio of the two priors' odds (Bayes' rule; the evidence is the same)."""
+    if probability <= 0.0 or probability >= 1.0:
+        return probability
+    odds = probability / (1.0 - probability) * (share / (1.0 - share)) / (calibrated_share / (1.0 - calibrated_share))
+    return odds / (1.0 + odds)
+
+
 def severity_step(severity: float) -> int:
     """A continuous severity as the 1-5 step reported."""
     return int(min(5, max(1, round(float(severity)))))
@@ -132,8 +149,11 @@ def _guarded(
     return categories, severities, confidence, monochrome
 
 
-def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) -> list[Verdict]:
-    """Decide each feature row (features.extract) with the model (the shipped one by default)."""
+def decide_many(
+    rows: list[dict[str, float]], model: SignalModel | None = None, clean_share: float | None = None
+) -> list[Verdict]:
+    """Decide each feature row (features.extract) with the model (the shipped one by default); `clean_share`:
+    the share of clean images expected among them, for the confidence (None: the training corpus's)."""
     if not rows:
         return []
     model = model or shipped_model()
@@ -147,6 +167,14 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
         named = name_categories(evident[n], model.thresholds, model.max_named)
         kind = "named" if named else "none"
         confidence = float(model.calibration[kind](np.array([answer_probability(p, named)]))[0])
+        if clean_share is not None:
+            clean = float(model.calibration["none"](np.array([answer_probability(p, [])]))[0])
+            shifted = shift_prior(clean, clean_share)
+            if not named:
+                confidence = shifted
+            elif clean < 1.0:
+                # A named category can be present only in a distorted image: its chance scales with that one's.
+                confidence = min(1.0, confidence * (1.0 - shifted) / (1.0 - clean))
         categories, severities, confidence, monochrome = _guarded(
             values,
             [model.categories[i] for i in named],
@@ -174,9 +202,9 @@ def decide_many(rows: list[dict[str, float]], model: SignalModel | None = None) 
     return verdicts
 
 
-def decide(values: dict[str, float], model: SignalModel | None = None) -> Verdict:
+def decide(values: dict[str, float], model: SignalModel | None = None, clean_share: float | None = None) -> Verdict:
     """Decide one feature row."""
-    return decide_many([values], model)[0]
+    return decide_many([values], model, clean_share)[0]
 
 
 def brief_answer(categories: list[str]) -> str:

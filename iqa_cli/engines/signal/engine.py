@@ -106,10 +106,13 @@ class SignalEngine(Engine):
     version = "1.0.0"
     description = "Built-in pixel measurements and learned trees answering DepictQA's distortion and rating questions."
 
+    def __init__(self, clean_share: float | None = None) -> None:
+        self.clean_share = clean_share
+
     @classmethod
     def create(cls, options: EngineOptions) -> SignalEngine:
-        """The signal engine has no options: the model, device and dtype options do not apply."""
-        return cls()
+        """Only the expected clean share applies: the model, device and dtype options do not."""
+        return cls(clean_share=options.clean_share)
 
     @property
     def decode_plan(self) -> DecodePlan:
@@ -128,6 +131,8 @@ class SignalEngine(Engine):
             "max_tiles": MAX_TILES,
             "model": model.info.get("id", "unknown"),
             "thresholds": {c: round(float(t), 4) for c, t in zip(model.categories, model.thresholds, strict=True)},
+            # Only when given: stores made with the training mix's confidences stay valid.
+            **({"clean_share": self.clean_share} if self.clean_share is not None else {}),
         }
 
     @property
@@ -158,7 +163,7 @@ class SignalEngine(Engine):
 
     def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
         """Decide the batch's feature rows with the model in one pass."""
-        verdicts = decide_many([item.payload for item in batch])
+        verdicts = decide_many([item.payload for item in batch], clean_share=self.clean_share)
         return [self._assessment(verdict, request) for verdict in verdicts]
 
     def _assessment(self, verdict: Verdict, request: AssessRequest) -> Assessment:
