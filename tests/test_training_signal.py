@@ -132,9 +132,9 @@ def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_pat
 def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_ones():
     from training import sweep_settings
 
-    variants = sweep_settings._variants(["s1_weight=0,0.5", "num_leaves=31"])
-    assert variants == [("s1_weight", 0.0), ("s1_weight", 0.5), ("num_leaves", 31)]
-    assert isinstance(variants[2][1], int)
+    variants = sweep_settings._variants(["s1_weight=0,0.5", "num_leaves=31", "clean_target=0.04"])
+    assert variants == [("s1_weight", 0.0), ("s1_weight", 0.5), ("num_leaves", 31), ("clean_target", 0.04)]
+    assert isinstance(variants[2][1], int) and isinstance(variants[3][1], float)
     with pytest.raises(SystemExit, match="unknown setting"):
         sweep_settings._variants(["leaves=31"])
 

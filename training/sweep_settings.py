@@ -5,8 +5,15 @@
 Each NAME=V1,V2 runs the development photos' cross-validation (train_signal.cross_validate: the same folds,
 seed, decision rule and clean budget as train_signal.py) once per value, with that one setting changed
 from the shipped ones, after a run with the shipped settings, so the lines compare like with like. NAME is
-`s1_weight` (train_signal.S1_WEIGHT) or a key of train_signal.TREE_SETTINGS (`num_leaves`, `max_depth`,
-`learning_rate`, `min_data_in_leaf`, `feature_fraction`). train_signal.py must have run once to fill the feature cache.
+`s1_weight` (train_signal.S1_WEIGHT), `clean_target` (the clean budget) or a key of train_signal.TREE_SETTINGS
+(`num_leaves`, `max_depth`, `learning_rate`, `min_data_in_leaf`, `feature_fraction`). train_signal.py must have
+run once to fill the feature cache.
+
+    python training/sweep_settings.py clean_target=0.04,0.06 --seeds 0,1,2
+
+`--seeds` repeats each cross-validation with other seeds for the trees' bagging (the photos, folds and split stay
+those of seed 0) and prints the median with min-max: a difference smaller than that spread is the seed's, not
+the setting's.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
 
 from training import train_signal as T
@@ -26,31 +35,43 @@ def _variants(specs: list[str]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for spec in specs:
         name, _, values = spec.partition("=")
-        if name != "s1_weight" and name not in T.TREE_SETTINGS:
-            raise SystemExit(f"unknown setting {name!r}: s1_weight or one of {', '.join(T.TREE_SETTINGS)}")
-        kind = type(T.S1_WEIGHT if name == "s1_weight" else T.TREE_SETTINGS[name])
+        if name not in ("s1_weight", "clean_target") and name not in T.TREE_SETTINGS:
+            known = ", ".join(("s1_weight", "clean_target", *T.TREE_SETTINGS))
+            raise SystemExit(f"unknown setting {name!r}: one of {known}")
+        kind = float if name in ("s1_weight", "clean_target") else type(T.TREE_SETTINGS[name])
         out.extend((name, kind(v)) for v in values.split(","))
     return out
 
 
-def _run(label: str, dev: T.Data, fold, clean_target: float) -> None:
-    started = time.time()
-    report, *_ = T.cross_validate(dev, fold, clean_target)
+_FIGURES = (("clean ok", "clean_ok"), ("s4", None), ("s2", None), ("primary s4", "primary_s4"), ("ECE", "ece"))
+
+
+def _figures(report: dict[str, Any]) -> list[float]:
     ident = report["identification_mean"]
-    print(
-        f"{label:26s} clean ok {report['clean_ok']:.3f}  s4 {ident[3]:.3f}  s2 {ident[1]:.3f}  "
-        f"primary s4 {report['primary_s4']:.3f}  ECE {report['ece']:.3f}  ({time.time() - started:.0f} s)",
-        flush=True,
-    )
+    return [report["clean_ok"], ident[3], ident[1], report["primary_s4"], report["ece"]]
+
+
+def _run(label: str, dev: T.Data, fold, clean_target: float, seeds: list[int]) -> None:
+    started = time.time()
+    runs = np.array([_figures(T.cross_validate(dev, fold, clean_target, seed=seed)[0]) for seed in seeds])
+    parts = []
+    for (name, _), column in zip(_FIGURES, runs.T, strict=True):
+        text = f"{name} {np.median(column):.3f}"
+        if len(seeds) > 1:
+            text += f" ({column.min():.3f}-{column.max():.3f})"
+        parts.append(text)
+    print(f"{label:26s} " + "  ".join(parts) + f"  ({time.time() - started:.0f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("settings", nargs="+", help="NAME=V1,V2,...")
+    parser.add_argument("settings", nargs="*", help="NAME=V1,V2,...")
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--clean-target", type=float, default=T.CLEAN_TARGET)
+    parser.add_argument("--seeds", default="0", help="the trees' seeds, comma-separated (median and range)")
     args = parser.parse_args(argv)
     variants = _variants(args.settings)
+    seeds = [int(s) for s in args.seeds.split(",")]
     from training import photos as photo_source
 
     cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
@@ -58,14 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{cache} does not exist: run training/train_signal.py first")
     dev, fold = T.development_set(cache)
     shipped = (T.S1_WEIGHT, dict(T.TREE_SETTINGS))
-    _run("shipped settings", dev, fold, args.clean_target)
+    _run("shipped settings", dev, fold, args.clean_target, seeds)
     for name, value in variants:
         T.S1_WEIGHT, T.TREE_SETTINGS = shipped[0], dict(shipped[1])
+        clean_target = args.clean_target
         if name == "s1_weight":
             T.S1_WEIGHT = value
+        elif name == "clean_target":
+            clean_target = value
         else:
             T.TREE_SETTINGS[name] = value
-        _run(f"{name}={value}", dev, fold, args.clean_target)
+        _run(f"{name}={value}", dev, fold, clean_target, seeds)
     T.S1_WEIGHT, T.TREE_SETTINGS = shipped
     return 0
 
