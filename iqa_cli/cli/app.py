@@ -357,7 +357,9 @@ def audit(
         if ray is not None:
             from iqa_cli.audit.ray_audit import RayOptions, audit_on_ray
 
-            options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share)
+            options = engine_options(
+                model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share=clean_share
+            )
 
             def audit_run(hooks: RunHooks) -> Summary:
                 return audit_on_ray(
@@ -369,7 +371,7 @@ def audit(
                 return audit_folder(
                     settings,
                     lambda: engine_from(
-                        engine, model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share
+                        engine, model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share=clean_share
                     ),
                     out,
                     chosen_writers,

@@ -367,7 +367,7 @@ def engine_from(
     clean_share: float | None = None,
 ) -> tuple[Engine, str]:
     """The engine the options ask for, and a note saying how it was chosen."""
-    options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share)
+    options = engine_options(model, device, dtype, max_new_tokens, draft_decode, pixels, clean_share=clean_share)
     return create_engine(name, options)
 
 

@@ -168,7 +168,8 @@ def decide_many(
         kind = "named" if named else "none"
         confidence = float(model.calibration[kind](np.array([answer_probability(p, named)]))[0])
         if clean_share is not None:
-            clean = float(model.calibration["none"](np.array([answer_probability(p, [])]))[0])
+            # The calibrated chance that the image is clean: a "None" answer's own confidence.
+            clean = float(model.calibration["none"](np.array([answer_probability(p, [])]))[0]) if named else confidence
             shifted = shift_prior(clean, clean_share)
             if not named:
                 confidence = shifted
