@@ -6,6 +6,12 @@ Both variants are cross-validated on the same development photos, folds and seed
 must have run once, to fill the feature cache), so a difference comes from the features alone. Prints the
 cross-fitted figures and, per category, the AUROC clean vs severity 4 of the expected severity the engine
 thresholds (decide.evidence) and the severity-4 share found when 1% of clean images may be flagged.
+
+    python training/ablate_features.py chroma_noise,native_chroma_noise --seeds 0,1,2
+
+`--seeds` repeats both cross-validations with other seeds for the trees' bagging (photos and folds stay those of
+seed 0) and prints each figure's median with min-max, as sweep_settings.py does; the per-category lines are
+the first seed's.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 
 from iqa_cli.evaluation.metrics import auroc
 from training import train_signal as T
+from training.sweep_settings import figures, spread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("features", help="comma-separated feature names to leave out")
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--clean-target", type=float, default=T.CLEAN_TARGET)
+    parser.add_argument("--seeds", default="0", help="the trees' seeds, comma-separated (median and range)")
     args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
     left_out = set(args.features.split(","))
     unknown = left_out - set(T.FEATURES)
     if unknown:
@@ -46,12 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         ("without", dataclasses.replace(dev, x=dev.x[:, keep], features=tuple(T.FEATURES[i] for i in keep))),
         ("with", dev),
     ):
-        report, presence, severity, _, _ = T.cross_validate(d, fold, args.clean_target)
+        runs = [T.cross_validate(d, fold, args.clean_target, seed=seed) for seed in seeds]
+        report, presence, severity, _, _ = runs[0]
         evident = T.decide_module.evidence(presence, severity)
-        print(
-            f"{label}: clean ok {report['clean_ok']:.3f}, primary s4 {report['primary_s4']:.3f}, "
-            f"ECE {report['ece']:.3f}, AUROC {report['auroc']:.3f}"
-        )
+        print(f"{label}: {spread(np.array([figures(run[0]) for run in runs]))}  AUROC {report['auroc']:.3f}")
         for j, category in enumerate(T.CATEGORY_KEYS):
             s4 = single & (d.present[:, j] == 4)
             scores = np.r_[evident[clean, j], evident[s4, j]].tolist()

@@ -43,24 +43,29 @@ def _variants(specs: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-_FIGURES = ("clean ok", "s4", "s2", "primary s4", "ECE")  # what _figures returns, in order
+FIGURES = ("clean ok", "s4", "s2", "primary s4", "ECE")  # what figures() returns, in order
 
 
-def _figures(report: dict[str, Any]) -> list[float]:
+def figures(report: dict[str, Any]) -> list[float]:
     ident = report["identification_mean"]
     return [report["clean_ok"], ident[3], ident[1], report["primary_s4"], report["ece"]]
 
 
-def _run(label: str, dev: T.Data, fold, clean_target: float, seeds: list[int]) -> None:
-    started = time.time()
-    runs = np.array([_figures(T.cross_validate(dev, fold, clean_target, seed=seed)[0]) for seed in seeds])
+def spread(runs: np.ndarray) -> str:
+    """Each of FIGURES's median over the runs (rows), with min-max when there are several."""
     parts = []
-    for name, column in zip(_FIGURES, runs.T, strict=True):
+    for name, column in zip(FIGURES, runs.T, strict=True):
         text = f"{name} {np.median(column):.3f}"
-        if len(seeds) > 1:
+        if len(column) > 1:
             text += f" ({column.min():.3f}-{column.max():.3f})"
         parts.append(text)
-    print(f"{label:26s} " + "  ".join(parts) + f"  ({time.time() - started:.0f} s)", flush=True)
+    return "  ".join(parts)
+
+
+def _run(label: str, dev: T.Data, fold, clean_target: float, seeds: list[int]) -> None:
+    started = time.time()
+    runs = np.array([figures(T.cross_validate(dev, fold, clean_target, seed=seed)[0]) for seed in seeds])
+    print(f"{label:26s} {spread(runs)}  ({time.time() - started:.0f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
