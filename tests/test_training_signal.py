@@ -132,14 +132,22 @@ def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_pat
 def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_ones():
     from training import sweep_settings
 
-    variants = sweep_settings._variants(["s1_weight=0,0.5", "num_leaves=31", "clean_target=0.04"])
-    assert variants == [("s1_weight", 0.0), ("s1_weight", 0.5), ("num_leaves", 31), ("clean_target", 0.04)]
-    assert isinstance(variants[2][1], int) and isinstance(variants[3][1], float)
+    variants = sweep_settings._variants(
+        ["s1_weight=0,0.5", "num_leaves=31", "clean_target=0.04", "hull_min_severity=4"]
+    )
+    assert variants == [
+        ("s1_weight", 0.0),
+        ("s1_weight", 0.5),
+        ("num_leaves", 31),
+        ("clean_target", 0.04),
+        ("hull_min_severity", 4),
+    ]
+    assert isinstance(variants[2][1], int) and isinstance(variants[3][1], float) and isinstance(variants[4][1], int)
     with pytest.raises(SystemExit, match="unknown setting"):
         sweep_settings._variants(["leaves=31"])
 
 
-def test_hull_rule_spends_the_budget_where_it_buys_the_most():
+def test_hull_rule_spends_the_budget_where_it_buys_the_most(monkeypatch: pytest.MonkeyPatch):
     # Two categories, 40 clean images, room for three clean flags. Category 0: three copies of one odd clean
     # photo at expected severity 3.0 stand between the other clean images (<= 2.0) and ten distorted ones at
     # 2.5. Category 1 finds nothing whatever it flags. Equal shares give both the same share, so flagging the
@@ -166,6 +174,11 @@ def test_hull_rule_spends_the_budget_where_it_buys_the_most():
     shares = train_signal.equal_share_thresholds(presence, severity, data, clean_target=0.08)
     _, _, named = train_signal.answers(presence, severity, shares)
     assert not named[n_clean:].any()
+    # Counting only severity 5 as found, the ten severity-4 images buy nothing: no clean image is spent.
+    monkeypatch.setattr(train_signal, "HULL_MIN_SEVERITY", 5)
+    hull = train_signal.hull_thresholds(presence, severity, data, clean_target=0.08)
+    _, _, named = train_signal.answers(presence, severity, hull)
+    assert not named.any()
 
 
 def test_the_engine_knows_the_clean_share_its_confidence_was_calibrated_on():

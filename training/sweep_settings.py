@@ -5,7 +5,8 @@
 Each NAME=V1,V2 runs the development photos' cross-validation (train_signal.cross_validate: the same folds,
 seed, decision rule and clean budget as train_signal.py) once per value, with that one setting changed
 from the shipped ones, after a run with the shipped settings, so the lines compare like with like. NAME is
-`s1_weight` (train_signal.S1_WEIGHT), `clean_target` (the clean budget) or a key of train_signal.TREE_SETTINGS
+`s1_weight` (train_signal.S1_WEIGHT), `hull_min_severity` (train_signal.HULL_MIN_SEVERITY: the severities the
+thresholds are chosen to find), `clean_target` (the clean budget) or a key of train_signal.TREE_SETTINGS
 (`num_leaves`, `max_depth`, `learning_rate`, `min_data_in_leaf`, `feature_fraction`). train_signal.py must have
 run once to fill the feature cache.
 
@@ -30,15 +31,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 
 from training import train_signal as T
 
+# Settings that are train_signal module constants: NAME -> the constant.
+_MODULE_SETTINGS = {"s1_weight": "S1_WEIGHT", "hull_min_severity": "HULL_MIN_SEVERITY"}
+
 
 def _variants(specs: list[str]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for spec in specs:
         name, _, values = spec.partition("=")
-        if name not in ("s1_weight", "clean_target") and name not in T.TREE_SETTINGS:
-            known = ", ".join(("s1_weight", "clean_target", *T.TREE_SETTINGS))
+        if name not in _MODULE_SETTINGS and name != "clean_target" and name not in T.TREE_SETTINGS:
+            known = ", ".join((*_MODULE_SETTINGS, "clean_target", *T.TREE_SETTINGS))
             raise SystemExit(f"unknown setting {name!r}: one of {known}")
-        kind = float if name in ("s1_weight", "clean_target") else type(T.TREE_SETTINGS[name])
+        if name == "clean_target":
+            kind: type = float
+        elif name in _MODULE_SETTINGS:
+            kind = type(getattr(T, _MODULE_SETTINGS[name]))
+        else:
+            kind = type(T.TREE_SETTINGS[name])
         out.extend((name, kind(v)) for v in values.split(","))
     return out
 
@@ -83,19 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     if not cache.exists():
         parser.error(f"{cache} does not exist: run training/train_signal.py first")
     dev, fold = T.development_set(cache)
-    shipped = (T.S1_WEIGHT, dict(T.TREE_SETTINGS))
+    constants = {constant: getattr(T, constant) for constant in _MODULE_SETTINGS.values()}
+    trees = dict(T.TREE_SETTINGS)
+
+    def reset() -> None:
+        for constant, value in constants.items():
+            setattr(T, constant, value)
+        T.TREE_SETTINGS = dict(trees)
+
     _run("shipped settings", dev, fold, args.clean_target, seeds)
     for name, value in variants:
-        T.S1_WEIGHT, T.TREE_SETTINGS = shipped[0], dict(shipped[1])
+        reset()
         clean_target = args.clean_target
-        if name == "s1_weight":
-            T.S1_WEIGHT = value
+        if name in _MODULE_SETTINGS:
+            setattr(T, _MODULE_SETTINGS[name], value)
         elif name == "clean_target":
             clean_target = value
         else:
             T.TREE_SETTINGS[name] = value
         _run(f"{name}={value}", dev, fold, clean_target, seeds)
-    T.S1_WEIGHT, T.TREE_SETTINGS = shipped
+    reset()
     return 0
 
 

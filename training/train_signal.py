@@ -67,6 +67,8 @@ MAX_ROUNDS = 500
 # The share of the development photos' clean images the thresholds may flag (in-sample; out of fold the share
 # is higher), chosen by cross-validation with compare_threshold_rules.py.
 CLEAN_TARGET = 0.05
+# The lowest severity whose images count as found when hull_thresholds spends the clean budget.
+HULL_MIN_SEVERITY = 2
 # Photos with no colour at all (black-and-white prints, a moon) stay out: every copy of them would look like
 # DQ-495K's strongest desaturation while labelled otherwise; decide.py treats monochrome images apart.
 MONOCHROME_CHROMA_P95 = 4.0
@@ -664,10 +666,10 @@ def hull_thresholds(
     presence: np.ndarray, severity: np.ndarray, d: Data, clean_target: float, floor: float = 0.5
 ) -> np.ndarray:
     """Thresholds on expected severity where the clean budget buys the most (the shipped rule): walk each
-    category's curve of clean images flagged against its distorted images found (severity 2 and over) and take,
-    at each step, the jump with the best gain per clean image flagged over all categories, while the clean
-    images flagged by any category stay within `clean_target`. Jumps, not small steps: a plateau (one odd clean
-    photo's copies) does not hide the cliff behind it, as it does for a greedy rule with small steps."""
+    category's curve of clean images flagged against its distorted images found (severity HULL_MIN_SEVERITY and
+    over) and take, at each step, the jump with the best gain per clean image flagged over all categories, while
+    the clean images flagged by any category stay within `clean_target`. Jumps, not small steps: a plateau (one
+    odd clean photo's copies) does not hide the cliff behind it, as it does for a greedy rule with small steps."""
     clean = d.worst == 0
     if not clean.any():
         return np.full(len(CATEGORY_KEYS), floor)
@@ -676,7 +678,7 @@ def hull_thresholds(
     budget = int(clean_target * len(on_clean))
     candidates, gains = [], []
     for j in range(len(CATEGORY_KEYS)):
-        found = evident[d.present[:, j] >= 2, j]
+        found = evident[d.present[:, j] >= HULL_MIN_SEVERITY, j]
         values = np.unique(on_clean[:, j])[::-1]
         # Candidate k flags the k highest clean values: half-way between the k-th and the next.
         steps = [max(floor, float(values[0]) + 1e-9)]
