@@ -7,7 +7,7 @@ must have run once, to fill the feature cache), so a difference comes from the f
 cross-fitted figures and, per category, the AUROC clean vs severity 4 of the expected severity the engine
 thresholds (decide.evidence) and the severity-4 share found when 1% of clean images may be flagged.
 
-    python training/ablate_features.py chroma_noise,native_chroma_noise --seeds 0,1,2
+    python training/ablate_features.py blur_pooled,native_blur_pooled --seeds 0,1,2
 
 `--seeds` repeats both cross-validations with other seeds for the trees' bagging (photos and folds stay those of
 seed 0) and prints each figure's median with min-max, as sweep_settings.py does; the per-category lines are

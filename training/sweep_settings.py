@@ -39,15 +39,15 @@ def _variants(specs: list[str]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for spec in specs:
         name, _, values = spec.partition("=")
-        if name not in _MODULE_SETTINGS and name != "clean_target" and name not in T.TREE_SETTINGS:
-            known = ", ".join((*_MODULE_SETTINGS, "clean_target", *T.TREE_SETTINGS))
-            raise SystemExit(f"unknown setting {name!r}: one of {known}")
         if name == "clean_target":
             kind: type = float
         elif name in _MODULE_SETTINGS:
             kind = type(getattr(T, _MODULE_SETTINGS[name]))
-        else:
+        elif name in T.TREE_SETTINGS:
             kind = type(T.TREE_SETTINGS[name])
+        else:
+            known = ", ".join((*_MODULE_SETTINGS, "clean_target", *T.TREE_SETTINGS))
+            raise SystemExit(f"unknown setting {name!r}: one of {known}")
         out.extend((name, kind(v)) for v in values.split(","))
     return out
 
