@@ -189,3 +189,35 @@ def test_the_engine_knows_the_clean_share_its_confidence_was_calibrated_on():
         [("source/photo", "unused.png", 2000)], seed=0, pairs=train_signal.PAIRS, quick=False
     )
     assert sum(not r.distortions for r in recipes) / len(recipes) == CALIBRATION_CLEAN_SHARE
+
+
+def test_a_feature_read_only_by_some_categories_is_never_split_on_by_the_others(monkeypatch: pytest.MonkeyPatch):
+    # Feature "tell" gives away every category's presence and severity; "weak" only noise's, faintly. With
+    # "tell" read only by noise's boosters, noise's trees split on it and no other booster's (the worst-severity
+    # regressor's included) ever does.
+    rng = np.random.default_rng(0)
+    n = 400
+    present = np.zeros((n, len(train_signal.CATEGORY_KEYS)), dtype=np.int64)
+    for j in range(present.shape[1]):
+        present[:, j] = np.where(rng.random(n) < 0.3, rng.integers(1, 6, n), 0)
+    tell = present.sum(axis=1) + 0.1 * rng.random(n)
+    weak = present[:, train_signal.CATEGORY_KEYS.index("noise")] + 3 * rng.random(n)
+    data = train_signal.Data(
+        np.c_[tell, weak, rng.random(n)], present, np.array(["p"] * n), [[]] * n, [], ("tell", "weak", "other")
+    )
+    monkeypatch.setattr(train_signal, "READ_ONLY_BY", {"tell": ("noise",)})
+    boosters = train_signal.train_trees(data, None, quick=True, seed=0, rounds=dict.fromkeys(train_signal.BOOSTERS, 10))
+    for name, booster in boosters.items():
+        used = set(train_signal.export_booster(booster, sigmoid=False)["feature"]) - {-1}
+        assert (0 in used) == name.endswith("/noise"), name
+    seen = train_signal.booster_columns("contrast_weaken", data)
+    assert (seen[:, 0] == train_signal.MISSING).all() and np.array_equal(seen[:, 1:], data.x[:, 1:])
+    assert train_signal.booster_columns("noise", data) is data.x
+
+
+def test_ablate_features_refuses_an_unknown_reader(capsys: pytest.CaptureFixture[str]):
+    from training import ablate_features
+
+    with pytest.raises(SystemExit) as stop:
+        ablate_features.main(["blur", "--read-only-by", "noise,sparkle"])
+    assert stop.value.code == 2 and "unknown categories: sparkle" in capsys.readouterr().err

@@ -12,6 +12,11 @@ thresholds (decide.evidence) and the severity-4 share found when 1% of clean ima
 `--seeds` repeats both cross-validations with other seeds for the trees' bagging (photos and folds stay those of
 seed 0) and prints each figure's median with min-max, as sweep_settings.py does; the per-category lines are
 the first seed's.
+
+    python training/ablate_features.py noise_ratio,native_noise_ratio --read-only-by noise,compression --seeds 0,1,2
+
+`--read-only-by` gives the features, in the run with them, to those categories' boosters alone
+(train_signal.READ_ONLY_BY; `all`: to every booster), instead of the shipped choice.
 """
 
 from __future__ import annotations
@@ -36,12 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--clean-target", type=float, default=T.CLEAN_TARGET)
     parser.add_argument("--seeds", default="0", help="the trees' seeds, comma-separated (median and range)")
+    parser.add_argument("--read-only-by", help="comma-separated categories whose boosters alone read the features")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     left_out = set(args.features.split(","))
     unknown = left_out - set(T.FEATURES)
     if unknown:
         parser.error(f"unknown features: {', '.join(sorted(unknown))}")
+    if args.read_only_by is not None:
+        readers = () if args.read_only_by == "all" else tuple(args.read_only_by.split(","))
+        if set(readers) - set(T.CATEGORY_KEYS):
+            parser.error(f"unknown categories: {', '.join(sorted(set(readers) - set(T.CATEGORY_KEYS)))}")
+        for name in left_out:
+            T.READ_ONLY_BY.pop(name, None)
+            if readers:
+                T.READ_ONLY_BY[name] = readers
     from training import photos as photo_source
 
     cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"

@@ -495,20 +495,38 @@ RISING: dict[str, tuple[str, ...]] = {
     "noise": ("noise", "native_noise", "noise_coarse", "native_noise_coarse"),
 }
 
+# Features only some categories' boosters read (their presence and severity; the worst-severity regressor never):
+# feature -> categories. The other boosters get a constant in that column, on which no tree can split, so a
+# reading meant for one distortion cannot become a few photos' quirk in the others' trees. None in the shipped
+# model; `ablate_features.py NAMES --read-only-by CATEGORIES` measures the choice.
+READ_ONLY_BY: dict[str, tuple[str, ...]] = {}
+
 BOOSTERS = (*(f"presence/{c}" for c in CATEGORY_KEYS), *(f"severity/{c}" for c in CATEGORY_KEYS), "worst")
 
 
+def booster_columns(category: str, d: Data) -> np.ndarray:
+    """d.x as the boosters of `category` ("" for the worst-severity regressor) see it: READ_ONLY_BY's features
+    of other categories set to one constant."""
+    hidden = [i for i, f in enumerate(d.features) if f in READ_ONLY_BY and category not in READ_ONLY_BY[f]]
+    if not hidden:
+        return d.x
+    x = d.x.copy()
+    x[:, hidden] = MISSING
+    return x
+
+
 def _task(name: str, d: Data) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """(objective, rows mask, target, weights) of one booster on a data set."""
+    """(objective, rows mask, target, weights, features) of one booster on a data set."""
     kind, _, category = name.partition("/")
+    x = booster_columns(category, d)
     if kind == "worst":
-        return "regression", np.ones(len(d.x), bool), d.worst.astype(float), None, d.x
+        return "regression", np.ones(len(d.x), bool), d.worst.astype(float), None, x
     j = CATEGORY_KEYS.index(category)
     if kind == "presence":
         weight = np.where(d.present[:, j] == 1, S1_WEIGHT, 1.0)
-        return "binary", np.ones(len(d.x), bool), (d.present[:, j] > 0).astype(float), weight, d.x
+        return "binary", np.ones(len(d.x), bool), (d.present[:, j] > 0).astype(float), weight, x
     mask = d.present[:, j] > 0
-    return "regression", mask, d.present[mask, j].astype(float), None, d.x[mask]
+    return "regression", mask, d.present[mask, j].astype(float), None, x[mask]
 
 
 def train_trees(train: Data, stop: Data | None, *, quick: bool, seed: int, rounds: dict[str, int] | None = None):
