@@ -497,13 +497,9 @@ RISING: dict[str, tuple[str, ...]] = {
 
 # Features only some categories' boosters read (their presence and severity; the worst-severity regressor never):
 # feature -> categories. The other boosters get a constant in that column, on which no tree can split, so a
-# reading meant for one distortion cannot become a few photos' quirk in the others' trees (colour noise read by
-# every booster: contrast weakened at severity 2 found 0.87 -> 0.67). `ablate_features.py NAMES --read-only-by
-# CATEGORIES` measures the choice.
-READ_ONLY_BY: dict[str, tuple[str, ...]] = {
-    name: ("noise", "saturate_weaken")
-    for name in ("chroma_noise", "chroma_noise_ratio", "native_chroma_noise", "native_chroma_noise_ratio")
-}
+# reading meant for one distortion cannot become a few photos' quirk in the others' trees. None in the shipped
+# model; `ablate_features.py NAMES --read-only-by CATEGORIES` measures the choice.
+READ_ONLY_BY: dict[str, tuple[str, ...]] = {}
 
 BOOSTERS = (*(f"presence/{c}" for c in CATEGORY_KEYS), *(f"severity/{c}" for c in CATEGORY_KEYS), "worst")
 

@@ -40,8 +40,6 @@ _NATIVE = (
     "noise",
     "noise_median",
     "noise_coarse",
-    "chroma_noise",
-    "chroma_noise_ratio",
     "halo",
     "blockiness",
     "flat_pairs",

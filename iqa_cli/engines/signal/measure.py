@@ -51,8 +51,6 @@ class Measurements:
     noise: float  # noise sigma (0-255 levels) in the flattest tenth of the tiles; NaN when unreadable
     noise_median: float  # the same estimate in the median tile (noise is everywhere, texture is not)
     noise_coarse: float  # the flat-tile estimate on every other pixel (sees spatially correlated noise)
-    chroma_noise: float  # noise_coarse's estimate on the colour differences B - Y plus R - Y; NaN when unreadable
-    chroma_noise_ratio: float  # that over the luma's in the same tiles (desaturation scales it down)
     halo: float  # overshoot beside strong edges relative to the step: unsharp-mask halos > 0.55, blurred < 0
     blockiness: float  # JPEG 8x8 grid strength (1 = none); NaN when the grid cannot be seen
     jpeg_quality: float  # the file's JPEG quality setting (from its quantization tables); NaN if not a JPEG
@@ -240,77 +238,29 @@ def _orientation(half: np.ndarray) -> tuple[float, float]:
     return coherence, float(radial.sum() / energy[outer].sum())
 
 
-def _abs_laplacian(x: np.ndarray) -> np.ndarray:
-    # |[1 -2 1] x [1 -2 1]| over the last two axes of int16 values, in place where it can be: the largest array
-    # work of the measurement. Integer arithmetic, so exact whatever the order (at most 16 x 255 in magnitude).
-    v = x[..., :-2, :] + x[..., 2:, :]
-    v -= x[..., 1:-1, :]
-    v -= x[..., 1:-1, :]
-    lap = v[..., :-2] + v[..., 2:]
-    lap -= v[..., 1:-1]
-    lap -= v[..., 1:-1]
-    return np.abs(lap, out=lap)
-
-
-# Immerkaer's sigma from the mean absolute response of his mask over a tile of tile x tile pixels.
-_IMMERKAER = math.sqrt(math.pi / 2) / 6
-
-
-@dataclass(frozen=True)
-class _NoiseTiles:
-    sigma: np.ndarray  # per usable tile (neither near black nor near white), noise sigma in grey levels
-    usable: np.ndarray  # which of the rows x cols tiles those are
-    rows: int
-    cols: int
-
-
-def _noise_tiles(luma: np.ndarray, half: np.ndarray, tile: int, scale: int) -> _NoiseTiles | None:
+def _noise(luma: np.ndarray, half: np.ndarray, tile: int, scale: int) -> tuple[float, float]:
     # Immerkaer's estimator: the separable [1 -2 1] x [1 -2 1] mask cancels planes and ramps, so what it
     # sees in flat tiles is noise. Tiles near black or white are skipped: clipping hides noise there (the
     # tile's level is read from `half`, the half-resolution luma, `scale` luma pixels to one of its).
-    lap = _abs_laplacian(luma)
+    # In place: this filter is the largest array work of the measurement.
+    v = luma[:-2] + luma[2:]
+    v -= luma[1:-1]
+    v -= luma[1:-1]
+    lap = v[:, :-2] + v[:, 2:]
+    lap -= v[:, 1:-1]
+    lap -= v[:, 1:-1]
+    np.abs(lap, out=lap)
     level_tile = tile // scale
     rows = min(lap.shape[0] // tile, half.shape[0] // level_tile)
     cols = min(lap.shape[1] // tile, half.shape[1] // level_tile)
     if rows * cols < 4:
-        return None
-    sigma = _tile_sums(lap, rows, cols, tile) * (_IMMERKAER / tile**2)
+        return math.nan, math.nan
+    sigma = _tile_sums(lap, rows, cols, tile) * (math.sqrt(math.pi / 2) / 6 / tile**2)
     level = _tile_sums(half, rows, cols, level_tile) / level_tile**2
-    usable = (level > 16) & (level < 240)
-    return _NoiseTiles(sigma[usable], usable, rows, cols)
-
-
-def _noise(tiles: _NoiseTiles | None) -> tuple[float, float]:
-    # The flattest tenth's noise and the median tile's; NaN when too small, or nearly all black or white.
-    if tiles is None or tiles.sigma.size < 4:
+    sigma = sigma[(level > 16) & (level < 240)]
+    if sigma.size < 4:  # too small, or nearly all black or white: noise cannot be read
         return math.nan, math.nan
-    return percentile(tiles.sigma, 10), median(tiles.sigma)
-
-
-def _chroma_noise(
-    red: np.ndarray, blue: np.ndarray, luma: np.ndarray, tiles: _NoiseTiles | None, tile: int
-) -> tuple[float, float]:
-    """Immerkaer's sigma of the colour differences (B - Y plus R - Y) in the flattest tenth of the usable
-    tiles, and its ratio to the luma's sigma in the same tiles.
-
-    Scaling the colours towards grey (DQ-495K's desaturation) scales everything in them, sensor and JPEG
-    chroma noise included, while a photo of a naturally muted scene keeps its camera's colour noise: the
-    ratio tells the two apart where the saturation itself cannot. NaN where the noise cannot be read."""
-    if tiles is None or tiles.sigma.size < 4:
-        return math.nan, math.nan
-    flattest = np.argsort(tiles.sigma, kind="stable")[: max(2, tiles.sigma.size // 10)]
-    # Only those tiles are filtered: each one's (tile + 2)-pixel window, the mask's reach, gathered as a stack.
-    at = np.flatnonzero(tiles.usable)[flattest]
-    reach = np.arange(tile + 2)
-    rows = ((at // tiles.cols) * tile)[:, None, None] + reach[None, :, None]
-    cols = ((at % tiles.cols) * tile)[:, None, None] + reach[None, None, :]
-    grey_windows = luma[rows, cols]
-    sums = sum(
-        _abs_laplacian(channel[rows, cols].astype(np.int16) - grey_windows).sum(axis=(1, 2)) for channel in (blue, red)
-    )
-    colour = median(np.asarray(sums, np.float32) * (_IMMERKAER / tile**2))
-    grey = median(tiles.sigma[flattest])
-    return colour, colour / grey if grey >= 0.05 else math.nan
+    return percentile(sigma, 10), median(sigma)
 
 
 _TONE_FIELDS = (
@@ -402,13 +352,8 @@ def measure_pixels(
     halo = _halo(sharp.stack[:HALO_TILES]) if sharp.stack.size else 0.0
     coherence, radial = _orientation(half) if tone else (math.nan, math.nan)
 
-    noise, noise_median = _noise(_noise_tiles(luma_i, half, TILE, scale=2))
-    coarse = np.ascontiguousarray(luma_i[::2, ::2])
-    coarse_tiles = _noise_tiles(coarse, half, TILE // 2, scale=1)
-    noise_coarse, _ = _noise(coarse_tiles)
-    # The colours on the same every-other-pixel grid: a JPEG stores them at half resolution anyway.
-    sampled = pixels[::2, ::2]
-    chroma_noise, chroma_noise_ratio = _chroma_noise(sampled[..., 0], sampled[..., 2], coarse, coarse_tiles, TILE // 2)
+    noise, noise_median = _noise(luma_i, half, TILE, scale=2)
+    noise_coarse, _ = _noise(np.ascontiguousarray(luma_i[::2, ::2]), half, TILE // 2, scale=1)
 
     # Pixelation: where luma changes a lot over three pixels, natural images rarely repeat a value.
     # Every fourth row is plenty for a share.
@@ -439,8 +384,6 @@ def measure_pixels(
         noise=noise,
         noise_median=noise_median,
         noise_coarse=noise_coarse,
-        chroma_noise=chroma_noise,
-        chroma_noise_ratio=chroma_noise_ratio,
         halo=halo,
         blockiness=blockiness,
         jpeg_quality=math.nan if jpeg_quality is None else float(jpeg_quality),
