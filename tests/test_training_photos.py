@@ -10,12 +10,14 @@ import pytest
 from PIL import Image
 
 from training.photos import (
+    OUTSIDE_PACKAGES,
     PACKAGES,
     RccBundle,
     RccError,
     bundled_photos,
     cache_name,
     cached_photos,
+    copy_photos,
     match_any,
     rcc_pattern_split,
 )
@@ -129,6 +131,28 @@ def test_package_list_matches_the_doc() -> None:
     assert sum(p.expected for p in PACKAGES) == 152
     assert sum(p.expected for p in PACKAGES if p.name != "gnome-backgrounds") == 146
     assert {p.name: p.version for p in PACKAGES}["qtbase5-examples"] == "5.15.8+dfsg-11+deb12u3"
+
+
+def test_outside_photos_are_kept_apart_from_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never a training package, one photo per listed path (no size variants of one wallpaper), their own cache.
+    from training import photos
+
+    assert not {p.name for p in OUTSIDE_PACKAGES} & {p.name for p in PACKAGES}
+    assert "mate-backgrounds" not in {p.name for p in (*PACKAGES, *OUTSIDE_PACKAGES)}
+    for package in OUTSIDE_PACKAGES:
+        assert len(set(package.patterns)) == len(package.patterns) == package.expected
+        assert not any(c in pattern for pattern in package.patterns for c in "*?[")
+    # --outside --list reads its own cache folder, beside the training one, and --to copies what is there.
+    monkeypatch.setenv("IQA_TRAINING_CACHE", str(tmp_path / "photos"))
+    folder = tmp_path / "outside" / "plasma-workspace-wallpapers"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (400, 300), (90, 120, 200)).save(folder / "usr__share__wallpapers__Kite.jpg", quality=95)
+    (folder / photos.MARKER).write_text('{"package": "plasma-workspace-wallpapers", "kept": 1}')
+    assert photos.main(["--outside", "--list", "--to", str(tmp_path / "set")]) == 0
+    assert [p.name for p in (tmp_path / "set").iterdir()] == [
+        "plasma-workspace-wallpapers__usr__share__wallpapers__Kite.jpg"
+    ]
+    assert copy_photos([], tmp_path / "empty") == [] and (tmp_path / "empty").is_dir()
 
 
 def test_bundled_photos_are_readable_pngs(tmp_path: Path) -> None:
