@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown features: {', '.join(sorted(unknown))}")
     if args.read_only_by is not None:
         readers = () if args.read_only_by == "all" else tuple(args.read_only_by.split(","))
-        if set(readers) - set(T.CATEGORY_KEYS):
-            parser.error(f"unknown categories: {', '.join(sorted(set(readers) - set(T.CATEGORY_KEYS)))}")
+        strangers = set(readers) - set(T.CATEGORY_KEYS)
+        if strangers:
+            parser.error(f"unknown categories: {', '.join(sorted(strangers))}")
         for name in left_out:
             T.READ_ONLY_BY.pop(name, None)
             if readers:
