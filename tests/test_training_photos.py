@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -18,8 +19,10 @@ from training.photos import (
     cache_name,
     cached_photos,
     copy_photos,
+    fetch_package,
     match_any,
     rcc_pattern_split,
+    selection,
 )
 
 
@@ -124,12 +127,18 @@ def test_doc_patterns_match_the_listed_paths() -> None:
     farm = "explore_farm_animals/gcompris/src/activities/explore_farm_animals/resource/"
     assert match_any(farm + "animals/cow.webp", inner)
     assert not match_any(farm + "board/cow.webp", inner)
+    sea = "clickgame/gcompris/src/activities/clickgame/resource/"
+    assert match_any(sea + "sea6.webp", inner)
+    assert not match_any(sea + "bubble.webp", inner) and not match_any(sea + "sea7.webp", inner)
+    assert match_any("explore_world_music/gcompris/src/activities/explore_world_music/resource/music/japan.webp", inner)
     assert cache_name("usr/share/a/b.jpg") == "usr__share__a__b.jpg"
 
 
 def test_package_list_matches_the_doc() -> None:
-    assert sum(p.expected for p in PACKAGES) == 152
-    assert sum(p.expected for p in PACKAGES if p.name != "gnome-backgrounds") == 146
+    # The shared list's 152 photos, plus the 14 training-photos.md adds: 13 in gcompris-qt-data, 1 in digikam-data.
+    assert sum(p.expected for p in PACKAGES) == 152 + 14
+    assert sum(p.expected for p in PACKAGES if p.name != "gnome-backgrounds") == 146 + 14
+    assert {p.name: p.expected for p in PACKAGES}["gcompris-qt-data"] == 96 + 13
     assert {p.name: p.version for p in PACKAGES}["qtbase5-examples"] == "5.15.8+dfsg-11+deb12u3"
 
 
@@ -179,3 +188,30 @@ def test_cached_photos_lists_only_finished_packages(tmp_path: Path) -> None:
     photos = cached_photos(tmp_path)
     assert [(p.source, p.name) for p in photos] == [("pkg-a", "usr__a.png")]
     assert photos[0].licence_file == str(done / "copyright")
+
+
+def test_a_cached_package_is_fetched_again_when_its_selection_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A path added to a package's list must reach caches filled before: the marker records what was asked for.
+    from training import photos
+
+    package = photos.Package("pkg-a", "1.0", ("usr/share/a/*.jpg",))
+    folder = tmp_path / "pkg-a"
+    folder.mkdir()
+    downloads: list[str] = []
+
+    def no_network(pkg: photos.Package, workdir: Path, options: list[str]) -> tuple[Path, str]:
+        downloads.append(pkg.name)
+        raise RuntimeError("no network in tests")
+
+    monkeypatch.setattr(photos, "apt_download", no_network)
+    (folder / photos.MARKER).write_text(
+        json.dumps({"package": "pkg-a", "version": "1.0", "kept": 3, "selection": selection(package)})
+    )
+    assert fetch_package(package, tmp_path, tmp_path, {}).kept == 3 and downloads == []
+    wider = photos.Package("pkg-a", "1.0", ("usr/share/a/*.jpg", "usr/share/b/*.jpg"))
+    assert fetch_package(wider, tmp_path, tmp_path, {}).error == "no network in tests"
+    (folder / photos.MARKER).write_text('{"package": "pkg-a", "kept": 3}')  # a marker written before selections
+    fetch_package(package, tmp_path, tmp_path, {})
+    assert downloads == ["pkg-a", "pkg-a"]
