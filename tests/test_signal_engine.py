@@ -20,6 +20,7 @@ from iqa_cli.engines.signal import SignalEngine
 from iqa_cli.engines.signal.decide import brief_answer, decide, evidence, name_categories
 from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
 from iqa_cli.engines.signal.model import MODEL_FILE, Booster, ModelFileError, read_model, shipped_model
+from iqa_cli.errors import ModelFilesError
 from iqa_cli.evaluation.distortions import FUNCTIONS, distort
 from iqa_cli.images import LoadedImage
 from iqa_cli.testing import photos as photo_set
@@ -133,6 +134,26 @@ def test_clean_share_reweights_the_confidence_by_bayes_rule(photos: dict[str, np
 def test_the_engine_keys_its_answers_by_the_clean_share_only_when_given():
     assert "clean_share" not in SignalEngine().settings()
     assert SignalEngine.create(EngineOptions(clean_share=0.9)).settings()["clean_share"] == 0.9
+
+
+def test_the_engine_answers_with_the_model_file_given_as_model(photos: dict[str, np.ndarray], tmp_path: Path):
+    # A retrained model (train_signal.py --out) is measured with `--model FILE`: its trees and thresholds answer,
+    # and its identity keys the stored answers. Here every threshold is out of reach, so nothing is named.
+    data = json.loads(gzip.decompress(MODEL_FILE.read_bytes()))
+    data["thresholds"] = {c: 99.0 for c in data["thresholds"]}
+    data["info"]["id"] = "signal-unreachable"
+    own = tmp_path / "own.json.gz"
+    own.write_bytes(gzip.compress(json.dumps(data).encode()))
+    engine = SignalEngine.create(EngineOptions(model_dir=str(own)))
+    assert engine.settings()["model"] == "signal-unreachable" != SignalEngine().settings()["model"]
+    Image.fromarray(distort(photos["coffee"], "blur", 5, function="blur_gaussian")).save(tmp_path / "b.png")
+    image = load_image(str(tmp_path / "b.png"), engine.decode_plan)
+    prepared = [Prepared(key=0, payload=engine.preparer()(image), width=1, height=1)]
+    assert engine.assess(prepared, AssessRequest())[0].distortions == []
+    assert SignalEngine().assess(prepared, AssessRequest())[0].distortions[:1] == ["blur"]
+    (tmp_path / "broken.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(ModelFilesError, match=r"cannot read the signal model .*broken\.json\.gz.*train_signal\.py"):
+        SignalEngine.create(EngineOptions(model_dir=str(tmp_path / "broken.json.gz")))
 
 
 def test_a_model_of_the_previous_format_is_refused(tmp_path: Path):

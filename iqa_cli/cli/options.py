@@ -215,8 +215,8 @@ ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
-        metavar="DIR",
-        help="Models folder for the depictqa engine.",
+        metavar="PATH",
+        help="Models folder for the depictqa engine; for the signal engine, a model file (training/train_signal.py).",
         show_default="$IQA_MODELS_DIR, else the user data folder",
         rich_help_panel=MODEL,
     ),

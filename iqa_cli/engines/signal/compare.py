@@ -11,6 +11,7 @@ from PIL import Image
 from iqa_cli.engines.base import Comparison
 from iqa_cli.engines.signal.decide import brief_answer, decide_many
 from iqa_cli.engines.signal.features import extract
+from iqa_cli.engines.signal.model import SignalModel
 from iqa_cli.images import LoadedImage
 
 QUESTION = "Which image do you believe has better overall quality: Image A or Image B?"
@@ -152,9 +153,15 @@ def _confidence(margin: float, scale: float) -> float:
 
 
 def compare_signal(
-    a: ComparePayload, b: ComparePayload, reference: ComparePayload | None, *, detail: bool = False
+    a: ComparePayload,
+    b: ComparePayload,
+    reference: ComparePayload | None,
+    *,
+    detail: bool = False,
+    model: SignalModel | None = None,
 ) -> Comparison:
-    """Which of A and B is better: higher SSIM against `reference`, or without one the higher signal quality.
+    """Which of A and B is better: higher SSIM against `reference`, or without one the higher signal quality
+    (`model`'s, the shipped one by default).
 
     An exact tie answers "Image A" with confidence 0.5, which the both-orders combination turns into 0.5.
     """
@@ -173,7 +180,7 @@ def compare_signal(
             question=FR_QUESTION,
             detail=reasoning if detail else None,
         )
-    va, vb = decide_many([a.features, b.features])
+    va, vb = decide_many([a.features, b.features], model)
     # The regressor's quality, not the displayed score: that one is held on its answer's side, so a missed
     # heavy blur (answer "None") would otherwise outrank a slight noise that was named.
     margin = va.quality - vb.quality

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from iqa_cli.categories import CATEGORIES
@@ -19,7 +20,8 @@ from iqa_cli.engines.base import (
 from iqa_cli.engines.signal.decide import Verdict, brief_answer, decide_many
 from iqa_cli.engines.signal.features import ANALYSIS_SIDE, DECODE_PLAN, NATIVE_CROP, extract
 from iqa_cli.engines.signal.measure import MAX_TILES, TILE
-from iqa_cli.engines.signal.model import shipped_model
+from iqa_cli.engines.signal.model import ModelFileError, SignalModel, read_model, shipped_model
+from iqa_cli.errors import ModelFilesError
 from iqa_cli.images import DecodePlan
 
 # DepictQA-style questions for the two tasks this engine answers.
@@ -106,13 +108,28 @@ class SignalEngine(Engine):
     version = "1.0.0"
     description = "Built-in pixel measurements and learned trees answering DepictQA's distortion and rating questions."
 
-    def __init__(self, clean_share: float | None = None) -> None:
+    def __init__(self, clean_share: float | None = None, model: SignalModel | None = None) -> None:
         self.clean_share = clean_share
+        self._model = model
+
+    @property
+    def model(self) -> SignalModel:
+        """The model given, else the shipped one (read when first needed, once per process)."""
+        return self._model or shipped_model()
 
     @classmethod
     def create(cls, options: EngineOptions) -> SignalEngine:
-        """Only the expected clean share applies: the model, device and dtype options do not."""
-        return cls(clean_share=options.clean_share)
+        """The expected clean share, and `--model` as a model file written by training/train_signal.py (the
+        shipped one by default); the device and dtype options do not apply."""
+        if not options.model_dir:
+            return cls(clean_share=options.clean_share)
+        try:
+            model = read_model(Path(options.model_dir).expanduser())
+        except ModelFileError as exc:
+            raise ModelFilesError(
+                f"{exc} (--model for the signal engine is a file from training/train_signal.py)"
+            ) from None
+        return cls(clean_share=options.clean_share, model=model)
 
     @property
     def decode_plan(self) -> DecodePlan:
@@ -121,7 +138,7 @@ class SignalEngine(Engine):
 
     def settings(self) -> dict[str, Any]:
         """The version, analysis sizes and the model's identity: what changes answers."""
-        model = shipped_model()
+        model = self.model
         return {
             "engine": self.name,
             "version": self.version,
@@ -158,12 +175,13 @@ class SignalEngine(Engine):
         from iqa_cli.engines.signal.compare import compare_signal
 
         return [
-            compare_signal(a.payload, b.payload, r.payload if r else None, detail=request.detail) for a, b, r in pairs
+            compare_signal(a.payload, b.payload, r.payload if r else None, detail=request.detail, model=self.model)
+            for a, b, r in pairs
         ]
 
     def assess(self, batch: Sequence[Prepared], request: AssessRequest) -> list[Assessment]:
         """Decide the batch's feature rows with the model in one pass."""
-        verdicts = decide_many([item.payload for item in batch], clean_share=self.clean_share)
+        verdicts = decide_many([item.payload for item in batch], self.model, clean_share=self.clean_share)
         return [self._assessment(verdict, request) for verdict in verdicts]
 
     def _assessment(self, verdict: Verdict, request: AssessRequest) -> Assessment:
