@@ -17,15 +17,26 @@ from training import train_signal
 
 
 def test_quick_mode_trains_a_model_the_engine_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    out, report = tmp_path / "model.json.gz", tmp_path / "report.json"
-    assert train_signal.main(["--quick", "--out", str(out), "--report", str(report), "--jobs", "1"]) == 0
+    out, report, docs = tmp_path / "model.json.gz", tmp_path / "report.json", tmp_path / "docs"
+    args = ["--quick", "--out", str(out), "--report", str(report), "--jobs", "1", "--docs", str(docs)]
+    assert train_signal.main(args) == 0
     printed = capsys.readouterr().out
     assert "development photos" in printed and "never trained on" in printed and "ECE" in printed
     model = read_model(out)
     assert model.features == FEATURES and model.info["quick"] is True
     figures = json.loads(report.read_text())
-    # Training and validation photos never overlap.
-    assert figures["test_photos"] and figures["photos"] == len(figures["test_photos"])
+    # The test photos never fit the model they measure; the shipped one is the same recipe on every photo.
+    checked = read_model(tmp_path / "model.check.json.gz")
+    assert figures["test_photos"] and figures["photos"] == len(figures["test_photos"]) == checked.info["test_photos"]
+    assert model.info["test_photos"] == 0 and model.info["checked_by"] == checked.info["id"] != model.info["id"]
+    assert model.info["photos"] == checked.info["photos"] + checked.info["test_photos"]
+    assert figures["cross_validation_all"]["photos"] == model.info["photos"]
+    table = (docs / "signal-validation.md").read_text()
+    assert (
+        f"`{checked.info['id']}`" in table
+        and "| figure | test | cross-validation | cross-validation, every photo |" in table
+    )
+    assert (docs / "signal-reliability.png").stat().st_size > 0
     probe = json.loads(__import__("gzip").decompress(out.read_bytes()))["probe"]
     x = np.asarray(probe["x"])
     for j, category in enumerate(model.categories):

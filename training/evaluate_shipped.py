@@ -1,12 +1,15 @@
-"""The shipped signal model on the test photos, from the cached training features, without retraining.
+"""The shipped recipe's model on the test photos, from the cached training features, without retraining.
 
     python training/evaluate_shipped.py [--cache DIR] [--model FILE] [--photos-to DIR]
 
-train_signal.py measures the model it writes once, on the test photos (a fifth of each source, never trained
-on). This script repeats that measurement for the model in the package (or `--model`) on the feature cache that
+train_signal.py measures once, on the test photos (a fifth of each source), the model it fitted without them,
+and ships the same recipe refitted on every photo. This script repeats that measurement on the feature cache
 train_signal.py filled, with the same split and the engine's own decision (numpy trees, thresholds, calibration,
 the rules for monochrome and blank frames), and prints the same tables: the check that the figures in
-docs/signal-validation.md still hold for the code and the features of this checkout.
+docs/signal-validation.md still hold for the code and the features of this checkout. The model is the one
+measured on the test photos that train_signal.py left in the training cache, which must be the one the
+packaged model names (`checked_by`); `--model` measures another file (a packaged model that saw the test
+photos is refused: its figures there would mean nothing).
 """
 
 from __future__ import annotations
@@ -46,13 +49,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: the cache was measured by other feature code ({version}, this checkout's is "
               f"{T._code_version()}): rerun train_signal.py for this checkout's features")  # fmt: skip
     _, test = T.cached_split(cache, args.seed)
-    model = read_model(args.model) if args.model else shipped_model()
+    model = read_model(args.model) if args.model else _measured_model(cache.parent, parser)
+    if model.info.get("test_photos") == 0:
+        parser.error(f"model {model.info.get('id')} was fitted on the test photos too: measure its check model")
     report = T.engine_tables(test, model)
     print(f"model {model.info.get('id')} on the test photos of {cache}:")
     T.print_report(report)
     if args.photos_to is not None:
         _copy_photos(sorted(set(test.photo)), args.cache or photo_source.default_cache(), args.photos_to)
     return 0
+
+
+def _measured_model(folder: Path, parser: argparse.ArgumentParser):
+    """The model train_signal.py measured on the test photos for the packaged one (itself when it never saw them)."""
+    shipped = shipped_model()
+    wanted = shipped.info.get("checked_by")
+    if wanted is None:
+        return shipped
+    check_file = folder / "signal-check-model.json.gz"
+    checked = read_model(check_file) if check_file.exists() else None
+    if checked is None or checked.info.get("id") != wanted:
+        found = "missing" if checked is None else f"model {checked.info.get('id')}"
+        parser.error(f"{check_file} is {found}, not {wanted}: run train_signal.py on this checkout to write it")
+    return checked
 
 
 def _copy_photos(keys: list[str], photo_cache: Path, folder: Path) -> None:

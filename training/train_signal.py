@@ -13,8 +13,10 @@
 3. Split by photo (never the same photo on both sides):
    a fifth of the photos is kept apart as test photos; the rest are dealt into folds, each fold predicted by
    trees fitted on the others (number of trees chosen on one of them); thresholds and the confidence
-   calibration are fitted on these out-of-fold predictions; the shipped trees are fitted on all development
-   photos and measured once on the test photos through the engine's own decision (decide.py).
+   calibration are fitted on these out-of-fold predictions; trees fitted on all development photos are
+   measured once on the test photos through the engine's own decision (decide.py). The shipped model is the
+   same recipe run again on every photo, the test photos included (more photos, better trees: the learning
+   curve in docs/signal-engine.md); `--without-test-photos` ships the measured model instead.
 4. The model is written as gzip-compressed JSON trees (iqa_cli/engines/signal/model.py reads it, no pickle).
 
 Features are cached per recipe in the cache folder (a Parquet file keyed by a hash of the feature code and
@@ -862,6 +864,73 @@ def gather_photos(args: argparse.Namespace, bundled: Path) -> list[tuple[str, st
     return out
 
 
+@dataclass
+class Fitted:
+    """One run of the recipe on a set of photos: the model file's content, its cross-validation figures and the
+    out-of-fold predictions they come from."""
+
+    json: dict[str, Any]
+    cv_report: dict[str, Any]
+    out_of_fold: dict[str, np.ndarray]
+    photos: int
+    images: int
+    folds: int
+    trees: int
+
+
+def fit_model(data: Data, folds: int, args: argparse.Namespace, probe: Data) -> Fitted:
+    """Cross-validate on `data`'s photos (thresholds and calibration from the out-of-fold predictions), then fit
+    the trees on all of them; `probe`'s rows are kept with LightGBM's outputs for the tests' self-check."""
+    fold_of = assign_folds(data.photo, folds, args.seed)
+    fold = np.array([fold_of[p] for p in data.photo])
+    cv_report, presence, severity, worst, used = cross_validate(
+        data, fold, args.clean_target, quick=args.quick, seed=args.seed
+    )
+    final = fit_decision(presence, severity, data, args.clean_target)
+    # The trees: fitted on every photo, each booster with the median of the trees its folds needed.
+    rounds = {name: int(np.median(counts)) for name, counts in used.items()}
+    boosters = train_trees(data, None, quick=args.quick, seed=args.seed, rounds=rounds)
+    model_json = {
+        "format": FORMAT,
+        "features": list(FEATURES),
+        "categories": list(CATEGORY_KEYS),
+        "missing": MISSING,
+        "presence": {c: export_booster(boosters[f"presence/{c}"], sigmoid=True) for c in CATEGORY_KEYS},
+        "severity": {c: export_booster(boosters[f"severity/{c}"], sigmoid=False) for c in CATEGORY_KEYS},
+        "worst": export_booster(boosters["worst"], sigmoid=False),
+        "thresholds": {c: float(t) for c, t in zip(CATEGORY_KEYS, final.thresholds, strict=True)},
+        "calibration": {k: {"x": v[0], "y": v[1]} for k, v in final.calibration.items()},
+        "max_named": MAX_NAMED,
+    }
+    # A self-check the tests replay: LightGBM's own outputs on a few rows.
+    probe_rows = probe.x[:: max(1, len(probe.x) // 8)][:8]
+    probe_presence, _, probe_worst = predict_all(boosters, probe_rows)
+    model_json["probe"] = {
+        "x": probe_rows.tolist(),
+        "presence": {c: probe_presence[:, j].tolist() for j, c in enumerate(CATEGORY_KEYS)},
+        "worst": probe_worst.tolist(),
+    }
+    out_of_fold = {"presence": presence, "severity": severity, "worst": worst, "fold": fold}
+    return Fitted(
+        model_json, cv_report, out_of_fold, len(set(data.photo)), len(data.photo), folds, int(sum(rounds.values()))
+    )
+
+
+def model_info(fitted: Fitted, *, test_photos: int, quick: bool, seed: int) -> dict[str, Any]:
+    """The model file's "info": its id (a hash of the rest of the file) and what it was fitted on."""
+    identity = hashlib.blake2b(json.dumps(fitted.json, sort_keys=True).encode(), digest_size=6).hexdigest()
+    return {
+        "id": f"signal-{identity}",
+        "photos": fitted.photos,
+        "images": fitted.images,
+        "test_photos": test_photos,
+        "folds": fitted.folds,
+        "trees": fitted.trees,
+        "seed": seed,
+        "quick": quick,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -882,6 +951,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--clean-target", type=float, default=CLEAN_TARGET, help="share of clean images flagged, at most"
+    )
+    parser.add_argument(
+        "--without-test-photos",
+        action="store_true",
+        help="ship the model measured on the test photos (by default the recipe is refitted on every photo)",
+    )
+    parser.add_argument(
+        "--check-out",
+        type=Path,
+        default=None,
+        help="where the model measured on the test photos goes (default: beside --out, else in the training cache)",
     )
     args = parser.parse_args(argv)
 
@@ -906,73 +986,55 @@ def main(argv: list[str] | None = None) -> int:
         print(f"left out {len(monochrome)} monochrome photos: {', '.join(sorted(monochrome))}", flush=True)
     dev, test = split_by_photo(data, args.seed)
     folds = 3 if args.quick else FOLDS
-    fold_of = assign_folds(dev.photo, folds, args.seed)
-    fold = np.array([fold_of[p] for p in dev.photo])
     print(
         f"{len(set(dev.photo))} development photos ({len(dev.photo)} images) in {folds} folds by photo; "
         f"{len(set(test.photo))} test photos ({len(test.photo)} images) never trained on",
         flush=True,
     )
-
-    cv_report, presence, severity, worst, used = cross_validate(
-        dev, fold, args.clean_target, quick=args.quick, seed=args.seed
-    )
+    check = fit_model(dev, folds, args, probe=test)
     if not args.quick:  # kept for looking into the decision rule without retraining
-        np.savez(args.cache.parent / "signal-oof.npz", presence=presence, severity=severity, worst=worst, fold=fold)
-    final = fit_decision(presence, severity, dev, args.clean_target)
-
-    # The shipped trees: fitted on every development photo, each booster with the median of the trees its
-    # folds needed.
-    rounds = {name: int(np.median(counts)) for name, counts in used.items()}
-    boosters = train_trees(dev, None, quick=args.quick, seed=args.seed, rounds=rounds)
-    model_json = {
-        "format": FORMAT,
-        "features": list(FEATURES),
-        "categories": list(CATEGORY_KEYS),
-        "missing": MISSING,
-        "presence": {c: export_booster(boosters[f"presence/{c}"], sigmoid=True) for c in CATEGORY_KEYS},
-        "severity": {c: export_booster(boosters[f"severity/{c}"], sigmoid=False) for c in CATEGORY_KEYS},
-        "worst": export_booster(boosters["worst"], sigmoid=False),
-        "thresholds": {c: float(t) for c, t in zip(CATEGORY_KEYS, final.thresholds, strict=True)},
-        "calibration": {k: {"x": v[0], "y": v[1]} for k, v in final.calibration.items()},
-        "max_named": MAX_NAMED,
-    }
-    # A self-check the tests replay: LightGBM's own outputs on a few rows.
-    probe_rows = test.x[:: max(1, len(test.x) // 8)][:8]
-    probe_presence, _, probe_worst = predict_all(boosters, probe_rows)
-    model_json["probe"] = {
-        "x": probe_rows.tolist(),
-        "presence": {c: probe_presence[:, j].tolist() for j, c in enumerate(CATEGORY_KEYS)},
-        "worst": probe_worst.tolist(),
-    }
-    identity = hashlib.blake2b(json.dumps(model_json, sort_keys=True).encode(), digest_size=6).hexdigest()
-    model_json["info"] = {
-        "id": f"signal-{identity}",
-        "photos": len(set(dev.photo)),
-        "images": len(dev.photo),
-        "test_photos": len(set(test.photo)),
-        "folds": folds,
-        "trees": int(sum(rounds.values())),
-        "seed": args.seed,
-        "quick": args.quick,
-    }
+        np.savez(args.cache.parent / "signal-oof.npz", **check.out_of_fold)
+    check.json["info"] = model_info(check, test_photos=len(set(test.photo)), quick=args.quick, seed=args.seed)
     # Measured once on the test photos, with the model as written.
-    report = engine_tables(test, SignalModel.from_json(model_json))
-    report["cross_validation"] = cv_report
+    report = engine_tables(test, SignalModel.from_json(check.json))
+    report["cross_validation"] = check.cv_report
     out = args.out or (
         Path(tempfile.gettempdir()) / "signal_model.quick.json.gz"
         if args.quick
         else Path(decide_module.__file__).with_name("signal_model.json.gz")
     )
-    out.write_bytes(gzip.compress(json.dumps(model_json, separators=(",", ":")).encode(), mtime=0))
+    # The model measured on the test photos: beside --out, else in the training cache (not in the package).
+    check_out = args.check_out or (
+        out.with_name(out.name.replace(".json", ".check.json"))
+        if args.out or args.quick
+        else args.cache.parent / "signal-check-model.json.gz"
+    )
+    if args.without_test_photos:
+        shipped = check
+    else:
+        # The same recipe refitted on every photo, the test photos included: more photos make better trees (the
+        # learning curve in docs/signal-engine.md), and the figures above are those of this recipe on photos it
+        # never saw. The model measured on them is written beside it, for evaluate_shipped.py.
+        print(f"\nevery photo: {len(set(data.photo))} photos ({len(data.photo)} images) in {folds} folds", flush=True)
+        shipped = fit_model(data, folds, args, probe=test)
+        shipped.json["info"] = model_info(shipped, test_photos=0, quick=args.quick, seed=args.seed)
+        shipped.json["info"]["checked_by"] = check.json["info"]["id"]
+        check_out.write_bytes(gzip.compress(json.dumps(check.json, separators=(",", ":")).encode(), mtime=0))
+        report["cross_validation_all"] = shipped.cv_report
+        report["check_model"] = {**check.json["info"], "file": str(check_out)}
+    out.write_bytes(gzip.compress(json.dumps(shipped.json, separators=(",", ":")).encode(), mtime=0))
     report["feature_cpu_ms_median"] = float(np.median(cpu) * 1000)
-    report["model"] = model_json["info"]
+    report["model"] = shipped.json["info"]
     report["model_bytes"] = out.stat().st_size
     print("\ncross-validation (development photos, each predicted by trees that never saw it):")
-    print_report(cv_report)
-    print("\ntest (photos never trained on, the shipped model and its thresholds and calibration):")
+    print_report(check.cv_report)
+    print(f"\ntest (photos never trained on, model {check.json['info']['id']} and its thresholds and calibration):")
     print_report(report)
-    print(f"model: {out} ({out.stat().st_size / 1e6:.2f} MB, {model_json['info']['id']})")
+    if shipped is not check:
+        print("\ncross-validation (every photo, the shipped model's folds):")
+        print_report(shipped.cv_report)
+        print(f"model measured on the test photos: {check_out} ({check.json['info']['id']})")
+    print(f"model: {out} ({out.stat().st_size / 1e6:.2f} MB, {shipped.json['info']['id']})")
     report["commit"] = trained_on
     report["monochrome_left_out"] = sorted(monochrome)
     report["test_photos"] = sorted(set(test.photo))
@@ -989,23 +1051,33 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     cv = report["cross_validation"]
+    every = report.get("cross_validation_all")
+    checked = report.get("check_model", report["model"])
+    sets = [report, cv, *([every] if every else [])]
     lines = [
         "# Signal engine: validation figures",
         "",
         "Generated by `training/train_signal.py`; do not edit. **Test**: photos never used to fit anything, answered",
-        "by the shipped model with its thresholds and calibration. **Cross-validation**: the development photos,",
-        "each predicted by trees that never saw it, with thresholds and calibration fitted on the other folds.",
+        f"by the model fitted on the development photos (`{checked['id']}`) with its thresholds and calibration.",
+        "**Cross-validation**: each photo predicted by trees that never saw it, with thresholds and calibration",
+        "fitted on the other folds; on the development photos, and"
+        + (
+            " on every photo (the folds of the shipped model, which is the same recipe refitted on all of them)."
+            if every
+            else " (the shipped model is the one measured on the test photos)."
+        ),
         "",
         f"- command: `{command}`",
         f"- commit: {report['commit']}; machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}",
-        f"- model `{report['model']['id']}`: {report['model']['photos']} photos, {report['model']['images']} images, "
-        f"{report['model_bytes'] / 1e6:.2f} MB",
+        f"- shipped model `{report['model']['id']}`: {report['model']['photos']} photos, "
+        f"{report['model']['images']} images, {report['model_bytes'] / 1e6:.2f} MB",
         f"- test: {report['photos']} photos, {report['images']} images, {report['clean_images']} clean; "
-        f"cross-validation: {cv['photos']} photos, {cv['images']} images, {cv['clean_images']} clean",
-        f"- monochrome photos left out of both: {', '.join(report.get('monochrome_left_out', [])) or 'none'}",
+        f"cross-validation: {cv['photos']} photos, {cv['images']} images, {cv['clean_images']} clean"
+        + (f"; every photo: {every['photos']} photos, {every['images']} images" if every else ""),
+        f"- monochrome photos left out of all: {', '.join(report.get('monochrome_left_out', [])) or 'none'}",
         "",
-        "| figure | test | cross-validation |",
-        "|---|---|---|",
+        "| figure | test | cross-validation |" + (" cross-validation, every photo |" if every else ""),
+        "|---|---|---|" + ("---|" if every else ""),
     ]
     summary = (
         ("clean images called ok (nothing named)", lambda r: _fmt(r["clean_ok"], 3)),
@@ -1019,7 +1091,7 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
         ("AUROC of confidence, right vs wrong", lambda r: _fmt(r["auroc"], 3)),
         ("Spearman(severity, falling score), lowest over functions", lambda r: _fmt(r["spearman_min"])),
     )
-    lines += [f"| {label} | {value(report)} | {value(cv)} |" for label, value in summary]
+    lines += [f"| {label} | " + " | ".join(value(r) for r in sets) + " |" for label, value in summary]
     lines += [
         "",
         "Test photos only below.",
