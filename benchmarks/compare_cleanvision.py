@@ -5,7 +5,9 @@
 
 The photos are the ones training/train_signal.py holds out (gather_photos over the photo cache, without
 fetching; its monochrome photos left out as it leaves them out; then split_photos with seed 0, the "test
-photos" of the current training script): the shipped model was fitted without them. Each is shrunk to at
+photos" of the current training script). The model measured is the one train_signal.py fitted without them
+(training/evaluate_shipped.py's `measured_model_file`: the packaged model is that recipe refitted on every
+photo, so it saw them), passed to iqa as `--model`. Each is shrunk to at
 most 1600 px on its long side (never enlarged, with the resampling the training corpus uses) and saved as
 PNG. `iqa eval --make-set` then adds one distortion function per category (drawn per photo) at severities
 2 and 4: 25 images per photo, which keeps a full run near five minutes on two cores (`--functions all`
@@ -60,7 +62,6 @@ SET_SEED = 0
 QUICK_PHOTOS = 2
 CLEANVISION_TYPES = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "grayscale", "odd_size")
 MATCHES = {"blur": "blurry", "darken": "dark", "brighten": "light", "saturate_weaken": "grayscale"}
-MODEL_FILE = REPO / "iqa_cli" / "engines" / "signal" / "signal_model.json.gz"
 
 
 # --- photos and the labelled set ------------------------------------------------------------------------
@@ -148,11 +149,12 @@ def read_labels(labels: Path) -> dict[str, tuple[str, int]]:
 # --- the two tools --------------------------------------------------------------------------------------
 
 
-def run_iqa(labels: Path, out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], float]:
-    """(summary JSON, per-file rows, wall seconds) of `iqa eval --engine signal`."""
+def run_iqa(labels: Path, out: Path, model: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], float]:
+    """(summary JSON, per-file rows, wall seconds) of `iqa eval --engine signal --model MODEL`."""
     started = time.perf_counter()
     subprocess.run(
-        [iqa_command(), "eval", str(labels), "--engine", "signal", "--json", "--out", str(out), "--format", "csv"],
+        [iqa_command(), "eval", str(labels), "--engine", "signal", "--model", str(model), "--json", "--out", str(out),
+         "--format", "csv"],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     wall = time.perf_counter() - started
@@ -253,9 +255,9 @@ def _named(row: dict[str, Any]) -> bool:
 # --- the run --------------------------------------------------------------------------------------------
 
 
-def model_id() -> str:
+def model_id(model: Path) -> str:
     try:
-        return json.loads(gzip.decompress(MODEL_FILE.read_bytes()))["info"]["id"]
+        return json.loads(gzip.decompress(model.read_bytes()))["info"]["id"]
     except (OSError, KeyError, ValueError):
         return "unknown"
 
@@ -316,8 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("cleanvision is not installed: pip install cleanvision", file=sys.stderr)
         return 2
-    if not MODEL_FILE.is_file():
-        print(f"no signal model at {MODEL_FILE}: run training/train_signal.py first", file=sys.stderr)
+    from training import photos as photo_source
+    from training.evaluate_shipped import measured_model_file
+
+    try:
+        model = measured_model_file(photo_source.default_cache().parent)
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
         return 2
     severities = (4,) if args.quick else SEVERITIES
 
@@ -337,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
         load_iqa = os.getloadavg()[0]
         print(f"iqa eval on {len(labels)} images", file=sys.stderr, flush=True)
-        summary, iqa_rows, iqa_s = run_iqa(labels_file, work / "iqa-eval")
+        summary, iqa_rows, iqa_s = run_iqa(labels_file, work / "iqa-eval", model)
         load_cv = os.getloadavg()[0]
         print(f"cleanvision on {len(labels)} images", file=sys.stderr, flush=True)
         issues, cv_s = run_cleanvision(work / "set")
@@ -353,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             "severities": list(severities),
             "functions": "one-per-category",
             "max_side": MAX_SIDE,
-            "model": model_id(),
+            "model": model_id(model),
             "cleanvision_version": cleanvision.__version__,
             "cleanvision_issue_types": list(CLEANVISION_TYPES),
             "commit": commit(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ pytest.importorskip("lightgbm", reason="the training script needs lightgbm (pip 
 
 from iqa_cli.engines.signal.decide import decide_many
 from iqa_cli.engines.signal.features import FEATURES
-from iqa_cli.engines.signal.model import read_model
+from iqa_cli.engines.signal.model import MODEL_FILE, read_model
 from training import train_signal
 
 
@@ -37,7 +38,7 @@ def test_quick_mode_trains_a_model_the_engine_reads(tmp_path: Path, capsys: pyte
         and "| figure | test | cross-validation | cross-validation, every photo |" in table
     )
     assert (docs / "signal-reliability.png").stat().st_size > 0
-    probe = json.loads(__import__("gzip").decompress(out.read_bytes()))["probe"]
+    probe = json.loads(gzip.decompress(out.read_bytes()))["probe"]
     x = np.asarray(probe["x"])
     for j, category in enumerate(model.categories):
         assert np.allclose(model.predict(x).presence[:, j], probe["presence"][category], atol=1e-9)
@@ -127,11 +128,23 @@ def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_pat
     rows = train_signal.build_features(train_signal.plan_corpus(photos, seed=0, pairs=1, quick=True), None, 1)
     # The cache sits beside the photo folder, where train_signal.py keeps it.
     train_signal._write_cache(tmp_path / "signal-features.parquet", rows, train_signal._code_version())
+    # The packaged model saw the test photos: its check model (here a stand-in under the id it names) is measured.
+    shipped = json.loads(gzip.decompress(MODEL_FILE.read_bytes()))
+    wanted = shipped["info"]["checked_by"]
+    check_file = tmp_path / "signal-check-model.json.gz"
+    with pytest.raises(SystemExit):  # not there yet
+        evaluate_shipped.main(["--cache", str(tmp_path / "photos")])
+    assert f"is missing, not {wanted}" in capsys.readouterr().err
+    stand_in = {**shipped, "info": {**shipped["info"], "id": wanted, "test_photos": 33}}
+    check_file.write_bytes(gzip.compress(json.dumps(stand_in).encode()))
     copied = tmp_path / "test-photos"
     assert evaluate_shipped.main(["--cache", str(tmp_path / "photos"), "--photos-to", str(copied)]) == 0
     printed = capsys.readouterr().out
-    assert "model signal-" in printed and "clean called ok" in printed and "ECE" in printed
+    assert f"model {wanted} " in printed and "clean called ok" in printed and "ECE" in printed
     assert "other feature code" not in printed
+    with pytest.raises(SystemExit):  # a model fitted on the test photos has nothing to say about them
+        evaluate_shipped.main(["--cache", str(tmp_path / "photos"), "--model", str(MODEL_FILE)])
+    assert "was fitted on the test photos too" in capsys.readouterr().err
     # The test photos, the clean originals byte for byte, for `iqa eval --make-set`.
     test_keys = train_signal.split_photos([key for key, _, _ in photos], 0)
     path_of = {key: Path(path) for key, path, _ in photos}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not an installed package
 
-from iqa_cli.engines.signal.model import read_model, shipped_model
+from iqa_cli.engines.signal.model import MODEL_FILE, read_model, shipped_model
 from training import train_signal as T
 
 
@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: the cache was measured by other feature code ({version}, this checkout's is "
               f"{T._code_version()}): rerun train_signal.py for this checkout's features")  # fmt: skip
     _, test = T.cached_split(cache, args.seed)
-    model = read_model(args.model) if args.model else _measured_model(cache.parent, parser)
+    try:
+        model = read_model(args.model or measured_model_file(cache.parent))
+    except LookupError as exc:
+        parser.error(str(exc))
     if model.info.get("test_photos") == 0:
         parser.error(f"model {model.info.get('id')} was fitted on the test photos too: measure its check model")
     report = T.engine_tables(test, model)
@@ -60,18 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _measured_model(folder: Path, parser: argparse.ArgumentParser):
-    """The model train_signal.py measured on the test photos for the packaged one (itself when it never saw them)."""
+def measured_model_file(folder: Path) -> Path:
+    """The model file train_signal.py measured on the test photos for the packaged model: the packaged one when it
+    never saw them, else the check model it names (`checked_by`) in the training cache `folder`; LookupError when
+    that file is missing or is another model."""
     shipped = shipped_model()
     wanted = shipped.info.get("checked_by")
     if wanted is None:
-        return shipped
+        return MODEL_FILE
     check_file = folder / "signal-check-model.json.gz"
-    checked = read_model(check_file) if check_file.exists() else None
-    if checked is None or checked.info.get("id") != wanted:
-        found = "missing" if checked is None else f"model {checked.info.get('id')}"
-        parser.error(f"{check_file} is {found}, not {wanted}: run train_signal.py on this checkout to write it")
-    return checked
+    found = read_model(check_file).info.get("id") if check_file.exists() else None
+    if found != wanted:
+        state = "missing" if found is None else f"model {found}"
+        raise LookupError(f"{check_file} is {state}, not {wanted}: run train_signal.py on this checkout to write it")
+    return check_file
 
 
 def _copy_photos(keys: list[str], photo_cache: Path, folder: Path) -> None:
