@@ -245,3 +245,20 @@ def test_ablate_features_refuses_an_unknown_reader(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as stop:
         ablate_features.main(["blur", "--read-only-by", "noise,sparkle"])
     assert stop.value.code == 2 and "unknown categories: sparkle" in capsys.readouterr().err
+
+
+def test_learning_curve_fits_each_fold_on_the_share_of_its_photos(monkeypatch: pytest.MonkeyPatch):
+    from training import learning_curve
+
+    seen: list[set[str]] = []
+    monkeypatch.setattr(train_signal, "train_trees", lambda train, stop, **settings: seen.append(set(train.photo)))
+    photos = np.array([f"src/p{i}" for i in range(10) for _ in range(3)])  # three images per photo
+    data = train_signal.Data(np.zeros((30, 1)), np.zeros((30, 12), int), photos, [[]] * 30, [{}] * 30, ("x",))
+    thinned = learning_curve.thinned_training(0.6, seed=0)
+    thinned(data, None, quick=True, seed=0)
+    thinned(data, None, quick=True, seed=0)
+    assert len(seen[0]) == 6 and seen[0] == seen[1] and seen[0] <= set(photos)  # whole photos, the same draw
+    learning_curve.thinned_training(0.6, seed=1)(data, None, quick=True, seed=1)
+    assert seen[2] != seen[0]
+    with pytest.raises(SystemExit):
+        learning_curve.main(["--shares", "0,1"])
