@@ -262,3 +262,17 @@ def test_learning_curve_fits_each_fold_on_the_share_of_its_photos(monkeypatch: p
     assert seen[2] != seen[0]
     with pytest.raises(SystemExit):
         learning_curve.main(["--shares", "0,1"])
+
+
+def test_leave_out_photos_refuses_a_fragment_that_names_no_photo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from training import leave_out_photos
+
+    (tmp_path / "signal-features.parquet").write_bytes(b"")  # only its presence is checked before the data
+    photos = np.array(["src/pyramid.webp", "src/gosling.webp"])
+    data = train_signal.Data(np.zeros((2, 1)), np.zeros((2, 12), int), photos, [[]] * 2, [{}] * 2, ("x",))
+    monkeypatch.setattr(train_signal, "development_set", lambda cache: (data, np.array([0, 1])))
+    with pytest.raises(SystemExit):
+        leave_out_photos.main(["pyramid", "swan,gosling", "--cache", str(tmp_path / "photos")])
+    assert "no development photo's key holds swan" in capsys.readouterr().err
