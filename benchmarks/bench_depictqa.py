@@ -92,7 +92,7 @@ TINY = dict(
 )
 # Tokens of a warm-up generation: enough to run every kernel and the allocator once; a full 200 would only cost time.
 WARM_TOKENS = 8
-PARTS = ("engine", "authors", "steps", "varied", "hf", "agreement", "static", "compiled", "e2e")
+PARTS = ("engine", "authors", "steps", "profile", "varied", "hf", "agreement", "static", "compiled", "e2e")
 
 
 def log(message: str) -> None:
@@ -116,7 +116,9 @@ class Bench:
         self.jpeg_files: list[Path] = []
         self.set_attention("sdpa")
         layout = tiny_depictqa.build_tiny_models(work / "fixture")
-        self.tokenizer = PromptTokenizer.from_folder(layout.llm)
+        tokenizer = PromptTokenizer.from_folder(layout.llm)
+        # Random 32000-word weights emit ids past the fixture's small vocabulary; they decode as <unk>.
+        self.tokenizer = tokenizer if self.tiny else _FixtureVocabulary(tokenizer)
         minilm = layout.minilm if self.tiny else real_shape_minilm(layout.minilm, work / "minilm")
         self.engine = DepictQAEngine(
             self.model,
@@ -340,6 +342,57 @@ class Bench:
             "host_share_of_step": (decode_wall - spent["decode"]) / decode_wall if decode_wall > 0 else float("nan"),
         }
 
+    def decode_profile(self, n: int, tokens: int, top: int = 15) -> dict[str, Any]:
+        """Where a decode step's device time goes: the profiler's per-operator self time over `n` rows decoding
+        `tokens` tokens, less the same rows' prefill alone (a 1-token run), divided by the decode steps."""
+        from torch.profiler import ProfilerActivity, profile
+
+        brief = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
+        prompts = self.prompts(self.images(n), brief)
+        budget = 10**9 if self.tiny else cuda_token_budget(self.llm, prefill_tokens=16384, max_rows=512)
+        batcher = ContinuousBatcher(self.llm, eos_id=-1, token_budget=budget, max_rows=512, ignore_eos=True)
+        batcher.generate(prompts[:2], 2)  # warm-up
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device == "cuda" else [])
+
+        def per_operator(length: int) -> tuple[dict[str, list[float]], int]:
+            batcher.stats = type(batcher.stats)()
+            with profile(activities=activities) as prof:
+                batcher.generate(prompts, length)
+                self.sync()
+            totals: dict[str, list[float]] = {}
+            for event in prof.key_averages():
+                device_us = getattr(event, "self_device_time_total", None)
+                if device_us is None:
+                    device_us = getattr(event, "self_cuda_time_total", 0.0)
+                totals[event.key] = [float(device_us), float(event.self_cpu_time_total), float(event.count)]
+            return totals, batcher.stats.decode_steps
+
+        full, steps = per_operator(tokens)
+        prefill, prefill_steps = per_operator(1)
+        steps -= prefill_steps
+        rows = []
+        for name, (device_us, cpu_us, count) in full.items():
+            base = prefill.get(name, [0.0, 0.0, 0.0])
+            rows.append(
+                {
+                    "op": name,
+                    "device_ms_per_step": (device_us - base[0]) / 1000 / max(steps, 1),
+                    "cpu_ms_per_step": (cpu_us - base[1]) / 1000 / max(steps, 1),
+                    "calls_per_step": (count - base[2]) / max(steps, 1),
+                }
+            )
+        key = "device_ms_per_step" if self.device == "cuda" else "cpu_ms_per_step"
+        rows.sort(key=lambda r: r[key], reverse=True)
+        for r in rows:
+            r["op"] = r["op"][:100]  # CUDA kernel names run to hundreds of characters
+        return {
+            "rows": n,
+            "tokens": tokens,
+            "decode_steps": steps,
+            "device_ms_per_step": sum(r["device_ms_per_step"] for r in rows),
+            "top": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows[:top]],
+        }
+
     def varied(self, n: int, tokens: int) -> dict[str, Any]:
         """Answers of `n` rows whose lengths vary (uniform, 0.3x to 2x `tokens`), so that rows leave the batch
         and waiting ones join it: the continuous batcher against static batches (`refill_fraction=1`: a new
@@ -415,6 +468,30 @@ class Bench:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
+
+
+class _FixtureVocabulary:
+    """The fixture's tokenizer under the paper-shape model: an id it lacks decodes as <unk> instead of failing.
+
+    The released tokenizer covers all 32000 ids (`iqa model verify` checks it); only this benchmark pairs a
+    32000-word model with a smaller vocabulary, and its random answers are not read, only timed.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._size = tokenizer.sp.get_piece_size()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def _known(self, ids: Any) -> list[int]:
+        return [i if 0 <= i < self._size else self._tokenizer.unk_token_id for i in map(int, ids)]
+
+    def decode(self, ids: Any, skip_special_tokens: bool = True) -> str:
+        return self._tokenizer.decode(self._known(ids), skip_special_tokens=skip_special_tokens)
+
+    def convert_ids_to_tokens(self, ids: Any) -> list[str]:
+        return self._tokenizer.convert_ids_to_tokens(self._known(ids))
 
 
 def real_shape_minilm(tiny_folder: Path | None, folder: Path) -> Path | None:
@@ -933,6 +1010,16 @@ def _steps(bench: Bench, results: dict[str, Any], attempt: Attempt, n: Count, c:
         )
 
 
+def _profile(bench: Bench, results: dict[str, Any], attempt: Attempt, n: Count, c: dict[str, Any]) -> None:
+    prof = results["decode_profile"] = attempt(
+        "decode profile", lambda: bench.decode_profile(c["steps"], min(64, bench.args.detail_tokens))
+    )
+    if prof:
+        unit = "device" if bench.device == "cuda" else "cpu"
+        head = ", ".join(f"{r['op']} {r[unit + '_ms_per_step']:.2f}" for r in prof["top"][:6])
+        log(f"decode step, {prof['rows']} rows, ms of {unit} time per step by operator: {head}")
+
+
 def _varied(bench: Bench, results: dict[str, Any], attempt: Attempt, n: Count, c: dict[str, Any]) -> None:
     varied = results["varied"] = attempt(
         "varied lengths", lambda: bench.varied(n(c["varied"]), bench.args.detail_tokens)
@@ -1005,7 +1092,7 @@ def _e2e(bench: Bench, results: dict[str, Any], attempt: Attempt, n: Count, c: d
 
 
 MEASURE = {
-    "engine": _engine, "authors": _authors, "steps": _steps, "varied": _varied, "hf": _hf,
+    "engine": _engine, "authors": _authors, "steps": _steps, "profile": _profile, "varied": _varied, "hf": _hf,
     "agreement": _agreement, "static": _static, "compiled": _compiled, "e2e": _e2e,
 }  # fmt: skip
 

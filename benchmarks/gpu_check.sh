@@ -135,7 +135,7 @@ part smoke "$L_SMOKE" "$PY" benchmarks/gpu_depictqa_smoke.py "${TINY[@]}" --agre
 
 # The model-only figures, the scheduler's step costs, varied lengths, generate(), batched-vs-alone agreement.
 part bench "$L_BENCH" "$PY" benchmarks/bench_depictqa.py "${TINY[@]}" "${SCALE[@]}" \
-    --parts engine,authors,steps,varied,hf,agreement --json "$WORK/parts/bench-1-model.json"
+    --parts engine,authors,steps,profile,varied,hf,agreement --json "$WORK/parts/bench-1-model.json"
 
 # End to end from 12 MP JPEGs (exact and draft decoding) and the decode-only rate of the same files.
 part e2e "$L_E2E" "$PY" benchmarks/bench_depictqa.py "${TINY[@]}" "${SCALE[@]}" \
