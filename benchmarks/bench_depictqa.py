@@ -931,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def attempt(label: str, fn: Callable[[], Any]) -> Any:
             """One measurement; a failure is logged and recorded, and the others still run (one GPU call)."""
+            save()  # the previous measurement's value, which its caller stored after `attempt` returned
             started = time.perf_counter()
             try:
                 value = fn()
