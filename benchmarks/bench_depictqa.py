@@ -302,11 +302,20 @@ class Bench:
         finally:
             self.engine.static_kv, self.engine.compile_decode = False, False
 
+    def warm_batcher(self, n: int) -> tuple[list[torch.Tensor], ContinuousBatcher]:
+        """`n` brief prompts and a forced-length batcher over the whole token budget, warmed up, stats zeroed."""
+        brief = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
+        prompts = self.prompts(self.images(n), brief)
+        budget = 10**9 if self.tiny else cuda_token_budget(self.llm, prefill_tokens=16384, max_rows=512)
+        batcher = ContinuousBatcher(self.llm, eos_id=-1, token_budget=budget, max_rows=512, ignore_eos=True)
+        batcher.generate(prompts[:2], 2)  # warm-up
+        batcher.stats = type(batcher.stats)()
+        return prompts, batcher
+
     def step_costs(self, n: int, tokens: int) -> dict[str, float]:
         """Milliseconds per prefill call and per decode step of the scheduler, and how much of a decode step
         is the decoder's forward (synchronised) rather than the host's bookkeeping around it."""
-        brief = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
-        prompts = self.prompts(self.images(n), brief)
+        prompts, batcher = self.warm_batcher(n)
         decoder = self.llm.model
         spent = {"prefill": 0.0, "decode": 0.0}
         plain = decoder.forward
@@ -319,10 +328,6 @@ class Bench:
             spent["prefill" if kwargs.get("inputs_embeds") is not None else "decode"] += time.perf_counter() - started
             return out
 
-        budget = 10**9 if self.tiny else cuda_token_budget(self.llm, prefill_tokens=16384, max_rows=512)
-        batcher = ContinuousBatcher(self.llm, eos_id=-1, token_budget=budget, max_rows=512, ignore_eos=True)
-        batcher.generate(prompts[:2], 2)  # warm-up
-        batcher.stats = type(batcher.stats)()
         decoder.forward = forward
         try:
             wall = self.timed(lambda: batcher.generate(prompts, tokens))
@@ -347,28 +352,27 @@ class Bench:
         `tokens` tokens, less the same rows' prefill alone (a 1-token run), divided by the decode steps."""
         from torch.profiler import ProfilerActivity, profile
 
-        brief = questions.default_question(questions.DISTORTION_IDENTIFICATION, reference=False)
-        prompts = self.prompts(self.images(n), brief)
-        budget = 10**9 if self.tiny else cuda_token_budget(self.llm, prefill_tokens=16384, max_rows=512)
-        batcher = ContinuousBatcher(self.llm, eos_id=-1, token_budget=budget, max_rows=512, ignore_eos=True)
-        batcher.generate(prompts[:2], 2)  # warm-up
+        prompts, batcher = self.warm_batcher(n)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device == "cuda" else [])
 
-        def per_operator(length: int) -> tuple[dict[str, list[float]], int]:
+        def per_operator(length: int) -> tuple[dict[str, list[float]], set[str], int]:
             batcher.stats = type(batcher.stats)()
             with profile(activities=activities) as prof:
                 batcher.generate(prompts, length)
                 self.sync()
             totals: dict[str, list[float]] = {}
+            kernels: set[str] = set()
             for event in prof.key_averages():
                 device_us = getattr(event, "self_device_time_total", None)
                 if device_us is None:
                     device_us = getattr(event, "self_cuda_time_total", 0.0)
                 totals[event.key] = [float(device_us), float(event.self_cpu_time_total), float(event.count)]
-            return totals, batcher.stats.decode_steps
+                if str(getattr(event, "device_type", "")).endswith("CUDA"):
+                    kernels.add(event.key)
+            return totals, kernels, batcher.stats.decode_steps
 
-        full, steps = per_operator(tokens)
-        prefill, prefill_steps = per_operator(1)
+        full, kernels, steps = per_operator(tokens)
+        prefill, _, prefill_steps = per_operator(1)
         steps -= prefill_steps
         rows = []
         for name, (device_us, cpu_us, count) in full.items():
@@ -376,6 +380,7 @@ class Bench:
             rows.append(
                 {
                     "op": name,
+                    "kernel": name in kernels,
                     "device_ms_per_step": (device_us - base[0]) / 1000 / max(steps, 1),
                     "cpu_ms_per_step": (cpu_us - base[1]) / 1000 / max(steps, 1),
                     "calls_per_step": (count - base[2]) / max(steps, 1),
@@ -389,7 +394,8 @@ class Bench:
             "rows": n,
             "tokens": tokens,
             "decode_steps": steps,
-            "device_ms_per_step": sum(r["device_ms_per_step"] for r in rows),
+            # Kernels only: the profiler also gives an aten operator the device time of the kernels it launched.
+            "kernel_ms_per_step": sum(r["device_ms_per_step"] for r in rows if r["kernel"]),
             "top": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows[:top]],
         }
 
@@ -1012,6 +1018,7 @@ def _steps(bench: Bench, results: dict[str, Any], attempt: Attempt, n: Count, c:
 
 
 def _profile(bench: Bench, results: dict[str, Any], attempt: Attempt, n: Count, c: dict[str, Any]) -> None:
+    # The step costs' full row count, unscaled: the profile is about one step's make-up, and costs seconds.
     prof = results["decode_profile"] = attempt(
         "decode profile", lambda: bench.decode_profile(c["steps"], min(64, bench.args.detail_tokens))
     )
