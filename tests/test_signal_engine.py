@@ -17,7 +17,16 @@ from iqa_cli.audit.load import load_image
 from iqa_cli.categories import CATEGORIES
 from iqa_cli.engines.base import RATING_WORDS, AssessRequest, EngineOptions, Prepared
 from iqa_cli.engines.signal import SignalEngine
-from iqa_cli.engines.signal.decide import brief_answer, decide, evidence, name_categories
+from iqa_cli.engines.signal.decide import (
+    CLEAN_FLOOR,
+    NAMED_CEILING,
+    brief_answer,
+    decide,
+    evidence,
+    held_score,
+    name_categories,
+    score_for,
+)
 from iqa_cli.engines.signal.features import DECODE_PLAN, FEATURES, extract
 from iqa_cli.engines.signal.model import MODEL_FILE, Booster, ModelFileError, read_model, shipped_model
 from iqa_cli.errors import ModelFilesError
@@ -360,6 +369,32 @@ def test_detail_paragraph_quotes_numbers_and_probabilities(photos: dict[str, np.
         r"most likely other distortion is [a-z ]+ \(probability [01]\.\d\d, expected severity \d\.\d\)", answer.detail
     )
     assert _engine_answer(photos["china"], tmp_path).detail is None
+
+
+@pytest.mark.parametrize("severities", [[], [1], [2, 1], [3], [4], [5]])
+def test_the_held_score_keeps_the_answers_side_and_the_regressors_order(severities: list[int]):
+    # Kept on the answer's side: nothing named scores at least good, a named severity within half a step of
+    # it (and at most good). In order: a worse regressor quality never scores higher, and qualities past the
+    # band's edges still score apart (a clamp would tie them all at the edge), after the engine's rounding.
+    qualities = np.linspace(score_for(5), score_for(0), 83)
+    scores = [held_score(float(q), severities) for q in qualities]
+    if severities:
+        worst = max(severities)
+        low, high = score_for(worst + 0.5), min(NAMED_CEILING, score_for(worst - 0.5))
+    else:
+        low, high = CLEAN_FLOOR, 1.0
+    assert all(low <= s <= high for s in scores), (min(scores), max(scores))
+    assert all(a < b for a, b in zip(scores, scores[1:], strict=False))
+    # Past the low edge, qualities a twentieth apart (a step of the severity scale is 0.08-0.22) still score
+    # apart in the three decimals the engine reports.
+    # (Severity 5's band starts at the scale's end: nothing is past it.)
+    past_low = [round(held_score(float(q), severities), 3) for q in np.arange(score_for(5), low, 0.05)]
+    assert len(set(past_low)) == len(past_low), past_low
+    assert len(past_low) >= 2 or low == score_for(5)
+    # Inside the band, away from its edges, the score is the regressor's quality itself.
+    middle = (low + high) / 2
+    if high - low > 0.1:
+        assert held_score(middle, severities) == pytest.approx(middle)
 
 
 def test_score_falls_from_mild_to_heavy_blur(photos: dict[str, np.ndarray], tmp_path: Path):

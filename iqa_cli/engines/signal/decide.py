@@ -7,7 +7,8 @@
   setting: the trees give it as high a probability as a heavy distortion, but a low severity.
 - Severity: the category's severity regressor, rounded to 1-5.
 - Score: from the regressor of the image's worst severity (0 clean - 5), on the scale below, kept on the
-  side of the verdict (>= good with nothing named, <= good otherwise), so the rating and the answer agree.
+  side of the verdict (>= good with nothing named, <= good otherwise), so the rating and the answer agree;
+  squeezed there rather than clamped, so that it still ranks images by the regressor's severity.
 - Confidence: the probability that the answer's first part is right, calibrated on validation photos
   (isotonic): for "None" from the chance that no category is present, otherwise from the first named
   category's probability. Answers given with confidence 0.9 were right about 90% of the time there.
@@ -112,13 +113,31 @@ def severity_step(severity: float) -> int:
     return int(min(5, max(1, round(float(severity)))))
 
 
+# Where `held_score` squeezes a quality from outside its band: this much inside each edge of the band.
+HELD_MARGIN = 0.04
+
+
+def _squeezed(quality: float, low: float, high: float) -> float:
+    """`quality` inside [low, high], order kept: unchanged between low + m and high - m (m: HELD_MARGIN, or a
+    quarter of a narrow band), and the qualities beyond, from the scale's ends (score_for(5), score_for(0)),
+    mapped linearly into those margins. Clamping to the edges instead would give every image past an edge
+    the same score, and a score that cannot rank them."""
+    lowest, highest = SEVERITY_SCORE[-1], SEVERITY_SCORE[0]
+    margin = min(HELD_MARGIN, (high - low) / 4)
+    if quality < low + margin:
+        return low + margin * max(0.0, quality - lowest) / (low + margin - lowest)
+    if quality > high - margin and high < highest:
+        return high - margin + margin * min(1.0, (quality - high + margin) / (highest - high + margin))
+    return quality
+
+
 def held_score(quality: float, severities: list[int]) -> float:
-    """The score shown: `quality` kept on the answer's side (>= good with nothing named; with distortions
-    named, at most good and within half a step of the worst named severity)."""
+    """The score shown: `quality` kept on the answer's side, in order (>= good with nothing named; with
+    distortions named, at most good and within half a step of the worst named severity)."""
     if not severities:
-        return max(quality, CLEAN_FLOOR)
+        return _squeezed(quality, CLEAN_FLOOR, 1.0)
     worst = max(severities)
-    return max(min(quality, NAMED_CEILING, score_for(worst - 0.5)), score_for(worst + 0.5))
+    return _squeezed(quality, score_for(worst + 0.5), min(NAMED_CEILING, score_for(worst - 0.5)))
 
 
 def _guarded(
