@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import pickle
 import re
@@ -384,7 +385,7 @@ def test_the_held_score_keeps_the_answers_side_and_the_regressors_order(severiti
     else:
         low, high = CLEAN_FLOOR, 1.0
     assert all(low <= s <= high for s in scores), (min(scores), max(scores))
-    assert all(a < b for a, b in zip(scores, scores[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(scores))
     # Past the low edge, qualities a twentieth apart (a step of the severity scale is 0.08-0.22) still score
     # apart in the three decimals the engine reports.
     # (Severity 5's band starts at the scale's end: nothing is past it.)

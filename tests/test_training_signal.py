@@ -205,6 +205,35 @@ def test_hull_rule_spends_the_budget_where_it_buys_the_most(monkeypatch: pytest.
     assert not named.any()
 
 
+def test_the_photo_cap_keeps_one_odd_photo_from_setting_a_threshold(monkeypatch: pytest.MonkeyPatch):
+    # Ten photos with four clean copies each (40 clean images, a budget of two) and ten distorted images at
+    # 2.6. One odd photo's four copies sit at 3.0, over the other clean images (<= 2.0): flagging them costs
+    # four, over the budget, so the uncapped hull keeps its threshold over 3.0 and finds nothing. With each
+    # photo counting at most one copy, they cost one: the threshold drops under 2.6 and finds all ten.
+    categories = len(train_signal.CATEGORY_KEYS)
+    n_clean, n_bad = 40, 10
+    presence = np.zeros((n_clean + n_bad, categories))
+    presence[:, 0] = 1.0
+    severity = np.ones_like(presence)
+    severity[:36, 0] = np.linspace(1.0, 2.0, 36)
+    severity[36:n_clean, 0] = 3.0
+    severity[n_clean:, 0] = 2.6
+    present = np.zeros((n_clean + n_bad, categories), dtype=np.int64)
+    present[n_clean:, 0] = 4
+    photos = np.array([f"p{i // 4}" for i in range(n_clean)] + [f"d{i}" for i in range(n_bad)])
+    data = train_signal.Data(np.zeros((len(present), 1)), present, photos, [[]] * len(present), [], ("x",))
+    monkeypatch.setattr(train_signal, "PHOTO_CAP", None)
+    _, _, named = train_signal.answers(
+        presence, severity, train_signal.hull_thresholds(presence, severity, data, clean_target=0.05)
+    )
+    assert not named.any()
+    monkeypatch.setattr(train_signal, "PHOTO_CAP", 1.0)
+    _, _, named = train_signal.answers(
+        presence, severity, train_signal.hull_thresholds(presence, severity, data, clean_target=0.05)
+    )
+    assert named[n_clean:].all() and named[:n_clean].sum() == 4 and named[36:n_clean].all()
+
+
 def test_the_engine_knows_the_clean_share_its_confidence_was_calibrated_on():
     # decide.CALIBRATION_CLEAN_SHARE is what --clean-share re-weights from: the corpus's clean share per photo.
     from iqa_cli.engines.signal.decide import CALIBRATION_CLEAN_SHARE

@@ -15,9 +15,17 @@ How the thresholds are chosen:
   plateau (one odd clean photo) does not hide the cliff behind it as it does for a greedy rule with small
   steps.
 
+- `hull, photo cap C` (train_signal.PHOTO_CAP): the hull, with each photo's flagged clean copies counting
+  against the budget up to C, so that a few odd photos cannot set a category's threshold.
+
 Each rule's in-sample budget is swept; what counts is the cross-fitted pair (clean images called ok,
 severity 4 identified) on photos the thresholds were not fitted on. Reads the feature cache and the
 out-of-fold predictions (`signal-oof.npz`) that train_signal.py writes beside the photo cache: run it once first.
+
+    python training/compare_threshold_rules.py --photo-caps none,2 --targets 0.016,0.05 --seeds 0,1,2
+
+`--seeds` other than 0 trains the out-of-fold trees again with those bagging seeds (the folds stay seed 0's)
+and prints each figure's median with min-max over the seeds.
 """
 
 from __future__ import annotations
@@ -51,10 +59,17 @@ def cross_fitted_names(
     return named
 
 
+def _spread(values: list[float]) -> str:
+    text = f"{np.median(values):.3f}"
+    return text + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--targets", default="0.015,0.025,0.04,0.07,0.1", help="in-sample clean budgets")
+    parser.add_argument("--photo-caps", default="none", help="the hull's photo caps to try (none: every copy counts)")
+    parser.add_argument("--seeds", default="0", help="the trees' bagging seeds (0: signal-oof.npz as it is)")
     args = parser.parse_args(argv)
     from training import photos as photo_source
 
@@ -65,21 +80,38 @@ def main(argv: list[str] | None = None) -> int:
     oof = np.load(folder / "signal-oof.npz")
     if not np.array_equal(oof["fold"], fold):
         parser.error("signal-oof.npz is from another corpus: rerun training/train_signal.py")
-    presence = oof["presence"]
-    statistics = {"probability": np.ones_like(oof["severity"]), "expected severity": oof["severity"]}
-    rules: dict[str, ThresholdRule] = {"equal share": T.equal_share_thresholds, "hull": T.hull_thresholds}
-    print("statistic          rule         budget  clean ok  s4 mean  s2 mean  primary s4")
-    for statistic, severity in statistics.items():
-        for label, rule in rules.items():
+    predictions = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        if seed == 0:
+            predictions[seed] = (oof["presence"], oof["severity"])
+        else:
+            presence, severity, _, _ = T.out_of_fold(dev, fold, len(np.unique(fold)), quick=False, seed=seed)
+            predictions[seed] = (presence, severity)
+    caps = [None if c == "none" else float(c) for c in args.photo_caps.split(",")]
+    rules: list[tuple[str, ThresholdRule, float | None]] = [("equal share", T.equal_share_thresholds, None)]
+    rules += [("hull" if cap is None else f"hull, cap {cap:g}", T.hull_thresholds, cap) for cap in caps]
+    shipped_cap = T.PHOTO_CAP
+    print("statistic          rule          budget  clean ok  s4 mean  s2 mean  primary s4")
+    for statistic in ("probability", "expected severity"):
+        for label, rule, cap in rules:
+            T.PHOTO_CAP = cap
             for target in (float(t) for t in args.targets.split(",")):
-                named = cross_fitted_names(rule, presence, severity, dev, fold, target)
-                report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
-                s4, s2 = report["identification_mean"][3], report["identification_mean"][1]
+                figures: list[list[float]] = [[], [], [], []]
+                for presence, severity in predictions.values():
+                    if statistic == "probability":
+                        severity = np.ones_like(severity)
+                    named = cross_fitted_names(rule, presence, severity, dev, fold, target)
+                    report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
+                    ident = report["identification_mean"]
+                    values = (report["clean_ok"], ident[3], ident[1], report["primary_s4"])
+                    for column, value in zip(figures, values, strict=True):
+                        column.append(value)
                 print(
-                    f"{statistic:18s} {label:12s} {target:6.3f}  {report['clean_ok']:8.3f}  {s4:7.3f}  {s2:7.3f}  "
-                    f"{report['primary_s4']:10.3f}",
+                    f"{statistic:18s} {label:13s} {target:6.3f}  " + "  ".join(_spread(column) for column in figures),
                     flush=True,
                 )
+    T.PHOTO_CAP = shipped_cap
+    presence = oof["presence"]
     clean = dev.worst == 0
     evident = T.decide_module.evidence(presence, oof["severity"])
     print("per category: the 99th and 99.5th percentile of its expected severity on clean images, the median on")

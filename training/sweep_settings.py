@@ -6,7 +6,8 @@ Each NAME=V1,V2 runs the development photos' cross-validation (train_signal.cros
 seed, decision rule and clean budget as train_signal.py) once per value, with that one setting changed
 from the shipped ones, after a run with the shipped settings, so the lines compare like with like. NAME is
 `s1_weight` (train_signal.S1_WEIGHT), `hull_min_severity` (train_signal.HULL_MIN_SEVERITY: the severities the
-thresholds are chosen to find), `clean_target` (the clean budget) or a key of train_signal.TREE_SETTINGS
+thresholds are chosen to find), `photo_cap` (train_signal.PHOTO_CAP), `clean_target` (the clean budget) or a
+key of train_signal.TREE_SETTINGS
 (`num_leaves`, `max_depth`, `learning_rate`, `min_data_in_leaf`, `feature_fraction`). train_signal.py must have
 run once to fill the feature cache.
 
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 from training import train_signal as T
 
 # Settings that are train_signal module constants: NAME -> the constant.
-_MODULE_SETTINGS = {"s1_weight": "S1_WEIGHT", "hull_min_severity": "HULL_MIN_SEVERITY"}
+_MODULE_SETTINGS = {"s1_weight": "S1_WEIGHT", "hull_min_severity": "HULL_MIN_SEVERITY", "photo_cap": "PHOTO_CAP"}
 
 
 def _variants(specs: list[str]) -> list[tuple[str, Any]]:
@@ -41,6 +42,8 @@ def _variants(specs: list[str]) -> list[tuple[str, Any]]:
         name, _, values = spec.partition("=")
         if name == "clean_target":
             kind: type = float
+        elif name == "photo_cap":
+            kind = float
         elif name in _MODULE_SETTINGS:
             kind = type(getattr(T, _MODULE_SETTINGS[name]))
         elif name in T.TREE_SETTINGS:
