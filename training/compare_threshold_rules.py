@@ -85,32 +85,31 @@ def main(argv: list[str] | None = None) -> int:
         if seed == 0:
             predictions[seed] = (oof["presence"], oof["severity"])
         else:
-            presence, severity, _, _ = T.out_of_fold(dev, fold, len(np.unique(fold)), quick=False, seed=seed)
-            predictions[seed] = (presence, severity)
+            predictions[seed] = T.out_of_fold(dev, fold, len(np.unique(fold)), quick=False, seed=seed)[:2]
     caps = [None if c == "none" else float(c) for c in args.photo_caps.split(",")]
     rules: list[tuple[str, ThresholdRule, float | None]] = [("equal share", T.equal_share_thresholds, None)]
     rules += [("hull" if cap is None else f"hull, cap {cap:g}", T.hull_thresholds, cap) for cap in caps]
     shipped_cap = T.PHOTO_CAP
     print("statistic          rule          budget  clean ok  s4 mean  s2 mean  primary s4")
-    for statistic in ("probability", "expected severity"):
-        for label, rule, cap in rules:
-            T.PHOTO_CAP = cap
-            for target in (float(t) for t in args.targets.split(",")):
-                figures: list[list[float]] = [[], [], [], []]
-                for presence, severity in predictions.values():
-                    if statistic == "probability":
-                        severity = np.ones_like(severity)
-                    named = cross_fitted_names(rule, presence, severity, dev, fold, target)
-                    report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
-                    ident = report["identification_mean"]
-                    values = (report["clean_ok"], ident[3], ident[1], report["primary_s4"])
-                    for column, value in zip(figures, values, strict=True):
-                        column.append(value)
-                print(
-                    f"{statistic:18s} {label:13s} {target:6.3f}  " + "  ".join(_spread(column) for column in figures),
-                    flush=True,
-                )
-    T.PHOTO_CAP = shipped_cap
+    try:
+        for statistic in ("probability", "expected severity"):
+            for label, rule, cap in rules:
+                T.PHOTO_CAP = cap
+                for target in (float(t) for t in args.targets.split(",")):
+                    figures: list[list[float]] = [[], [], [], []]
+                    for seed_presence, seed_severity in predictions.values():
+                        if statistic == "probability":
+                            seed_severity = np.ones_like(seed_severity)
+                        named = cross_fitted_names(rule, seed_presence, seed_severity, dev, fold, target)
+                        report = T.tables(dev, named, np.zeros(len(named)), np.zeros(len(named)))
+                        ident = report["identification_mean"]
+                        values = (report["clean_ok"], ident[3], ident[1], report["primary_s4"])
+                        for column, value in zip(figures, values, strict=True):
+                            column.append(value)
+                    spreads = "  ".join(_spread(column) for column in figures)
+                    print(f"{statistic:18s} {label:13s} {target:6.3f}  {spreads}", flush=True)
+    finally:
+        T.PHOTO_CAP = shipped_cap
     presence = oof["presence"]
     clean = dev.worst == 0
     evident = T.decide_module.evidence(presence, oof["severity"])

@@ -40,10 +40,8 @@ def _variants(specs: list[str]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for spec in specs:
         name, _, values = spec.partition("=")
-        if name == "clean_target":
+        if name in ("clean_target", "photo_cap"):  # photo_cap's shipped value is None, not a float
             kind: type = float
-        elif name == "photo_cap":
-            kind = float
         elif name in _MODULE_SETTINGS:
             kind = type(getattr(T, _MODULE_SETTINGS[name]))
         elif name in T.TREE_SETTINGS:

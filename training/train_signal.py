@@ -75,7 +75,7 @@ HULL_MIN_SEVERITY = 2
 # The most clean copies of one photo that count against that budget (None: every copy counts, as shipped). A
 # cap lets a few odd photos (high-key scenes read as brightened) be written off instead of holding a category's
 # threshold over most of its distorted images; tried and not shipped: it moved the budget from blur to
-# brightening (docs/signal-engine.md, "The photo cap").
+# brightening (docs/signal-engine.md, "A photo cap, tried and not shipped").
 PHOTO_CAP: float | None = None
 # Photos with no colour at all (black-and-white prints, a moon) stay out: every copy of them would look like
 # DQ-495K's strongest desaturation while labelled otherwise; decide.py treats monochrome images apart.
@@ -707,7 +707,7 @@ def hull_thresholds(
     cap = copies if PHOTO_CAP is None else min(PHOTO_CAP, copies)
 
     def spent(flagged: np.ndarray) -> float:
-        return float(np.minimum(np.bincount(photo_of, weights=flagged, minlength=photo_of.max() + 1), cap).sum())
+        return float(np.minimum(np.bincount(photo_of, weights=flagged), cap).sum())
 
     budget = int(clean_target * len(on_clean))
     # A category alone can flag at most this many clean images within the budget (all of it at full cost).
