@@ -151,13 +151,21 @@ def test_evaluate_shipped_measures_the_packaged_model_on_a_feature_cache(tmp_pat
     names = {k: k.replace("/", "__") + path_of[k].suffix for k in test_keys}  # bundled keys have no suffix
     assert test_keys and sorted(p.name for p in copied.iterdir()) == sorted(names.values())
     assert all((copied / names[k]).read_bytes() == path_of[k].read_bytes() for k in test_keys)
+    # The studies' two sets from the same cache: every photo in the shipped model's folds, and the
+    # development photos alone in theirs.
+    cache = tmp_path / "signal-features.parquet"
+    every, every_fold = train_signal.every_photo_set(cache)
+    dev, dev_fold = train_signal.development_set(cache)
+    assert set(every.photo) == {key for key, _, _ in photos} and set(dev.photo) == set(every.photo) - test_keys
+    fold_of = train_signal.assign_folds(every.photo, train_signal.FOLDS, 0)
+    assert every_fold.tolist() == [fold_of[p] for p in every.photo] and len(dev_fold) == len(dev.photo)
 
 
 def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_ones():
     from training import sweep_settings
 
     variants = sweep_settings._variants(
-        ["s1_weight=0,0.5", "num_leaves=31", "clean_target=0.04", "hull_min_severity=4"]
+        ["s1_weight=0,0.5", "num_leaves=31", "clean_target=0.04", "hull_min_severity=4", "clean_weight=3"]
     )
     assert variants == [
         ("s1_weight", 0.0),
@@ -165,10 +173,28 @@ def test_sweep_settings_reads_each_setting_as_its_own_type_and_refuses_unknown_o
         ("num_leaves", 31),
         ("clean_target", 0.04),
         ("hull_min_severity", 4),
+        ("clean_weight", 3.0),
     ]
     assert isinstance(variants[2][1], int) and isinstance(variants[3][1], float) and isinstance(variants[4][1], int)
+    assert isinstance(variants[5][1], float)
     with pytest.raises(SystemExit, match="unknown setting"):
         sweep_settings._variants(["leaves=31"])
+
+
+def test_presence_weights_clean_images_up_and_mild_distortions_down(monkeypatch: pytest.MonkeyPatch):
+    # Rows: clean, blur at severity 1, blur at 3, noise at 1 alone. Blur's classifier weighs the clean row by
+    # CLEAN_WEIGHT and its own severity-1 row by S1_WEIGHT; another category's mild distortion is an ordinary
+    # negative. The severity regressors and the worst-severity regressor are not weighted.
+    monkeypatch.setattr(train_signal, "CLEAN_WEIGHT", 3.0)
+    monkeypatch.setattr(train_signal, "S1_WEIGHT", 0.25)
+    present = np.zeros((4, len(train_signal.CATEGORY_KEYS)), dtype=np.int64)
+    blur, noise = train_signal.CATEGORY_KEYS.index("blur"), train_signal.CATEGORY_KEYS.index("noise")
+    present[1, blur], present[2, blur], present[3, noise] = 1, 3, 1
+    data = train_signal.Data(np.zeros((4, 1)), present, np.array(list("abcd")), [[]] * 4, [], ("x",))
+    objective, _, target, weight, _ = train_signal._task("presence/blur", data)
+    assert objective == "binary" and target.tolist() == [0, 1, 1, 0]
+    assert weight.tolist() == [3.0, 0.25, 1.0, 1.0]
+    assert train_signal._task("severity/blur", data)[3] is None and train_signal._task("worst", data)[3] is None
 
 
 def test_hull_rule_spends_the_budget_where_it_buys_the_most(monkeypatch: pytest.MonkeyPatch):

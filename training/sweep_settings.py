@@ -5,9 +5,9 @@
 Each NAME=V1,V2 runs the development photos' cross-validation (train_signal.cross_validate: the same folds,
 seed, decision rule and clean budget as train_signal.py) once per value, with that one setting changed
 from the shipped ones, after a run with the shipped settings, so the lines compare like with like. NAME is
-`s1_weight` (train_signal.S1_WEIGHT), `hull_min_severity` (train_signal.HULL_MIN_SEVERITY: the severities the
-thresholds are chosen to find), `photo_cap` (train_signal.PHOTO_CAP), `clean_target` (the clean budget) or a
-key of train_signal.TREE_SETTINGS
+`s1_weight` (train_signal.S1_WEIGHT), `clean_weight` (train_signal.CLEAN_WEIGHT), `hull_min_severity`
+(train_signal.HULL_MIN_SEVERITY: the severities the thresholds are chosen to find), `photo_cap`
+(train_signal.PHOTO_CAP), `clean_target` (the clean budget) or a key of train_signal.TREE_SETTINGS
 (`num_leaves`, `max_depth`, `learning_rate`, `min_data_in_leaf`, `feature_fraction`). train_signal.py must have
 run once to fill the feature cache.
 
@@ -16,6 +16,11 @@ run once to fill the feature cache.
 `--seeds` repeats each cross-validation with other seeds for the trees' bagging (the photos, folds and split stay
 those of seed 0) and prints the median with min-max: a difference smaller than that spread is the seed's, not
 the setting's.
+
+    python training/sweep_settings.py clean_weight=2 --seeds 0,1,2 --every-photo
+
+`--every-photo` cross-validates on every photo, the test photos too, in the folds of the shipped model's own
+cross-validation: more photos, so a setting that helps only the development photos shows it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 from training import train_signal as T
 
 # Settings that are train_signal module constants: NAME -> the constant.
-_MODULE_SETTINGS = {"s1_weight": "S1_WEIGHT", "hull_min_severity": "HULL_MIN_SEVERITY", "photo_cap": "PHOTO_CAP"}
+_MODULE_SETTINGS = {
+    "s1_weight": "S1_WEIGHT",
+    "clean_weight": "CLEAN_WEIGHT",
+    "hull_min_severity": "HULL_MIN_SEVERITY",
+    "photo_cap": "PHOTO_CAP",
+}
 
 
 def _variants(specs: list[str]) -> list[tuple[str, Any]]:
@@ -84,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--clean-target", type=float, default=T.CLEAN_TARGET)
     parser.add_argument("--seeds", default="0", help="the trees' seeds, comma-separated (median and range)")
+    parser.add_argument(
+        "--every-photo",
+        action="store_true",
+        help="cross-validate on every photo, the test photos too (the shipped model's folds), not the development ones",
+    )
     args = parser.parse_args(argv)
     variants = _variants(args.settings)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
     if not cache.exists():
         parser.error(f"{cache} does not exist: run training/train_signal.py first")
-    dev, fold = T.development_set(cache)
+    dev, fold = (T.every_photo_set if args.every_photo else T.development_set)(cache)
     constants = {constant: getattr(T, constant) for constant in _MODULE_SETTINGS.values()}
     trees = dict(T.TREE_SETTINGS)
 

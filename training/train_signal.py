@@ -62,6 +62,11 @@ MAX_SIDE = 1600  # the largest: the size of a web or screen copy
 CLEAN_JPEG_QUALITIES = (85, 98)
 TEST_SHARE = 0.2  # photos never trained on, measured with the shipped model
 S1_WEIGHT = 0.25  # severity-1 distortions are often invisible: they teach presence only a little
+# The weight of clean images in the presence classifiers (1: like any other negative, as shipped). They are a
+# small share of each classifier's negatives, yet the clean budget below is spent on them alone; weighting them
+# up was tried and not shipped: it helped on the development photos only (docs/signal-engine.md, "A clean
+# weight, tried and not shipped").
+CLEAN_WEIGHT = 1.0
 FOLDS = 5
 CLEAN_EXTRA = 8  # clean copies per photo beyond the four fixed ones
 PAIRS = 10  # two-distortion images per photo
@@ -369,20 +374,33 @@ def split_by_photo(data: Data, seed: int) -> tuple[Data, Data]:
     return data.subset(~is_test), data.subset(is_test)
 
 
-def cached_split(cache_file: Path, seed: int = 0) -> tuple[Data, Data]:
-    """(development, test) rows of a feature cache, monochrome photos left out, as main() deals them (for the
-    scripts that study the model or the decision on cached features without rebuilding the corpus)."""
+def _cached_data(cache_file: Path) -> Data:
     import pyarrow.parquet as pq
 
     data, _ = drop_monochrome(as_data(pq.read_table(cache_file).to_pylist()))
-    return split_by_photo(data, seed)
+    return data
+
+
+def cached_split(cache_file: Path, seed: int = 0) -> tuple[Data, Data]:
+    """(development, test) rows of a feature cache, monochrome photos left out, as main() deals them (for the
+    scripts that study the model or the decision on cached features without rebuilding the corpus)."""
+    return split_by_photo(_cached_data(cache_file), seed)
+
+
+def _with_folds(data: Data, seed: int) -> tuple[Data, np.ndarray]:
+    fold_of = assign_folds(data.photo, FOLDS, seed)
+    return data, np.array([fold_of[p] for p in data.photo])
 
 
 def development_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
     """The development photos' rows from a feature cache, and each row's fold, as main() deals them."""
-    dev, _ = cached_split(cache_file, seed)
-    fold_of = assign_folds(dev.photo, FOLDS, seed)
-    return dev, np.array([fold_of[p] for p in dev.photo])
+    return _with_folds(cached_split(cache_file, seed)[0], seed)
+
+
+def every_photo_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
+    """Every photo's rows from a feature cache (the test photos too), and each row's fold, as main() deals
+    them for the shipped model's cross-validation."""
+    return _with_folds(_cached_data(cache_file), seed)
 
 
 def engine_tables(data: Data, model: SignalModel) -> dict[str, Any]:
@@ -531,7 +549,7 @@ def _task(name: str, d: Data) -> tuple[str, np.ndarray, np.ndarray, np.ndarray |
         return "regression", np.ones(len(d.x), bool), d.worst.astype(float), None, x
     j = CATEGORY_KEYS.index(category)
     if kind == "presence":
-        weight = np.where(d.present[:, j] == 1, S1_WEIGHT, 1.0)
+        weight = np.where(d.present[:, j] == 1, S1_WEIGHT, 1.0) * np.where(d.worst == 0, CLEAN_WEIGHT, 1.0)
         return "binary", np.ones(len(d.x), bool), (d.present[:, j] > 0).astype(float), weight, x
     mask = d.present[:, j] > 0
     return "regression", mask, d.present[mask, j].astype(float), None, x[mask]
