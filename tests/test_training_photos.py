@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from training.photos import (
-    OUTSIDE_PACKAGES,
     PACKAGES,
     RccBundle,
     RccError,
@@ -135,29 +134,33 @@ def test_doc_patterns_match_the_listed_paths() -> None:
 
 
 def test_package_list_matches_the_doc() -> None:
-    # The shared list's 152 photos, plus the 14 training-photos.md adds: 13 in gcompris-qt-data, 1 in digikam-data.
-    assert sum(p.expected for p in PACKAGES) == 152 + 14
-    assert sum(p.expected for p in PACKAGES if p.name != "gnome-backgrounds") == 146 + 14
+    # The shared list's 152 photos, plus the 38 training-photos.md adds: 13 in gcompris-qt-data, 1 in digikam-data
+    # and 24 wallpapers.
+    assert sum(p.expected for p in PACKAGES) == 152 + 14 + 24
+    assert sum(p.expected for p in PACKAGES if p.name != "gnome-backgrounds") == 146 + 14 + 24
     assert {p.name: p.expected for p in PACKAGES}["gcompris-qt-data"] == 96 + 13
     assert {p.name: p.version for p in PACKAGES}["qtbase5-examples"] == "5.15.8+dfsg-11+deb12u3"
 
 
-def test_outside_photos_are_kept_apart_from_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Never a training package, one photo per listed path (no size variants of one wallpaper), their own cache.
+def test_wallpapers_are_one_photo_per_path_and_mate_backgrounds_stays_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One photo per listed path (no size variants of one wallpaper); never mate-backgrounds (photos.py says why).
     from training import photos
 
-    assert not {p.name for p in OUTSIDE_PACKAGES} & {p.name for p in PACKAGES}
-    assert "mate-backgrounds" not in {p.name for p in (*PACKAGES, *OUTSIDE_PACKAGES)}
-    for package in OUTSIDE_PACKAGES:
+    assert "mate-backgrounds" not in {p.name for p in PACKAGES}
+    wallpapers = [p for p in PACKAGES if p.name.startswith(("lomiri-wallpapers", "plasma-workspace-wallpapers"))]
+    assert sum(p.expected for p in wallpapers) == 24
+    for package in wallpapers:
         assert len(set(package.patterns)) == len(package.patterns) == package.expected
         assert not any(c in pattern for pattern in package.patterns for c in "*?[")
-    # --outside --list reads its own cache folder, beside the training one, and --to copies what is there.
+    # --list reads the cache folder and --to copies what is there.
     monkeypatch.setenv("IQA_TRAINING_CACHE", str(tmp_path / "photos"))
-    folder = tmp_path / "outside" / "plasma-workspace-wallpapers"
+    folder = tmp_path / "photos" / "plasma-workspace-wallpapers"
     folder.mkdir(parents=True)
     Image.new("RGB", (400, 300), (90, 120, 200)).save(folder / "usr__share__wallpapers__Kite.jpg", quality=95)
     (folder / photos.MARKER).write_text('{"package": "plasma-workspace-wallpapers", "kept": 1}')
-    assert photos.main(["--outside", "--list", "--to", str(tmp_path / "set")]) == 0
+    assert photos.main(["--list", "--to", str(tmp_path / "set")]) == 0
     assert [p.name for p in (tmp_path / "set").iterdir()] == [
         "plasma-workspace-wallpapers__usr__share__wallpapers__Kite.jpg"
     ]

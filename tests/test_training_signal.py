@@ -331,3 +331,25 @@ def test_leave_out_photos_refuses_a_fragment_that_names_no_photo(
     with pytest.raises(SystemExit):
         leave_out_photos.main(["pyramid", "swan,gosling", "--cache", str(tmp_path / "photos")])
     assert "no development photo's key holds swan" in capsys.readouterr().err
+
+
+def test_add_sources_joins_sets_row_for_row_and_refuses_a_source_with_no_photo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from training import add_sources
+
+    def rows(photo: str, n: int, value: float) -> train_signal.Data:
+        present = np.zeros((n, len(train_signal.CATEGORY_KEYS)), int)
+        present[0, 0] = 3
+        return train_signal.Data(
+            np.full((n, 1), value), present, np.array([photo] * n), [["f"]] * n, [{"k": value}] * n, ("x",)
+        )
+
+    both = add_sources.joined(rows("a/one", 2, 1.0), rows("b/two", 3, 2.0))
+    assert both.x[:, 0].tolist() == [1, 1, 2, 2, 2] and both.photo.tolist() == ["a/one"] * 2 + ["b/two"] * 3
+    assert both.present[:, 0].tolist() == [3, 0, 3, 0, 0] and len(both.functions) == len(both.rows) == 5
+    (tmp_path / "signal-features.parquet").write_bytes(b"")  # only its presence is checked before the data
+    monkeypatch.setattr(train_signal, "cached_data", lambda cache: both)
+    with pytest.raises(SystemExit):
+        add_sources.main(["a", "c", "--cache", str(tmp_path / "photos")])
+    assert "no photo of c in the feature cache" in capsys.readouterr().err

@@ -68,6 +68,8 @@ _GNOME = "usr/share/backgrounds/gnome/"
 _OPENCV = "usr/share/doc/opencv-doc/examples/data/"
 _GIMP = "usr/share/gimp/2.0/help/en/images/tutorials/tone-mapping/"
 _LABELME = "usr/share/doc/labelme-examples/examples/"
+_LOMIRI = "usr/share/backgrounds/"
+_PLASMA = "usr/share/wallpapers/{}/contents/images/2560x1600.jpg"  # the other sizes are links to this file
 PACKAGES: tuple[Package, ...] = (
     Package("lxqt-themes", "1.2.0-1", tuple(_LXQT + name for name in (
         "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
@@ -103,17 +105,10 @@ PACKAGES: tuple[Package, ...] = (
         "usr/lib/x86_64-linux-gnu/qt5/examples/widgets/effects/fademessage/background.jpg",), expected=1),
     # Added to the shared list (training-photos.md): a lake landscape, camera JPEG at quality 95.
     Package("digikam-data", "4:7.9.0-1", ("usr/share/digikam/about/images/body-background.jpg",), expected=1),
-)  # fmt: skip
-
-
-# Photographs kept OUT of training: curated desktop wallpapers (high-key, low-key, misty, vivid and shallow-focus
-# scenes, which the training list has few of), to measure how often the engine calls such clean photos degraded.
-# train_signal.py reads PACKAGES only, and these go to their own cache (`--outside`). Each package's renders and
-# drawings are left out. Not used here either: mate-backgrounds, whose nature photos fit the description of issue
-# 10's own held-out set; measuring on them would soon mean tuning to them.
-_LOMIRI = "usr/share/backgrounds/"
-_PLASMA = "usr/share/wallpapers/{}/contents/images/2560x1600.jpg"  # the other sizes are links to this file
-OUTSIDE_PACKAGES: tuple[Package, ...] = (
+    # Added to the shared list (training-photos.md): curated desktop wallpapers, high-key, low-key, misty, vivid and
+    # shallow-focus scenes, which the list above has few of; their renders and drawings are left out. Measured
+    # apart before they joined (training/add_sources.py). Not used: mate-backgrounds, whose nature photos fit the
+    # description of issue 10's own held-out set; training on them would soon mean fitting to it.
     Package("lomiri-wallpapers-16.04", "20.04.0-2", tuple(_LOMIRI + name + ".jpg" for name in (
         "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace", "Picture_1A_by_freespace",
         "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich",
@@ -702,13 +697,12 @@ def copy_photos(photos: Iterable[Photo], folder: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: $IQA_TRAINING_CACHE or "
-                        "~/.cache/iqa-training/photos; with --outside, its sibling folder outside)")  # fmt: skip
+                        "~/.cache/iqa-training/photos)")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the cached photos; no network")
-    parser.add_argument("--outside", action="store_true", help="the photos kept out of training (OUTSIDE_PACKAGES)")
     parser.add_argument("--to", type=Path, default=None, help="also copy the photos into this one folder")
     args = parser.parse_args(argv)
-    packages = OUTSIDE_PACKAGES if args.outside else PACKAGES
-    cache = args.cache or (default_cache().parent / "outside" if args.outside else default_cache())
+    packages = PACKAGES
+    cache = args.cache or default_cache()
     if args.list:
         photos = cached_photos(cache)
         for photo in photos:

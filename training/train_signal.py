@@ -374,7 +374,8 @@ def split_by_photo(data: Data, seed: int) -> tuple[Data, Data]:
     return data.subset(~is_test), data.subset(is_test)
 
 
-def _cached_data(cache_file: Path) -> Data:
+def cached_data(cache_file: Path) -> Data:
+    """Every row of a feature cache, monochrome photos left out."""
     import pyarrow.parquet as pq
 
     data, _ = drop_monochrome(as_data(pq.read_table(cache_file).to_pylist()))
@@ -384,7 +385,7 @@ def _cached_data(cache_file: Path) -> Data:
 def cached_split(cache_file: Path, seed: int = 0) -> tuple[Data, Data]:
     """(development, test) rows of a feature cache, monochrome photos left out, as main() deals them (for the
     scripts that study the model or the decision on cached features without rebuilding the corpus)."""
-    return split_by_photo(_cached_data(cache_file), seed)
+    return split_by_photo(cached_data(cache_file), seed)
 
 
 def _with_folds(data: Data, seed: int) -> tuple[Data, np.ndarray]:
@@ -400,7 +401,7 @@ def development_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
 def every_photo_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
     """Every photo's rows from a feature cache (the test photos too), and each row's fold, as main() deals
     them for the shipped model's cross-validation."""
-    return _with_folds(_cached_data(cache_file), seed)
+    return _with_folds(cached_data(cache_file), seed)
 
 
 def engine_tables(data: Data, model: SignalModel) -> dict[str, Any]:
