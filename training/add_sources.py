@@ -8,8 +8,10 @@ recipes as every other photo) are the ones measured, in two ways on the same ima
   other photo, answers every image of the named sources;
 - `with`: the named sources' photos are dealt into `--groups` groups by photo; for each group, the same recipe
   is fitted on every other photo plus the other groups' photos, and answers that group's images.
-Both lines are the engine's own decision, pooled over the named sources' images. train_signal.py must have run
-once to fill the feature cache.
+Both lines are the engine's own decision, pooled over the named sources' images. Then what the named sources
+do to the other photos: their cross-validation (train_signal.py's folds, cross-fitted thresholds and
+calibration) without the named sources' photos, and with them in the corpus, measured on the other photos'
+images alone. train_signal.py must have run once to fill the feature cache.
 """
 
 from __future__ import annotations
@@ -95,8 +97,24 @@ def main(argv: list[str] | None = None) -> int:
         for i, n, c, s in zip(np.nonzero(held)[0], names, conf, scores, strict=True):
             named[i], confidence[i], score[i] = n, c, s
         print(f"  group {g + 1}/{args.groups}: {len(set(measured.photo[held]))} photos answered", flush=True)
-    print(line("with (and the other groups' photos)", T.tables(measured, named, confidence, score)))
+    print(line("with (and the other groups' photos)", T.tables(measured, named, confidence, score)), flush=True)
+    for label, corpus in (("without them", training), ("with them", joined(training, measured))):
+        print(
+            line(f"the other photos, cross-validated {label}", cross_validated(corpus, len(training.photo), args.seed))
+        )
     return 0
+
+
+def cross_validated(corpus: T.Data, first: int, seed: int) -> dict:
+    """The cross-validation tables of `corpus` (train_signal.py's folds, thresholds and calibration fitted on the
+    other folds), on its first `first` rows alone."""
+    fold_of = T.assign_folds(corpus.photo, T.FOLDS, seed)
+    fold = np.array([fold_of[p] for p in corpus.photo])
+    presence, severity, worst, _ = T.out_of_fold(corpus, fold, T.FOLDS, quick=False, seed=seed)
+    named, confidence = T.cross_fitted(presence, severity, corpus, fold, T.CLEAN_TARGET)
+    scores = T._scores(named, severity, worst)
+    keep = np.arange(len(corpus.photo)) < first
+    return T.tables(corpus.subset(keep), named[:first], confidence[keep], scores[keep])
 
 
 if __name__ == "__main__":
