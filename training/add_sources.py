@@ -40,15 +40,6 @@ def joined(a: T.Data, b: T.Data) -> T.Data:
     )
 
 
-def answered(data: T.Data, model_json: dict) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
-    """The engine's names, confidences and scores for `data` with a model fitted by train_signal.fit_model."""
-    verdicts = T.decide_module.decide_many(
-        [dict(zip(T.FEATURES, row, strict=True)) for row in data.x], SignalModel.from_json(model_json)
-    )
-    confidence = np.array([v.confidence for v in verdicts])
-    return [v.categories for v in verdicts], confidence, np.array([v.score for v in verdicts])
-
-
 def line(label: str, report: dict) -> str:
     ident = report["identification_mean"]
     s4 = "  ".join(f"{c} {row[3]:.2f}" for c, row in report["identification"].items() if row[3] is not None)
@@ -85,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = argparse.Namespace(clean_target=T.CLEAN_TARGET, quick=False, seed=args.seed)
     probe = measured.subset(np.arange(len(measured.photo)) < 8)
     alone = T.fit_model(training, T.FOLDS, settings, probe)
-    print(line("without (every other photo)", T.tables(measured, *answered(measured, alone.json))), flush=True)
+    print(
+        line(
+            "without (every other photo)",
+            T.tables(measured, *T.engine_answers(measured, SignalModel.from_json(alone.json))),
+        ),
+        flush=True,
+    )
     group_of = T.assign_folds(measured.photo, args.groups, args.seed)
     group = np.array([group_of[p] for p in measured.photo])
     named: list[list[str]] = [[] for _ in measured.photo]
@@ -93,28 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     for g in range(args.groups):
         held = group == g
         fitted = T.fit_model(joined(training, measured.subset(~held)), T.FOLDS, settings, probe)
-        names, conf, scores = answered(measured.subset(held), fitted.json)
+        names, conf, scores = T.engine_answers(measured.subset(held), SignalModel.from_json(fitted.json))
         for i, n, c, s in zip(np.nonzero(held)[0], names, conf, scores, strict=True):
             named[i], confidence[i], score[i] = n, c, s
         print(f"  group {g + 1}/{args.groups}: {len(set(measured.photo[held]))} photos answered", flush=True)
     print(line("with (and the other groups' photos)", T.tables(measured, named, confidence, score)), flush=True)
     for label, corpus in (("without them", training), ("with them", joined(training, measured))):
-        print(
-            line(f"the other photos, cross-validated {label}", cross_validated(corpus, len(training.photo), args.seed))
-        )
+        _, fold = T.with_folds(corpus, args.seed)
+        first = np.arange(len(corpus.photo)) < len(training.photo)
+        report = T.cross_validate(corpus, fold, T.CLEAN_TARGET, seed=args.seed, measured=first)[0]
+        print(line(f"the other photos, cross-validated {label}", report), flush=True)
     return 0
-
-
-def cross_validated(corpus: T.Data, first: int, seed: int) -> dict:
-    """The cross-validation tables of `corpus` (train_signal.py's folds, thresholds and calibration fitted on the
-    other folds), on its first `first` rows alone."""
-    fold_of = T.assign_folds(corpus.photo, T.FOLDS, seed)
-    fold = np.array([fold_of[p] for p in corpus.photo])
-    presence, severity, worst, _ = T.out_of_fold(corpus, fold, T.FOLDS, quick=False, seed=seed)
-    named, confidence = T.cross_fitted(presence, severity, corpus, fold, T.CLEAN_TARGET)
-    scores = T._scores(named, severity, worst)
-    keep = np.arange(len(corpus.photo)) < first
-    return T.tables(corpus.subset(keep), named[:first], confidence[keep], scores[keep])
 
 
 if __name__ == "__main__":

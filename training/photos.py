@@ -701,14 +701,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cached photos; no network")
     parser.add_argument("--to", type=Path, default=None, help="also copy the photos into this one folder")
     args = parser.parse_args(argv)
-    packages = PACKAGES
     cache = args.cache or default_cache()
     if args.list:
         photos = cached_photos(cache)
         for photo in photos:
             print(f"{photo.source}\t{photo.path}")
         outcomes = []
-        for package in packages:
+        for package in PACKAGES:
             marker = cache / package.name / MARKER
             if marker.is_file():
                 outcomes.append(Outcome(**json.loads(marker.read_text())))
@@ -716,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes.append(Outcome(package.name, error="not in the cache"))
     else:
         outcomes = []
-        photos = fetch_photos(cache, packages, outcomes=outcomes)
+        photos = fetch_photos(cache, PACKAGES, outcomes=outcomes)
     print(summary(outcomes, photos))
     print(f"cache: {cache}")
     if args.to is not None:

@@ -388,32 +388,37 @@ def cached_split(cache_file: Path, seed: int = 0) -> tuple[Data, Data]:
     return split_by_photo(cached_data(cache_file), seed)
 
 
-def _with_folds(data: Data, seed: int) -> tuple[Data, np.ndarray]:
+def with_folds(data: Data, seed: int) -> tuple[Data, np.ndarray]:
+    """`data` and each row's fold, dealt by photo as main() deals them."""
     fold_of = assign_folds(data.photo, FOLDS, seed)
     return data, np.array([fold_of[p] for p in data.photo])
 
 
 def development_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
     """The development photos' rows from a feature cache, and each row's fold, as main() deals them."""
-    return _with_folds(cached_split(cache_file, seed)[0], seed)
+    return with_folds(cached_split(cache_file, seed)[0], seed)
 
 
 def every_photo_set(cache_file: Path, seed: int = 0) -> tuple[Data, np.ndarray]:
     """Every photo's rows from a feature cache (the test photos too), and each row's fold, as main() deals
     them for the shipped model's cross-validation."""
-    return _with_folds(cached_data(cache_file), seed)
+    return with_folds(cached_data(cache_file), seed)
 
 
-def engine_tables(data: Data, model: SignalModel) -> dict[str, Any]:
-    """The validation tables of `model` on `data`, answered by the engine's own decision (numpy trees,
+def engine_answers(data: Data, model: SignalModel) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """The names, confidences and scores of `model` on `data`, by the engine's own decision (numpy trees,
     thresholds, calibration, and the rules for monochrome and blank frames)."""
     verdicts = decide_module.decide_many([dict(zip(FEATURES, row, strict=True)) for row in data.x], model)
-    return tables(
-        data,
+    return (
         [v.categories for v in verdicts],
         np.array([v.confidence for v in verdicts]),
         np.array([v.score for v in verdicts]),
     )
+
+
+def engine_tables(data: Data, model: SignalModel) -> dict[str, Any]:
+    """The validation tables of `model` on `data`, answered by the engine's own decision (engine_answers)."""
+    return tables(data, *engine_answers(data, model))
 
 
 # --- trees ----------------------------------------------------------------------------------------------
@@ -839,12 +844,25 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
     }
 
 
-def cross_validate(data: Data, fold: np.ndarray, clean_target: float, *, quick: bool = False, seed: int = 0):
+def cross_validate(
+    data: Data,
+    fold: np.ndarray,
+    clean_target: float,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    measured: np.ndarray | None = None,
+):
     """The cross-validation tables of the engine's decision on development photos (out-of-fold trees,
-    cross-fitted thresholds and calibration), and the out-of-fold predictions they come from."""
+    cross-fitted thresholds and calibration), and the out-of-fold predictions they come from. `measured`: a
+    mask of the rows the tables are taken on (all by default); every row trains and fits the thresholds."""
     presence, severity, worst, used = out_of_fold(data, fold, len(np.unique(fold)), quick=quick, seed=seed)
     named, conf = cross_fitted(presence, severity, data, fold, clean_target)
-    return tables(data, named, conf, _scores(named, severity, worst)), presence, severity, worst, used
+    scores = _scores(named, severity, worst)
+    if measured is not None:
+        data, conf, scores = data.subset(measured), conf[measured], scores[measured]
+        named = [n for n, keep in zip(named, measured, strict=True) if keep]
+    return tables(data, named, conf, scores), presence, severity, worst, used
 
 
 def cross_fitted(presence: np.ndarray, severity: np.ndarray, data: Data, fold: np.ndarray, clean_target: float):
