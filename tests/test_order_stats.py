@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from iqa_cli.engines.signal.order_stats import median, percentile, percentiles
+from iqa_cli.engines.signal.order_stats import level_percentiles, median, percentile, percentiles
 
 SIZES = (1, 2, 3, 4, 7, 10, 64, 65, 255, 256, 257, 1000, 17_000)
 QS = (0, 1, 5, 10, 50, 90, 95, 99, 99.9, 100)
@@ -63,3 +63,13 @@ def test_nan_anywhere_gives_nan() -> None:
         assert math.isnan(percentile(values, 10))
         assert all(math.isnan(v) for v in percentiles(values, (10, 90)))
         assert math.isnan(median(values))
+
+
+def test_level_percentiles_from_counts_are_numpys() -> None:
+    rng = np.random.default_rng(3)
+    for n in SIZES:
+        for values in (rng.integers(0, 256, n).astype(np.uint8), np.full(n, 7, np.uint8), rng.integers(250, 256, n)):
+            counts = np.bincount(values, minlength=256)
+            expected = tuple(float(np.percentile(values, q)) for q in QS)
+            assert level_percentiles(counts, QS) == expected, (values.dtype, n)
+            assert level_percentiles(counts, QS) == percentiles(values, QS)

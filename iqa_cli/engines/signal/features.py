@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from iqa_cli.engines.signal.measure import Measurements, measure_pixels
-from iqa_cli.engines.signal.order_stats import median, percentile, percentiles
+from iqa_cli.engines.signal.order_stats import level_percentiles, median, percentile
 from iqa_cli.images import DecodePlan, LoadedImage
 
 ANALYSIS_SIDE = 640
@@ -96,7 +96,7 @@ def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
     low = np.minimum(np.minimum(sub[:, 0], sub[:, 1]), sub[:, 2])
     high_f = high.astype(np.float32)
     s = np.where(high > 8, (high_f - low) / np.maximum(high_f, 1.0), 0.0)
-    value_p01, value_p99 = percentiles(high, (1, 99))
+    value_p01, value_p99 = level_percentiles(np.bincount(high, minlength=256), (1, 99))
     lit = s[high > TOP_SATURATION_LEVEL]
     return {
         "sat_mean": float(s.mean()),
@@ -104,7 +104,7 @@ def _colour_extremes(pixels: np.ndarray) -> dict[str, float]:
         "sat_top": percentile(lit, 99.9) if lit.size else math.nan,
         "value_p01": value_p01,
         "value_p99": value_p99,
-        "low_p01": percentile(low, 1),
+        "low_p01": level_percentiles(np.bincount(low, minlength=256), (1,))[0],
     }
 
 
@@ -142,7 +142,7 @@ def _tone_curve_traces(pixels: np.ndarray) -> tuple[tuple[float, ...], tuple[flo
     per_channel = [t for t in (_curve_traces(counts) for counts in histogram) if t is not None]
     rgb = tuple(median([t[i] for t in per_channel]) for i in range(4)) if per_channel else (math.nan,) * 4
     value = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
-    value_traces = _curve_traces(np.bincount(value.ravel(), minlength=256).astype(np.float64))
+    value_traces = _curve_traces(np.asarray(Image.fromarray(value).histogram(), dtype=np.float64))
     return rgb, value_traces if value_traces is not None else (math.nan,) * 4
 
 

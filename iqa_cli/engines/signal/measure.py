@@ -67,8 +67,10 @@ def _tile_sums(a: np.ndarray, rows: int, cols: int, tile: int = TILE) -> np.ndar
     # Sum over each tile x tile square of the top-left rows x cols tiles: one value per tile.
     # Down each tile's rows first (whole contiguous rows at a time), then across: much faster than summing
     # along the rows first. Every caller sums integer values whose tile sums stay below 2^24, so the
-    # float32 sums are exact and their order cannot change a value.
-    strips = a[: rows * tile, : cols * tile].reshape(rows, tile, cols * tile).sum(axis=1, dtype=np.float32)
+    # float32 sums are exact and their order cannot change a value. One cast before summing costs less than
+    # a sum that casts as it goes.
+    square = a[: rows * tile, : cols * tile].astype(np.float32, copy=False)
+    strips = square.reshape(rows, tile, cols * tile).sum(axis=1)
     return strips.reshape(rows, cols, tile).sum(axis=2).ravel()
 
 
@@ -79,7 +81,10 @@ def _blockiness(luma: np.ndarray, period: int) -> float:
         return math.nan
     ratios = []
     for axis in (0, 1):
-        steps = np.abs(np.diff(luma, axis=axis)).mean(axis=1 - axis, dtype=np.float32)
+        # The mean step per row or column: integer sums (exact, and cheaper than a float32 mean, which
+        # casts as it goes), divided as np.mean divides its float32 sum (in float64, rounded back).
+        sums = np.abs(np.diff(luma, axis=axis)).sum(axis=1 - axis, dtype=np.int32)
+        steps = (sums / np.intp(luma.shape[1 - axis])).astype(np.float32)
         n = (steps.size // period) * period
         phases = steps[:n].reshape(-1, period).mean(axis=0)
         ratios.append(phases.max() / max(median(phases), 0.25))
@@ -105,18 +110,20 @@ def _directional_blur(stack: np.ndarray, pad: int, tile: int) -> tuple[np.ndarra
     ratios = np.empty((stack.shape[0], len(DIRECTIONS)), np.float32)
     totals = np.empty_like(ratios)
     lags = np.empty_like(ratios)
-    # Three scratch arrays reused for every direction: a fresh K x 32 x 32 array per operation costs more
-    # in allocation and page faults than the arithmetic.
-    d, b, far = (np.empty((stack.shape[0], tile, tile), np.float32) for _ in range(3))
+    # Scratch arrays reused for every direction: a fresh K x 32 x 32 array per operation costs more in
+    # allocation and page faults than the arithmetic. The steps are exact in int16 and their sums in int32
+    # (then float32, still exact); only the re-blurred steps and their minimum are float32.
+    d, b, far = (np.empty((stack.shape[0], tile, tile), np.int16) for _ in range(3))
+    blurred = np.empty((stack.shape[0], tile, tile), np.float32)
+    ninth = np.float32(1 / BLUR_FILTER)
     for j, (dy, dx) in enumerate(DIRECTIONS):
         np.abs(np.subtract(shifted(1, dy, dx), shifted(0, dy, dx), out=d), out=d)
         np.subtract(shifted(BLUR_FILTER // 2 + 1, dy, dx), shifted(-(BLUR_FILTER // 2), dy, dx), out=b)
-        np.abs(b, out=b)
-        b *= 1 / BLUR_FILTER
-        totals[:, j] = d.sum(axis=(1, 2))
-        ratios[:, j] = np.minimum(d, b, out=b).sum(axis=(1, 2))
+        np.multiply(np.abs(b, out=b), ninth, out=blurred)
+        totals[:, j] = d.sum(axis=(1, 2), dtype=np.int32)
+        ratios[:, j] = np.minimum(d, blurred, out=blurred).sum(axis=(1, 2))
         np.abs(np.subtract(shifted(2, dy, dx), shifted(-1, dy, dx), out=far), out=far)
-        lags[:, j] = far.sum(axis=(1, 2)) / np.maximum(totals[:, j], 1e-6)
+        lags[:, j] = far.sum(axis=(1, 2), dtype=np.int32) / np.maximum(totals[:, j], 1e-6)
     # Pooled over tiles, a ratio of sums: motion blur along an axis or diagonal leaves the tiles little
     # variation along it, so per tile that direction is dropped below, while the pooled ratio keeps it.
     pooled = ratios.sum(axis=0) / np.maximum(totals.sum(axis=0), 1e-6)
@@ -127,9 +134,10 @@ def _directional_blur(stack: np.ndarray, pad: int, tile: int) -> tuple[np.ndarra
 
 
 def _stack(luma: np.ndarray, chosen: np.ndarray, cols: int, tile: int, pad: int) -> np.ndarray:
-    # The chosen tiles with `pad` pixels of context, as one K x (tile + 2 pad) x (tile + 2 pad) array.
+    # The chosen tiles of the int16 luma with `pad` pixels of context, as one K x (tile + 2 pad) x
+    # (tile + 2 pad) array.
     windows = np.lib.stride_tricks.sliding_window_view(luma, (tile + 2 * pad, tile + 2 * pad))
-    return windows[::tile, ::tile][chosen // cols, chosen % cols].astype(np.float32)
+    return windows[::tile, ::tile][chosen // cols, chosen % cols]
 
 
 _HALO_OFFSETS = np.array([-4, -3, -1, 0, 1, 2, 4, 5])  # the columns the halo measure reads, from the edge
@@ -155,13 +163,15 @@ def _halo(stack: np.ndarray) -> float:
             found = found[np.linspace(0, found.size - 1, MAX_EDGES).astype(np.intp)]
         k, r, c = np.unravel_index(found, peak.shape)
         r, c = r + 1, c + 5  # c: the edge lies between columns c and c + 1
-        edge = d[k, r, c]
+        edge = d[k, r, c].astype(np.float32)
         sign = np.sign(edge)
         # The profile across each edge at these offsets from column c, averaged over the rows above and below.
         width = a.shape[2]
         at = ((k * a.shape[1] + r) * width + c)[:, None] + _HALO_OFFSETS
         flat = a.ravel()
-        profile = dict(zip(_HALO_OFFSETS.tolist(), ((flat[at - width] + flat[at + width]) * 0.5).T, strict=True))
+        # Two int16 rows sum exactly; their mean and everything after it in float32.
+        rows = (flat[at - width] + flat[at + width]).astype(np.float32) * 0.5
+        profile = dict(zip(_HALO_OFFSETS.tolist(), rows.T, strict=True))
         step = sign * (profile[1] - profile[0])
         bright = sign * ((profile[1] + profile[2]) - (profile[4] + profile[5])) * 0.5
         dark = sign * ((profile[-4] + profile[-3]) - (profile[-1] + profile[0])) * 0.5
@@ -187,7 +197,7 @@ class _Sharpness:
 def _sharpness(luma: np.ndarray, activity: np.ndarray, rows: int, cols: int, tile: int) -> _Sharpness:
     # Only the most active tiles (at most MAX_TILES) are filtered: that bounds the cost whatever the size,
     # and the sharpest parts of a photo are among its most active ones.
-    empty = np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.float32)
+    empty = np.zeros((0, tile + 2 * PAD, tile + 2 * PAD), np.int16)
     if rows * cols < 4:  # too small to judge: no verdict on sharpness
         return _Sharpness(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, empty)
     order = np.argsort(activity)[::-1]
@@ -328,13 +338,15 @@ def measure_pixels(
     half = half8.astype(np.float32)
 
     # Tone and colour on every third pixel each way: global statistics do not need them all.
-    sub = pixels[::3, ::3].reshape(-1, 3)
-    red, green, blue = (sub[:, c].astype(np.int16) for c in range(3))
-    n = red.size
-    toned = _tone_and_colour(red, green, blue, luma_i[::3, ::3].ravel()) if tone else _NO_TONE
+    sub = np.ascontiguousarray(pixels[::3, ::3])
+    n = sub.shape[0] * sub.shape[1]
+    toned = _NO_TONE
+    if tone:
+        red, green, blue = (sub[..., c].astype(np.int16).ravel() for c in range(3))
+        toned = _tone_and_colour(red, green, blue, luma_i[::3, ::3].ravel())
     levels, gaps = [], []
-    for channel in (red, green, blue):
-        counts = np.bincount(channel, minlength=256)
+    # Pillow counts the three channels in one C pass (the same counts as a bincount per channel).
+    for counts in np.asarray(Image.fromarray(sub).histogram(), dtype=np.int64).reshape(3, 256):
         ranked = np.sort(counts[1:255])
         levels.append(ranked[-16:].sum() / max(ranked.sum(), 1))
         # Empty levels inside the channel's 1st-99th percentile span: quantization leaves gaps, a narrow

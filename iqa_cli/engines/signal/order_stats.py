@@ -26,15 +26,19 @@ def _ranked(values: np.ndarray, ranks: list[int]) -> np.ndarray:
 
 
 def _interpolated(ordered: np.ndarray, q: float, weak: bool) -> float:
-    # NumPy's "linear" method: virtual index (n - 1) q, the fraction between its neighbours as the weight,
-    # and its two-sided lerp (from the upper neighbour when the weight is at least a half).
+    # NumPy's "linear" method: virtual index (n - 1) q, the fraction between its neighbours as the weight.
     n = ordered.size
     virtual = (n - 1) * (q / 100)
     if virtual >= n - 1:
         return float(ordered[-1])
     below = math.floor(virtual)
-    lower, upper = ordered[below], ordered[below + 1]
     weight = float(virtual - below) if weak else np.float64(virtual - below)
+    return _lerp(ordered[below], ordered[below + 1], weight)
+
+
+def _lerp(lower, upper, weight) -> float:
+    # NumPy's two-sided lerp, in the arithmetic of the neighbours given (NumPy scalars of the values' type, or
+    # ints): from the upper neighbour when the weight is at least a half.
     step = upper - lower
     return float(upper - step * (1 - weight)) if weight >= 0.5 else float(lower + step * weight)
 
@@ -59,6 +63,24 @@ def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
     if ordered.dtype.kind == "f" and math.isnan(ordered[-1]):
         return (math.nan,) * len(qs)
     return tuple(_interpolated(ordered, q, weak=False) for q in qs)
+
+
+def level_percentiles(counts: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """`percentiles(values, qs)` (and `percentile(values, q)` for each q) of integer values given by their counts
+    per level (`counts[v]`: how many values equal v), without sorting them: the value at a rank is the first
+    level whose running count exceeds it. Integer neighbours interpolate in float64 either way."""
+    running = np.cumsum(counts)
+    n = int(running[-1])
+    out = []
+    for q in qs:
+        virtual = (n - 1) * (q / 100)
+        if virtual >= n - 1:
+            out.append(float(np.flatnonzero(counts)[-1]))
+            continue
+        below = math.floor(virtual)
+        lower, upper = (int(v) for v in np.searchsorted(running, (below, below + 1), side="right"))
+        out.append(_lerp(lower, upper, virtual - below))
+    return tuple(out)
 
 
 def median(values: np.ndarray | list[float]) -> float:
