@@ -1,6 +1,6 @@
 """CPU cost of the signal engine per image: features + model, beside one 768 px measurement (a script, not a test).
 
-    python benchmarks/bench_signal.py [--repeat 5] [--side 1600] [--json FILE] [--profile]
+    python benchmarks/bench_signal.py [--repeat 5] [--side 1600] [--json FILE] [--profile] [--against COMMIT]
 
 The pair in one run, on the same decoded photos, so a shared machine's load affects both alike:
 - `measure_768_issue`: one `measure_pixels` on the image at 768 px with the measuring code of commit
@@ -9,7 +9,11 @@ The pair in one run, on the same decoded photos, so a shared machine's load affe
 - `measure_768`: the same with today's `measure_pixels`, which has become cheaper with the features
   (for comparison only: it is the same code as the features', so it moves with them);
 - `features`: `features.extract` (the 640 px image plus the 384 px native crop), in the decode workers;
-- `model`: `decide_many` over a batch of 64 feature rows, per image, in the main process.
+- `model`: `decide_many` over a batch of 64 feature rows, per image, in the main process;
+- with `--against COMMIT`, `features_COMMIT`: that commit's `features.extract` (its features.py, measure.py and
+  order_stats.py, read from git), to compare two versions of the features on the same images in one process.
+The timings are interleaved: each repeat times every figure once, in an order that alternates, so that a
+shared machine's load drifting during the run affects them alike; the ratios are taken per repeat.
 Decoding is not timed: it is the loader's cost, measured by bench_decode.py and bench_audit.py.
 Prints process CPU time per image (min / median / max over the repeats), the ratio, the machine and load.
 """
@@ -45,20 +49,38 @@ from training.provenance import commit, machine
 ISSUE_COMMIT = "2058f3f"
 
 
-def _measure_pixels_at(commit_id: str):
-    """`measure_pixels` from measure.py at a commit, or None where git or that commit is not at hand."""
+_SIGNAL = "iqa_cli.engines.signal"
+
+
+def _module_at(commit_id: str, name: str, own: tuple[str, ...] = ()) -> types.ModuleType | None:
+    """The signal engine's module `name` as it was at a commit, its imports of the modules in `own` redirected
+    to their versions of that commit (loaded first); None where git or that commit is not at hand."""
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(
-        ["git", "-C", str(root), "show", f"{commit_id}:iqa_cli/engines/signal/measure.py"],
-        capture_output=True,
-        text=True,
-    )
+    path = f"{_SIGNAL.replace('.', '/')}/{name}.py"
+    done = subprocess.run(["git", "-C", str(root), "show", f"{commit_id}:{path}"], capture_output=True, text=True)
     if done.returncode != 0:
         return None
-    module = types.ModuleType(f"measure_{commit_id}")
+    source = done.stdout
+    for other in own:
+        source = source.replace(f"from {_SIGNAL}.{other} import", f"from {other}_{commit_id} import")
+    module = types.ModuleType(f"{name}_{commit_id}")
     sys.modules[module.__name__] = module  # dataclasses look their module up there
-    exec(compile(done.stdout, f"{commit_id}:iqa_cli/engines/signal/measure.py", "exec"), module.__dict__)
-    return module.measure_pixels
+    exec(compile(source, f"{commit_id}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def _measure_pixels_at(commit_id: str):
+    """`measure_pixels` from measure.py at a commit (its own imports today's), or None."""
+    module = _module_at(commit_id, "measure")
+    return None if module is None else module.measure_pixels
+
+
+def _extract_at(commit_id: str):
+    """`features.extract` at a commit, with that commit's measure.py and order_stats.py, or None."""
+    modules = [_module_at(commit_id, "order_stats")]
+    modules.append(_module_at(commit_id, "measure", ("order_stats",)))
+    modules.append(_module_at(commit_id, "features", ("order_stats", "measure")))
+    return None if None in modules else modules[-1].extract
 
 
 def _print_profile(images: list[LoadedImage], repeat: int) -> None:
@@ -84,13 +106,16 @@ def _print_profile(images: list[LoadedImage], repeat: int) -> None:
         print(f"  {name:<36} {cumulative / calls * 1000:7.2f}")
 
 
-def _cpu_per_image(function, items, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        started = time.process_time()
-        for item in items:
-            function(item)
-        out.append((time.process_time() - started) / len(items) * 1000)
+def _cpu_per_image(timed: dict[str, tuple], repeat: int) -> dict[str, list[float]]:
+    """CPU ms per item of each (function, items), every repeat timing each once, in alternating order."""
+    out: dict[str, list[float]] = {key: [] for key in timed}
+    for n in range(repeat):
+        for key in list(timed)[:: 1 if n % 2 == 0 else -1]:
+            function, items = timed[key]
+            started = time.process_time()
+            for item in items:
+                function(item)
+            out[key].append((time.process_time() - started) / len(items) * 1000)
     return out
 
 
@@ -118,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also: where features.extract spends its CPU, per function (cProfile)"
     )
+    parser.add_argument("--against", help="also time this commit's features.extract, interleaved with today's")
     args = parser.parse_args(argv)
     names = CLEAN_PHOTOS[:2] if args.quick else CLEAN_PHOTOS
     repeat = 1 if args.quick else args.repeat
@@ -135,17 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         rows = [extract(image) for image in engine_images]
         batch = (rows * (64 // len(rows) + 1))[:64]
         decide_many(batch)  # load the model once, outside the timing
-        figures = {}
+        timed: dict[str, tuple] = {}
         issue_measure = _measure_pixels_at(ISSUE_COMMIT)
         if issue_measure is not None:
-            figures["measure_768_issue"] = _cpu_per_image(
-                lambda im: issue_measure(im.pixels, im.facts.width), reference_images, repeat
-            )
-        figures["measure_768"] = _cpu_per_image(
-            lambda im: measure_pixels(im.pixels, im.facts.width), reference_images, repeat
-        )
-        figures["features"] = _cpu_per_image(extract, engine_images, repeat)
-        figures["model"] = [t / 64 for t in _cpu_per_image(decide_many, [batch], repeat)]
+            timed["measure_768_issue"] = (lambda im: issue_measure(im.pixels, im.facts.width), reference_images)
+        timed["measure_768"] = (lambda im: measure_pixels(im.pixels, im.facts.width), reference_images)
+        timed["features"] = (extract, engine_images)
+        if args.against:
+            other = _extract_at(args.against)
+            if other is None:
+                parser.error(f"{args.against}: no such commit in this checkout's git history")
+            timed[f"features_{args.against}"] = (other, engine_images)
+        timed["model"] = (decide_many, [batch])
+        figures = _cpu_per_image(timed, repeat)
+        figures["model"] = [t / 64 for t in figures["model"]]
         if args.profile:
             _print_profile(engine_images, repeat)
     total = float(np.median(figures["features"])) + float(np.median(figures["model"]))
@@ -162,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  (no {ISSUE_COMMIT} in this checkout's git history: the issue's reference was not timed)")
     for key, ratio in ratios.items():
         print(f"  features + model over {key}: {ratio:.2f}x")
+    if args.against:
+        per_repeat = np.array(figures["features"]) / np.array(figures[f"features_{args.against}"])
+        ratios["features_over_" + args.against] = float(np.median(per_repeat))
+        print(
+            f"  features over features_{args.against}, per repeat: median {np.median(per_repeat):.3f} "
+            f"(min {per_repeat.min():.3f}, max {per_repeat.max():.3f})"
+        )
     if args.json:
         args.json.write_text(json.dumps({"figures": figures, "ratios": ratios, "machine": machine()}))
     return 0

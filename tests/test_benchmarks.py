@@ -49,6 +49,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             r"features \+ model over measure_768: \d+\.\d\dx",
         ),
         (
+            ["bench_signal.py", "--quick", "--against", "HEAD"],
+            r"features over features_HEAD, per repeat: median \d+\.\d{3} \(min \d+\.\d{3}, max \d+\.\d{3}\)",
+        ),
+        (
             ["bench_reaudit.py", "--quick"],
             r"re-audit, store only +\d+\.\d+ s +\d+ files/s +\(2000 replayed, 0 decoded\)",
         ),
