@@ -15,7 +15,8 @@ The pair in one run, on the same decoded photos, so a shared machine's load affe
 The timings are interleaved: each repeat times every figure once, in an order that alternates, so that a
 shared machine's load drifting during the run affects them alike; the ratios are taken per repeat.
 Decoding is not timed: it is the loader's cost, measured by bench_decode.py and bench_audit.py.
-Prints process CPU time per image (min / median / max over the repeats), the ratio, the machine and load.
+Prints process CPU time per image (min / median / max over the repeats), the ratios (the median of the ratios
+per repeat), the machine and load.
 """
 
 from __future__ import annotations
@@ -177,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         figures["model"] = [t / 64 for t in figures["model"]]
         if args.profile:
             _print_profile(engine_images, repeat)
-    total = float(np.median(figures["features"])) + float(np.median(figures["model"]))
+    # Per repeat (the figures of one repeat were timed side by side), then the median over the repeats.
+    total = np.array(figures["features"]) + np.array(figures["model"])
     ratios = {
-        key: total / float(np.median(figures[key])) for key in ("measure_768_issue", "measure_768") if key in figures
+        key: float(np.median(total / np.array(figures[key])))
+        for key in ("measure_768_issue", "measure_768")
+        if key in figures
     }
     print(
         f"commit {commit()}; {machine()}; load average {os.getloadavg()[0]:.2f}; {len(engine_images)} photos "
