@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image
 
-from iqa_cli.engines.signal.measure import Measurements, measure_pixels
+from iqa_cli.engines.signal.measure import Measurements, level_counts, measure_pixels
 from iqa_cli.engines.signal.order_stats import level_percentiles, median, percentile
 from iqa_cli.images import DecodePlan, LoadedImage
 
@@ -137,12 +136,11 @@ def _tone_curve_traces(pixels: np.ndarray) -> tuple[tuple[float, ...], tuple[flo
 
     Two readings: the median over the R, G and B histograms (an RGB curve), and the histogram of the highest
     channel (HSV's V: DQ-495K's HSV gamma bends V alone, so only V keeps the curve's levels whole)."""
-    # Pillow counts the three channels in one C pass (the same counts as a bincount per channel).
-    histogram = np.asarray(Image.fromarray(pixels).histogram(), dtype=np.float64).reshape(3, 256)
+    histogram = level_counts(pixels).astype(np.float64)
     per_channel = [t for t in (_curve_traces(counts) for counts in histogram) if t is not None]
     rgb = tuple(median([t[i] for t in per_channel]) for i in range(4)) if per_channel else (math.nan,) * 4
     value = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
-    value_traces = _curve_traces(np.asarray(Image.fromarray(value).histogram(), dtype=np.float64))
+    value_traces = _curve_traces(level_counts(value).astype(np.float64))
     return rgb, value_traces if value_traces is not None else (math.nan,) * 4
 
 

@@ -74,6 +74,13 @@ def _tile_sums(a: np.ndarray, rows: int, cols: int, tile: int = TILE) -> np.ndar
     return strips.reshape(rows, cols, tile).sum(axis=2).ravel()
 
 
+def level_counts(pixels: np.ndarray) -> np.ndarray:
+    """How many uint8 pixels sit on each of the 256 levels: 3 x 256 for RGB (H x W x 3), 256 for one channel
+    (H x W). Pillow counts every channel in one C pass, the same counts as a bincount per channel."""
+    counts = np.asarray(Image.fromarray(pixels).histogram(), dtype=np.int64)
+    return counts.reshape(3, 256) if pixels.ndim == 3 else counts
+
+
 def _blockiness(luma: np.ndarray, period: int) -> float:
     # Mean absolute step across each column/row phase of the grid; JPEG makes one phase stand out.
     # The strongest phase over the median phase, so a crop with a shifted grid still counts.
@@ -345,8 +352,7 @@ def measure_pixels(
         red, green, blue = (sub[..., c].astype(np.int16).ravel() for c in range(3))
         toned = _tone_and_colour(red, green, blue, luma_i[::3, ::3].ravel())
     levels, gaps = [], []
-    # Pillow counts the three channels in one C pass (the same counts as a bincount per channel).
-    for counts in np.asarray(Image.fromarray(sub).histogram(), dtype=np.int64).reshape(3, 256):
+    for counts in level_counts(sub):
         ranked = np.sort(counts[1:255])
         levels.append(ranked[-16:].sum() / max(ranked.sum(), 1))
         # Empty levels inside the channel's 1st-99th percentile span: quantization leaves gaps, a narrow
