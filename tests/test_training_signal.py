@@ -353,3 +353,32 @@ def test_add_sources_joins_sets_row_for_row_and_refuses_a_source_with_no_photo(
     with pytest.raises(SystemExit):
         add_sources.main(["a", "c", "--cache", str(tmp_path / "photos")])
     assert "no photo of c in the feature cache" in capsys.readouterr().err
+
+
+def test_severity_ceiling_reads_each_image_on_the_category_it_was_distorted_in():
+    from training import severity_ceiling
+
+    # Two functions of two categories, severities 1-5 twice each, plus clean images (left out: no function).
+    # The own category's severity regressor is right and the other category's is reversed, so only a reading
+    # of the category each image was really distorted in ranks them; the score is turned (it falls).
+    categories = len(train_signal.CATEGORY_KEYS)
+    levels = np.tile(np.arange(1, 6), 2)
+    present = np.zeros((22, categories), dtype=np.int64)
+    present[:10, 0] = levels
+    present[10:20, 1] = levels
+    functions = [["blur_motion"]] * 10 + [["noise_speckle"]] * 10 + [[], []]
+    severity = np.ones((22, categories))
+    severity[:10, 0], severity[:10, 1] = levels, 6 - levels
+    severity[10:20, 1], severity[10:20, 0] = levels, 6 - levels
+    presence = np.full((22, categories), 0.5)
+    worst = np.r_[6 - levels, levels, 0, 0].astype(float)
+    scores = -np.r_[levels, levels, 0, 0].astype(float)
+    data = train_signal.Data(np.zeros((22, 1)), present, np.array(["p"] * 22), functions, [], ("x",))
+    rows = severity_ceiling.ceiling_rows(data, presence, severity, worst, scores)
+    assert [(r["function"], r["images"]) for r in rows] == [("blur_motion", 10), ("noise_speckle", 10)]
+    for row in rows:
+        assert row["score"] == pytest.approx(1.0)
+        assert row["own severity"] == pytest.approx(1.0)
+        assert row["own expected"] == pytest.approx(1.0)
+    assert rows[0]["worst"] == pytest.approx(-1.0) and rows[1]["worst"] == pytest.approx(1.0)
+    assert severity_ceiling.summary(rows, "worst") == "lowest -1.00, median 0.00, 1 of 2 under 0.8"
