@@ -374,11 +374,15 @@ def test_severity_ceiling_reads_each_image_on_the_category_it_was_distorted_in()
     worst = np.r_[6 - levels, levels, 0, 0].astype(float)
     scores = -np.r_[levels, levels, 0, 0].astype(float)
     data = train_signal.Data(np.zeros((22, 1)), present, np.array(["p"] * 22), functions, [], ("x",))
-    rows = severity_ceiling.ceiling_rows(data, presence, severity, worst, scores)
+    # The engine named the right category for the first function and nothing for the second.
+    named = [["blur"]] * 10 + [[]] * 12
+    rows = severity_ceiling.ceiling_rows(data, presence, severity, worst, scores, named)
     assert [(r["function"], r["images"]) for r in rows] == [("blur_motion", 10), ("noise_speckle", 10)]
     for row in rows:
         assert row["score"] == pytest.approx(1.0)
         assert row["own severity"] == pytest.approx(1.0)
         assert row["own expected"] == pytest.approx(1.0)
     assert rows[0]["worst"] == pytest.approx(-1.0) and rows[1]["worst"] == pytest.approx(1.0)
+    # Named: its own severity (right); not named: the worst-severity regressor (right for the second function).
+    assert rows[0]["named severity"] == pytest.approx(1.0) and rows[1]["named severity"] == pytest.approx(1.0)
     assert severity_ceiling.summary(rows, "worst") == "lowest -1.00, median 0.00, 1 of 2 under 0.8"

@@ -7,6 +7,8 @@ cached training features (every photo, the shipped model's folds; `--development
 this prints per function the Spearman correlation of severity with:
 - `score`: the engine's falling score (the figure the validation tables report);
 - `worst`: the worst-severity regressor alone, before the score is held on the answer's side;
+- `named severity`: another formula the engine could use, the highest severity regressor among the categories
+  it named (the worst-severity regressor where it named none), not held;
 - `own severity`: the severity regressor of the category the image was really distorted in, as if the engine
   always knew which category to read: a ceiling for any rule that turns the model's outputs into a score;
 - `own expected`: that category's presence x severity, the evidence the thresholds are on.
@@ -28,16 +30,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not
 from iqa_cli.evaluation.metrics import spearman
 from training import train_signal as T
 
-COLUMNS = ("score", "worst", "own severity", "own expected")
+COLUMNS = ("score", "worst", "named severity", "own severity", "own expected")
 
 
 def ceiling_rows(
-    data: T.Data, presence: np.ndarray, severity: np.ndarray, worst: np.ndarray, scores: np.ndarray
+    data: T.Data,
+    presence: np.ndarray,
+    severity: np.ndarray,
+    worst: np.ndarray,
+    scores: np.ndarray,
+    named: list[list[str]],
 ) -> list[dict[str, Any]]:
     """Per function of the single-distortion images: its image count and the Spearman correlation of severity
-    with each of COLUMNS (falling score, so its sign is turned)."""
+    with each of COLUMNS (falling score, so its sign is turned); `named`: the engine's answers."""
     singles = (data.present > 0).sum(axis=1) == 1
     expected = T.decide_module.expected_severity(presence, severity)
+    named_severity = np.array(
+        [
+            max(severity[i, T.CATEGORY_KEYS.index(c)] for c in names) if names else worst[i]
+            for i, names in enumerate(named)
+        ]
+    )
     rows = []
     for function in sorted({f for fs in data.functions for f in fs}):
         mask = singles & np.array([fs == [function] for fs in data.functions])
@@ -52,6 +65,7 @@ def ceiling_rows(
                 "images": int(mask.sum()),
                 "score": spearman(truth, -scores[mask]),
                 "worst": spearman(truth, worst[mask]),
+                "named severity": spearman(truth, named_severity[mask]),
                 "own severity": spearman(truth, severity[mask][index, own]),
                 "own expected": spearman(truth, expected[mask][index, own]),
             }
@@ -80,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     data, fold = T.development_set(cache) if args.development else T.every_photo_set(cache)
     presence, severity, worst, _ = T.out_of_fold(data, fold, len(np.unique(fold)), quick=False, seed=args.seed)
     named, _ = T.cross_fitted(presence, severity, data, fold, T.CLEAN_TARGET)
-    rows = ceiling_rows(data, presence, severity, worst, T._scores(named, severity, worst))
+    rows = ceiling_rows(data, presence, severity, worst, T._scores(named, severity, worst), named)
     print(f"{len(set(data.photo))} photos, {len(data.x)} images; Spearman(severity, ...) per function")
-    print(f"{'function':30s} {'images':>6s} " + " ".join(f"{c:>12s}" for c in COLUMNS))
+    print(f"{'function':30s} {'images':>6s} " + " ".join(f"{c:>14s}" for c in COLUMNS))
     for row in rows:
-        print(f"{row['function']:30s} {row['images']:6d} " + " ".join(f"{row[c]:12.2f}" for c in COLUMNS))
+        print(f"{row['function']:30s} {row['images']:6d} " + " ".join(f"{row[c]:14.2f}" for c in COLUMNS))
     for column in COLUMNS:
-        print(f"{column:>12s}: {summary(rows, column)}")
+        print(f"{column:>14s}: {summary(rows, column)}")
     return 0
 
 
