@@ -386,3 +386,23 @@ def test_severity_ceiling_reads_each_image_on_the_category_it_was_distorted_in()
     # Named: its own severity (right); not named: the worst-severity regressor (right for the second function).
     assert rows[0]["named severity"] == pytest.approx(1.0) and rows[1]["named severity"] == pytest.approx(1.0)
     assert severity_ceiling.summary(rows, "worst") == "lowest -1.00, median 0.00, 1 of 2 under 0.8"
+
+
+def test_tables_split_identification_by_how_the_distorted_copy_was_saved():
+    # Four blur images at severity 4: the two saved losslessly are found, the two re-saved as JPEG are not;
+    # a compression image saved as its own JPEG counts as lossless (the function made that file).
+    categories = len(train_signal.CATEGORY_KEYS)
+    present = np.zeros((5, categories), dtype=np.int64)
+    present[:4, 0] = 4
+    present[4, 2] = 4
+    saves = ["png", "png", "jpeg:93", "jpeg:90", "own-jpeg"]
+    rows = [{"save": how} for how in saves]
+    functions = [["blur_gaussian"]] * 4 + [["compression_jpeg"]]
+    data = train_signal.Data(np.zeros((5, 1)), present, np.array(["p"] * 5), functions, rows, ("x",))
+    named = [["blur"], ["blur"], [], [], ["compression"]]
+    report = train_signal.tables(data, named, np.full(5, 0.9), np.full(5, 0.5))
+    assert report["identification"]["blur"][3] == 0.5
+    assert report["identification_mean"][3] == 0.75  # blur 0.5, compression 1.0
+    assert report["identification_mean_lossless"][3] == 1.0
+    assert report["identification_mean_resaved"][3] == 0.0  # blur alone: no compression image was re-saved
+    assert report["identification_mean_resaved"][1] is None

@@ -797,23 +797,38 @@ def apply_decision(
 # --- tables ---------------------------------------------------------------------------------------------
 
 
+def identification(
+    data: Data, named: list[list[str]], mask: np.ndarray
+) -> tuple[dict[str, list[float | None]], list[float | None]]:
+    """The share of the `mask` images with one category at each severity 1-5 that name it, per category, and its
+    mean over the categories per severity (None where no image)."""
+    ident: dict[str, list[float | None]] = {}
+    for j, category in enumerate(CATEGORY_KEYS):
+        row = []
+        for s in range(1, 6):
+            chosen = np.nonzero(mask & (data.present[:, j] == s))[0]
+            row.append(float(np.mean([category in named[i] for i in chosen])) if chosen.size else None)
+        ident[category] = row
+    mean_by_sev = []
+    for s in range(5):
+        values = [ident[c][s] for c in CATEGORY_KEYS if ident[c][s] is not None]
+        mean_by_sev.append(float(np.mean(values)) if values else None)
+    return ident, mean_by_sev
+
+
 def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """The figures the issue asks for on one set of images, in the definitions of iqa_cli/evaluation/metrics.py."""
     truth = data.truth
     singles = (data.present > 0).sum(axis=1) == 1
     clean = data.worst == 0
     right = np.array([primary_right(t, n) for t, n in zip(truth, named, strict=True)])
-    ident: dict[str, list[float | None]] = {}
-    for j, category in enumerate(CATEGORY_KEYS):
-        row = []
-        for s in range(1, 6):
-            mask = singles & (data.present[:, j] == s)
-            row.append(float(np.mean([category in named[i] for i in np.nonzero(mask)[0]])) if mask.any() else None)
-        ident[category] = row
-    mean_by_sev = []
-    for s in range(5):
-        values = [ident[c][s] for c in CATEGORY_KEYS if ident[c][s] is not None]
-        mean_by_sev.append(float(np.mean(values)) if values else None)
+    ident, mean_by_sev = identification(data, named, singles)
+    # The distorted copies re-saved as camera-like JPEGs (recipe "jpeg:Q") apart from those saved losslessly as
+    # the DQ-495K functions make them (PNG; compression_jpeg as its own JPEG): the re-save erases the
+    # histogram traces a tone curve leaves, so the first are the harder half.
+    resaved = np.array([str(row.get("save", "")).startswith("jpeg:") for row in data.rows], dtype=bool)
+    if resaved.size != len(named):  # rows without recipes (a test's hand-made data): no split
+        resaved = np.zeros(len(named), dtype=bool)
     s4 = singles & (data.worst == 4)
     names_s4 = float(np.mean([len(named[i]) for i in np.nonzero(s4)[0]])) if s4.any() else None
     spear: dict[str, float] = {}
@@ -830,6 +845,8 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
         "clean_needs_review": float(np.mean(conf[clean] < DEFAULT_MIN_CONFIDENCE)) if clean.any() else None,
         "identification": ident,
         "identification_mean": mean_by_sev,
+        "identification_mean_lossless": identification(data, named, singles & ~resaved)[1],
+        "identification_mean_resaved": identification(data, named, singles & resaved)[1],
         "pairs_either": float(np.mean([bool(truth[i] & set(named[i])) for i in np.nonzero(pairs)[0]]))
         if pairs.any()
         else None,
@@ -1139,6 +1156,14 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
         ("clean images marked needs_review (confidence < 0.6)", lambda r: _fmt(r["clean_needs_review"], 3)),
         ("severity 4 identified, mean over the 12 categories", lambda r: _fmt(r["identification_mean"][3], 3)),
         ("severity 2 identified, mean over the 12 categories", lambda r: _fmt(r["identification_mean"][1], 3)),
+        (
+            "severity 4 identified, distorted copies saved losslessly (PNG, as the DQ-495K functions make them)",
+            lambda r: _fmt(r["identification_mean_lossless"][3], 3),
+        ),
+        (
+            "severity 4 identified, distorted copies re-saved as JPEG (quality 90-97)",
+            lambda r: _fmt(r["identification_mean_resaved"][3], 3),
+        ),
         ("distortion names per severity-4 image", lambda r: _fmt(r["names_per_image_s4"])),
         ("primary answer right at severity 4", lambda r: _fmt(r["primary_s4"], 3)),
         ("two-distortion images with either named", lambda r: _fmt(r["pairs_either"], 3)),
@@ -1235,6 +1260,8 @@ def print_report(report: dict[str, Any]) -> None:
     for category, row in report["identification"].items():
         print(f"  {category:<34} " + " ".join(f"{_fmt(v):>5}" for v in row))
     print(f"  {'mean':<34} " + " ".join(f"{_fmt(v):>5}" for v in report["identification_mean"]))
+    for label, key in (("saved losslessly", "lossless"), ("re-saved as JPEG", "resaved")):
+        print(f"  {'mean, ' + label:<34} " + " ".join(f"{_fmt(v):>5}" for v in report[f"identification_mean_{key}"]))
     print(f"pairs, either named: {_fmt(report['pairs_either'])}")
     print(f"primary answer right: s4 {_fmt(report['primary_s4'])}, all {_fmt(report['primary_all'])}")
     print(f"names per s4 image: {_fmt(report['names_per_image_s4'])}")
