@@ -406,3 +406,4 @@ def test_tables_split_identification_by_how_the_distorted_copy_was_saved():
     assert report["identification_mean_lossless"][3] == 1.0
     assert report["identification_mean_resaved"][3] == 0.0  # blur alone: no compression image was re-saved
     assert report["identification_mean_resaved"][1] is None
+    assert report["identification_lossless"]["blur"][3] == 1.0 and report["identification_resaved"]["blur"][3] == 0.0

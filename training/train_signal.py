@@ -829,6 +829,8 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
     resaved = np.array([str(row.get("save", "")).startswith("jpeg:") for row in data.rows], dtype=bool)
     if resaved.size != len(named):  # rows without recipes (a test's hand-made data): no split
         resaved = np.zeros(len(named), dtype=bool)
+    lossless = identification(data, named, singles & ~resaved)
+    resaved_ident = identification(data, named, singles & resaved)
     s4 = singles & (data.worst == 4)
     names_s4 = float(np.mean([len(named[i]) for i in np.nonzero(s4)[0]])) if s4.any() else None
     spear: dict[str, float] = {}
@@ -845,8 +847,10 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
         "clean_needs_review": float(np.mean(conf[clean] < DEFAULT_MIN_CONFIDENCE)) if clean.any() else None,
         "identification": ident,
         "identification_mean": mean_by_sev,
-        "identification_mean_lossless": identification(data, named, singles & ~resaved)[1],
-        "identification_mean_resaved": identification(data, named, singles & resaved)[1],
+        "identification_lossless": lossless[0],
+        "identification_mean_lossless": lossless[1],
+        "identification_resaved": resaved_ident[0],
+        "identification_mean_resaved": resaved_ident[1],
         "pairs_either": float(np.mean([bool(truth[i] & set(named[i])) for i in np.nonzero(pairs)[0]]))
         if pairs.any()
         else None,
