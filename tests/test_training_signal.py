@@ -407,3 +407,27 @@ def test_tables_split_identification_by_how_the_distorted_copy_was_saved():
     assert report["identification_mean_resaved"][3] == 0.0  # blur alone: no compression image was re-saved
     assert report["identification_mean_resaved"][1] is None
     assert report["identification_lossless"]["blur"][3] == 1.0 and report["identification_resaved"]["blur"][3] == 0.0
+
+
+def test_tables_split_clean_ok_and_identification_by_the_copy_s_size():
+    # Two clean copies (one small, flagged; one large, ok) and two blur images at severity 4 (the small one
+    # found, the large one missed): each size band has its own figures, and an empty band has none.
+    categories = len(train_signal.CATEGORY_KEYS)
+    present = np.zeros((4, categories), dtype=np.int64)
+    present[2:, 0] = 4
+    rows = [{"save": "png", "long_side": side} for side in (700, 1600, 700, 1600)]
+    functions = [[], [], ["blur_gaussian"], ["blur_gaussian"]]
+    data = train_signal.Data(np.zeros((4, 1)), present, np.array(["p", "p", "q", "q"]), functions, rows, ("x",))
+    named = [["noise"], [], ["blur"], []]
+    bands = train_signal.tables(data, named, np.full(4, 0.9), np.full(4, 0.5))["by_size"]
+    assert [b["long_side"] for b in bands] == [list(band) for band in train_signal.SIZE_BANDS]
+    small, _, _, large = bands
+    assert (small["images"], small["clean_ok"], small["identification_mean"][3]) == (2, 0.0, 1.0)
+    assert (large["images"], large["clean_ok"], large["identification_mean"][3]) == (2, 1.0, 0.0)
+    assert bands[1]["images"] == 0 and bands[1]["clean_ok"] is None and bands[1]["identification_mean"][3] is None
+    assert [train_signal._band(band) for band in train_signal.SIZE_BANDS] == [
+        "under 800 px",
+        "800-1099 px",
+        "1100-1399 px",
+        "1400 px and over",
+    ]

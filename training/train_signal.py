@@ -797,6 +797,10 @@ def apply_decision(
 # --- tables ---------------------------------------------------------------------------------------------
 
 
+# Long-side bands (px; None: no upper end) the tables split clean ok and identification by.
+SIZE_BANDS: tuple[tuple[int, int | None], ...] = ((0, 800), (800, 1100), (1100, 1400), (1400, None))
+
+
 def identification(
     data: Data, named: list[list[str]], mask: np.ndarray
 ) -> tuple[dict[str, list[float | None]], list[float | None]]:
@@ -831,6 +835,24 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
         resaved = np.zeros(len(named), dtype=bool)
     lossless = identification(data, named, singles & ~resaved)
     resaved_ident = identification(data, named, singles & resaved)
+    # By the copy's long side: the corpus draws sizes from 640 px (or the photo's own) to 1600 px, so the
+    # largest copies are the fewest, while a web or camera photo is often at the top of that range or over it.
+    sides = np.array([row.get("long_side", 0) for row in data.rows], dtype=np.int64)
+    if sides.size != len(named):
+        sides = np.zeros(len(named), dtype=np.int64)
+    by_size = []
+    for low, high in SIZE_BANDS:
+        band = (sides >= low) & (sides < (high or np.iinfo(np.int64).max))
+        by_size.append(
+            {
+                "long_side": [low, high],
+                "images": int(band.sum()),
+                "clean_ok": float(np.mean([not named[i] for i in np.nonzero(clean & band)[0]]))
+                if (clean & band).any()
+                else None,
+                "identification_mean": identification(data, named, singles & band)[1],
+            }
+        )
     s4 = singles & (data.worst == 4)
     names_s4 = float(np.mean([len(named[i]) for i in np.nonzero(s4)[0]])) if s4.any() else None
     spear: dict[str, float] = {}
@@ -851,6 +873,7 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
         "identification_mean_lossless": lossless[1],
         "identification_resaved": resaved_ident[0],
         "identification_mean_resaved": resaved_ident[1],
+        "by_size": by_size,
         "pairs_either": float(np.mean([bool(truth[i] & set(named[i])) for i in np.nonzero(pairs)[0]]))
         if pairs.any()
         else None,
@@ -1168,6 +1191,15 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
             "severity 4 identified, distorted copies re-saved as JPEG (quality 90-97)",
             lambda r: _fmt(r["identification_mean_resaved"][3], 3),
         ),
+        *(
+            (
+                f"clean called ok / severity 4 identified, copies of {_band(band)}",
+                lambda r, n=n: (
+                    f"{_fmt(r['by_size'][n]['clean_ok'], 3)} / {_fmt(r['by_size'][n]['identification_mean'][3], 3)}"
+                ),
+            )
+            for n, band in enumerate(SIZE_BANDS)
+        ),
         ("distortion names per severity-4 image", lambda r: _fmt(r["names_per_image_s4"])),
         ("primary answer right at severity 4", lambda r: _fmt(r["primary_s4"], 3)),
         ("two-distortion images with either named", lambda r: _fmt(r["pairs_either"], 3)),
@@ -1252,6 +1284,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _band(band: tuple[int, int | None]) -> str:
+    low, high = band
+    if not low:
+        return f"under {high} px"
+    return f"{low} px and over" if high is None else f"{low}-{high - 1} px"
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -1266,6 +1305,12 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  {'mean':<34} " + " ".join(f"{_fmt(v):>5}" for v in report["identification_mean"]))
     for label, key in (("saved losslessly", "lossless"), ("re-saved as JPEG", "resaved")):
         print(f"  {'mean, ' + label:<34} " + " ".join(f"{_fmt(v):>5}" for v in report[f"identification_mean_{key}"]))
+    for band in report["by_size"]:
+        print(
+            f"  {'mean, ' + _band(band['long_side']):<34} "
+            + " ".join(f"{_fmt(v):>5}" for v in band["identification_mean"])
+            + f"   ({band['images']} images, clean called ok {_fmt(band['clean_ok'], 3)})"
+        )
     print(f"pairs, either named: {_fmt(report['pairs_either'])}")
     print(f"primary answer right: s4 {_fmt(report['primary_s4'])}, all {_fmt(report['primary_all'])}")
     print(f"names per s4 image: {_fmt(report['names_per_image_s4'])}")
