@@ -1193,7 +1193,7 @@ def write_docs(folder: Path, report: dict[str, Any], command: str) -> None:
         ),
         *(
             (
-                f"clean called ok / severity 4 identified, copies of {_band(band)}",
+                f"clean called ok / severity 4 identified, copies {_band(band)} on the long side",
                 lambda r, n=n: (
                     f"{_fmt(r['by_size'][n]['clean_ok'], 3)} / {_fmt(r['by_size'][n]['identification_mean'][3], 3)}"
                 ),
