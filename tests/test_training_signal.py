@@ -396,7 +396,7 @@ def test_tables_split_identification_by_how_the_distorted_copy_was_saved():
     present[:4, 0] = 4
     present[4, 2] = 4
     saves = ["png", "png", "jpeg:93", "jpeg:90", "own-jpeg"]
-    rows = [{"save": how} for how in saves]
+    rows = [{"save": how, "long_side": 640} for how in saves]
     functions = [["blur_gaussian"]] * 4 + [["compression_jpeg"]]
     data = train_signal.Data(np.zeros((5, 1)), present, np.array(["p"] * 5), functions, rows, ("x",))
     named = [["blur"], ["blur"], [], [], ["compression"]]

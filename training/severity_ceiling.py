@@ -43,7 +43,6 @@ def ceiling_rows(
 ) -> list[dict[str, Any]]:
     """Per function of the single-distortion images: its image count and the Spearman correlation of severity
     with each of COLUMNS (falling score, so its sign is turned); `named`: the engine's answers."""
-    singles = (data.present > 0).sum(axis=1) == 1
     expected = T.decide_module.expected_severity(presence, severity)
     named_severity = np.array(
         [
@@ -52,11 +51,8 @@ def ceiling_rows(
         ]
     )
     rows = []
-    for function in sorted({f for fs in data.functions for f in fs}):
-        mask = singles & np.array([fs == [function] for fs in data.functions])
+    for function, mask in T.single_function_masks(data):
         truth = data.worst[mask].astype(float)
-        if mask.sum() < 5 or len(set(truth)) < 2:
-            continue
         own = data.present[mask].argmax(axis=1)  # the one category present
         index = np.arange(int(mask.sum()))
         rows.append(

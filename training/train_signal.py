@@ -820,6 +820,23 @@ def identification(
     return ident, mean_by_sev
 
 
+def _nothing_named(named: list[list[str]], mask: np.ndarray) -> float | None:
+    """The share of the `mask` images with no distortion named (None where no image)."""
+    return float(np.mean([not named[i] for i in np.nonzero(mask)[0]])) if mask.any() else None
+
+
+def single_function_masks(data: Data) -> list[tuple[str, np.ndarray]]:
+    """Each function with its single-distortion images, where a correlation with severity can be read (at least
+    five images, at least two severities)."""
+    singles = (data.present > 0).sum(axis=1) == 1
+    out = []
+    for function in sorted({f for fs in data.functions for f in fs}):
+        mask = singles & np.array([fs == [function] for fs in data.functions])
+        if mask.sum() >= 5 and len(set(data.worst[mask])) > 1:
+            out.append((function, mask))
+    return out
+
+
 def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """The figures the issue asks for on one set of images, in the definitions of iqa_cli/evaluation/metrics.py."""
     truth = data.truth
@@ -830,16 +847,12 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
     # The distorted copies re-saved as camera-like JPEGs (recipe "jpeg:Q") apart from those saved losslessly as
     # the DQ-495K functions make them (PNG; compression_jpeg as its own JPEG): the re-save erases the
     # histogram traces a tone curve leaves, so the first are the harder half.
-    resaved = np.array([str(row.get("save", "")).startswith("jpeg:") for row in data.rows], dtype=bool)
-    if resaved.size != len(named):  # rows without recipes (a test's hand-made data): no split
-        resaved = np.zeros(len(named), dtype=bool)
+    resaved = np.array([row["save"].startswith("jpeg:") for row in data.rows], dtype=bool)
     lossless = identification(data, named, singles & ~resaved)
     resaved_ident = identification(data, named, singles & resaved)
     # By the copy's long side: the corpus draws sizes from 640 px (or the photo's own) to 1600 px, so the
     # largest copies are the fewest, while a web or camera photo is often at the top of that range or over it.
-    sides = np.array([row.get("long_side", 0) for row in data.rows], dtype=np.int64)
-    if sides.size != len(named):
-        sides = np.zeros(len(named), dtype=np.int64)
+    sides = np.array([row["long_side"] for row in data.rows], dtype=np.int64)
     by_size = []
     for low, high in SIZE_BANDS:
         band = (sides >= low) & (sides < (high or np.iinfo(np.int64).max))
@@ -847,25 +860,22 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
             {
                 "long_side": [low, high],
                 "images": int(band.sum()),
-                "clean_ok": float(np.mean([not named[i] for i in np.nonzero(clean & band)[0]]))
-                if (clean & band).any()
-                else None,
+                "clean_ok": _nothing_named(named, clean & band),
                 "identification_mean": identification(data, named, singles & band)[1],
             }
         )
     s4 = singles & (data.worst == 4)
     names_s4 = float(np.mean([len(named[i]) for i in np.nonzero(s4)[0]])) if s4.any() else None
-    spear: dict[str, float] = {}
-    for function in sorted({f for fs in data.functions for f in fs}):
-        mask = singles & np.array([fs == [function] for fs in data.functions])
-        if mask.sum() >= 5 and len(set(data.worst[mask])) > 1:
-            spear[function] = spearman(data.worst[mask].astype(float), -scores[mask])
+    spear = {
+        function: spearman(data.worst[mask].astype(float), -scores[mask])
+        for function, mask in single_function_masks(data)
+    }
     pairs = (data.present > 0).sum(axis=1) == 2
     return {
         "images": len(truth),
         "photos": len(set(data.photo)),
         "clean_images": int(clean.sum()),
-        "clean_ok": float(np.mean([not named[i] for i in np.nonzero(clean)[0]])) if clean.any() else None,
+        "clean_ok": _nothing_named(named, clean),
         "clean_needs_review": float(np.mean(conf[clean] < DEFAULT_MIN_CONFIDENCE)) if clean.any() else None,
         "identification": ident,
         "identification_mean": mean_by_sev,
