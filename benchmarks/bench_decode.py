@@ -23,7 +23,7 @@ from iqa_cli.engines.signal.features import DECODE_PLAN as SIGNAL_PLAN
 from iqa_cli.images import DecodePlan, FileFacts, LoadedImage, fit_size
 
 PLANS = {
-    "long 640 + 384 native crop (signal engine)": SIGNAL_PLAN,
+    f"long {SIGNAL_PLAN.long_side} + {SIGNAL_PLAN.native_crop} native crop (signal engine)": SIGNAL_PLAN,
     "short 224 / long 672 (DepictQA)": DecodePlan(short_side=224, long_side=672),
 }
 

@@ -8,7 +8,7 @@ The pair in one run, on the same decoded photos, so a shared machine's load affe
   today's measurements"): the reference the target is taken against;
 - `measure_768`: the same with today's `measure_pixels`, which has become cheaper with the features
   (for comparison only: it is the same code as the features', so it moves with them);
-- `features`: `features.extract` (the 640 px image plus the 384 px native crop), in the decode workers;
+- `features`: `features.extract` (the 512 px image plus the 384 px native crop), in the decode workers;
 - `model`: `decide_many` over a batch of 64 feature rows, per image, in the main process;
 - with `--against COMMIT`, `features_COMMIT`: that commit's `features.extract` (its features.py, measure.py and
   order_stats.py, read from git), to compare two versions of the features on the same images in one process.

@@ -424,7 +424,7 @@ def test_engine_contract():
     engine = SignalEngine.create(EngineOptions())
     assert engine.name == "signal" and engine.version
     plan = engine.decode_plan
-    assert plan.long_side == 640 and plan.draft and plan.native_crop == 384
+    assert plan.long_side == 512 and plan.draft and plan.native_crop == 384
     settings = engine.settings()
     assert settings["engine"] == "signal" and settings["model"].startswith("signal-")
     assert set(settings["thresholds"]) == set(CATEGORIES)

@@ -111,7 +111,9 @@ def test_compare_features_finds_a_changed_measurement_and_only_that(tmp_path: Pa
     changed = tmp_path / "changed"
     shutil.copytree(root / "iqa_cli", changed / "iqa_cli", ignore=shutil.ignore_patterns("__pycache__"))
     features = changed / "iqa_cli" / "engines" / "signal" / "features.py"
-    features.write_text(features.read_text().replace("ANALYSIS_SIDE = 640", "ANALYSIS_SIDE = 400"))
+    source = features.read_text()
+    assert "\nANALYSIS_SIDE = 512\n" in source  # 400: under the photos' 420 px, so the whole image is resized
+    features.write_text(source.replace("\nANALYSIS_SIDE = 512\n", "\nANALYSIS_SIDE = 400\n"))
     differs = subprocess.run([*script, str(changed), "--photos", str(photos)], capture_output=True, text=True)
     assert differs.returncode == 1, differs.stdout + differs.stderr
     assert "differs: blur " in differs.stdout and "differs: jpeg_quality" not in differs.stdout
