@@ -18,7 +18,7 @@ QUESTION = "Which image do you believe has better overall quality: Image A or Im
 FR_QUESTION = QUESTION + " A high-quality Reference Image is provided."
 
 # Wang et al.'s reference SSIM downsamples so the short side is about 256 px before measuring: the
-# scale at which SSIM was validated against viewers, and 6x cheaper than the 640 px analysis size.
+# scale at which SSIM was validated against viewers, and fewer pixels than the engine's analysis size.
 SSIM_SHORT_SIDE = 256
 # SSIM at one scale depends on the viewing distance: near, it punishes fine noise far more than a blur
 # that wipes out mid-scale detail. As in MS-SSIM, we average a near and a far view (the 256 px copy and
