@@ -21,7 +21,7 @@ from iqa_cli.engines.signal.measure import Measurements, level_counts, measure_p
 from iqa_cli.engines.signal.order_stats import level_percentiles, median, percentile
 from iqa_cli.images import DecodePlan, LoadedImage
 
-# 512 px: as accurate as 640 in cross-validation and a fifth cheaper to measure (docs/signal-engine.md, Speed).
+# 512 px: as accurate as 640 in cross-validation, and cheaper to measure (docs/signal-engine.md, Speed).
 # Below about 504 px a 12 MP JPEG would draft-decode at 1/8 instead of 1/4, and its native crop with it.
 ANALYSIS_SIDE = 512
 NATIVE_CROP = 384
