@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     dev, fold = T.development_set(cache)
     keep = [i for i, name in enumerate(T.FEATURES) if name not in left_out]
     clean = dev.worst == 0
-    single = (dev.present > 0).sum(axis=1) == 1
+    single = dev.distortions == 1
     for label, d in (
         ("without", dataclasses.replace(dev, x=dev.x[:, keep], features=tuple(T.FEATURES[i] for i in keep))),
         ("with", dev),

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print("its severity-4 images, and the photos behind the top 1% of clean images (clean copies among them)")
     for j, category in enumerate(T.CATEGORY_KEYS):
         on_clean = evident[clean, j]
-        s4 = evident[(dev.present[:, j] == 4) & ((dev.present > 0).sum(axis=1) == 1), j]
+        s4 = evident[(dev.present[:, j] == 4) & (dev.distortions == 1), j]
         top = np.argsort(-on_clean)[: max(1, int(0.01 * on_clean.size))]
         photos = dev.photo[clean][top]
         counts = {p.rsplit("/", 1)[-1][-32:]: int((photos == p).sum()) for p in dict.fromkeys(photos)}

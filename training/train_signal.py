@@ -313,6 +313,11 @@ class Data:
         return self.present.max(axis=1)
 
     @property
+    def distortions(self) -> np.ndarray:
+        """How many categories each image is distorted in (0 clean, 1 single, 2 a pair)."""
+        return (self.present > 0).sum(axis=1)
+
+    @property
     def truth(self) -> list[set[str]]:
         return [{CATEGORY_KEYS[j] for j in np.nonzero(p)[0]} for p in self.present]
 
@@ -828,7 +833,7 @@ def _nothing_named(named: list[list[str]], mask: np.ndarray) -> float | None:
 def single_function_masks(data: Data) -> list[tuple[str, np.ndarray]]:
     """Each function with its single-distortion images, where a correlation with severity can be read (at least
     five images, at least two severities)."""
-    singles = (data.present > 0).sum(axis=1) == 1
+    singles = data.distortions == 1
     out = []
     for function in sorted({f for fs in data.functions for f in fs}):
         mask = singles & np.array([fs == [function] for fs in data.functions])
@@ -840,7 +845,7 @@ def single_function_masks(data: Data) -> list[tuple[str, np.ndarray]]:
 def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """The figures the issue asks for on one set of images, in the definitions of iqa_cli/evaluation/metrics.py."""
     truth = data.truth
-    singles = (data.present > 0).sum(axis=1) == 1
+    singles = data.distortions == 1
     clean = data.worst == 0
     right = np.array([primary_right(t, n) for t, n in zip(truth, named, strict=True)])
     ident, mean_by_sev = identification(data, named, singles)
@@ -870,7 +875,7 @@ def tables(data: Data, named: list[list[str]], conf: np.ndarray, scores: np.ndar
         function: spearman(data.worst[mask].astype(float), -scores[mask])
         for function, mask in single_function_masks(data)
     }
-    pairs = (data.present > 0).sum(axis=1) == 2
+    pairs = data.distortions == 2
     return {
         "images": len(truth),
         "photos": len(set(data.photo)),
