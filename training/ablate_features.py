@@ -57,11 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             T.READ_ONLY_BY.pop(name, None)
             if readers:
                 T.READ_ONLY_BY[name] = readers
-    from training import photos as photo_source
 
-    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not cache.exists():
-        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    cache = T.existing_feature_cache(parser, args.cache)
     dev, fold = T.development_set(cache)
     keep = [i for i, name in enumerate(T.FEATURES) if name not in left_out]
     clean = dev.worst == 0

@@ -57,11 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=4, help="groups their photos are dealt into")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from training import photos as photo_source
 
-    features = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not features.exists():
-        parser.error(f"{features} does not exist: run training/train_signal.py first")
+    features = T.existing_feature_cache(parser, args.cache)
     data = T.cached_data(features)
     named_source = np.array([photo.split("/")[0] in args.sources for photo in data.photo])
     missing = sorted(set(args.sources) - {photo.split("/")[0] for photo in data.photo})

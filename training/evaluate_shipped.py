@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training import photos as photo_source
 
-    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not cache.exists():
-        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    cache = T.existing_feature_cache(parser, args.cache)
     version = (pq.read_schema(cache).metadata or {}).get(b"code", b"").decode()
     if version != T._code_version():
         print(f"note: the cache was measured by other feature code ({version}, this checkout's is "

@@ -47,11 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if not all(0.0 < s <= 1.0 for s in shares):
         parser.error("each share must be in (0, 1]")
     seeds = [int(s) for s in args.seeds.split(",")]
-    from training import photos as photo_source
 
-    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not cache.exists():
-        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    cache = T.existing_feature_cache(parser, args.cache)
     dev, fold = T.development_set(cache)
     full = T.train_trees
     print(f"{len(set(dev.photo))} development photos, {len(dev.photo)} images", flush=True)

@@ -32,11 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="the photo cache train_signal.py used")
     parser.add_argument("--seed", type=int, default=0, help="the trees' seed")
     args = parser.parse_args(argv)
-    from training import photos as photo_source
 
-    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not cache.exists():
-        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    cache = T.existing_feature_cache(parser, args.cache)
     dev, fold = T.development_set(cache)
     fragments: list[str] = []
     steps: list[tuple[str, list[str]]] = [("every development photo", [])]

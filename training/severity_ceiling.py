@@ -82,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--development", action="store_true", help="the development photos only")
     parser.add_argument("--seed", type=int, default=0, help="the trees' seed (photos and folds stay seed 0's)")
     args = parser.parse_args(argv)
-    from training import photos as photo_source
 
-    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not cache.exists():
-        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    cache = T.existing_feature_cache(parser, args.cache)
     data, fold = T.development_set(cache) if args.development else T.every_photo_set(cache)
     presence, severity, worst, _ = T.out_of_fold(data, fold, len(np.unique(fold)), quick=False, seed=args.seed)
     named, _ = T.cross_fitted(presence, severity, data, fold, T.CLEAN_TARGET)

@@ -102,11 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     variants = _variants(args.settings)
     seeds = [int(s) for s in args.seeds.split(",")]
-    from training import photos as photo_source
 
-    cache = (args.cache or photo_source.default_cache()).parent / "signal-features.parquet"
-    if not cache.exists():
-        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    cache = T.existing_feature_cache(parser, args.cache)
     dev, fold = (T.every_photo_set if args.every_photo else T.development_set)(cache)
     constants = {constant: getattr(T, constant) for constant in _MODULE_SETTINGS.values()}
     trees = dict(T.TREE_SETTINGS)

@@ -379,6 +379,20 @@ def split_by_photo(data: Data, seed: int) -> tuple[Data, Data]:
     return data.subset(~is_test), data.subset(is_test)
 
 
+FEATURE_CACHE_NAME = "signal-features.parquet"  # beside the photo cache
+
+
+def existing_feature_cache(parser: argparse.ArgumentParser, photo_cache: Path | None) -> Path:
+    """The feature cache train_signal.py fills beside `photo_cache` (default: training/photos.py's), for the
+    study scripts; a usage error when it has not been filled yet."""
+    from training import photos as photo_source
+
+    cache = (photo_cache or photo_source.default_cache()).parent / FEATURE_CACHE_NAME
+    if not cache.exists():
+        parser.error(f"{cache} does not exist: run training/train_signal.py first")
+    return cache
+
+
 def cached_data(cache_file: Path) -> Data:
     """Every row of a feature cache, monochrome photos left out."""
     import pyarrow.parquet as pq
@@ -1091,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
         photo_list = gather_photos(args, bundled)
         print(f"photos: {len(photo_list)} from {len({p.split('/')[0] for p, _, _ in photo_list})} sources", flush=True)
         recipes = plan_corpus(photo_list, seed=args.seed, pairs=args.pairs, quick=args.quick)
-        cache_file = None if args.quick else args.cache.parent / "signal-features.parquet"
+        cache_file = None if args.quick else args.cache.parent / FEATURE_CACHE_NAME
         rows = build_features(recipes, cache_file, args.jobs)
     data = as_data(rows)
     cpu = np.array([r["cpu_s"] for r in rows])
