@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("lightgbm", reason="the training script needs lightgbm (pip install '.[train]')")
 
 from iqa_cli.engines.signal.decide import decide_many
-from iqa_cli.engines.signal.features import FEATURES
+from iqa_cli.engines.signal.features import ANALYSIS_SIDE, FEATURES
 from iqa_cli.engines.signal.model import MODEL_FILE, read_model
 from training import train_signal
 
@@ -111,9 +111,9 @@ def test_compare_features_finds_a_changed_measurement_and_only_that(tmp_path: Pa
     changed = tmp_path / "changed"
     shutil.copytree(root / "iqa_cli", changed / "iqa_cli", ignore=shutil.ignore_patterns("__pycache__"))
     features = changed / "iqa_cli" / "engines" / "signal" / "features.py"
-    source = features.read_text()
-    assert "\nANALYSIS_SIDE = 512\n" in source  # 400: under the photos' 420 px, so the whole image is resized
-    features.write_text(source.replace("\nANALYSIS_SIDE = 512\n", "\nANALYSIS_SIDE = 400\n"))
+    source, line = features.read_text(), f"\nANALYSIS_SIDE = {ANALYSIS_SIDE}\n"
+    assert line in source and ANALYSIS_SIDE > 420  # 400: under the photos' 420 px, so the whole image is resized
+    features.write_text(source.replace(line, "\nANALYSIS_SIDE = 400\n"))
     differs = subprocess.run([*script, str(changed), "--photos", str(photos)], capture_output=True, text=True)
     assert differs.returncode == 1, differs.stdout + differs.stderr
     assert "differs: blur " in differs.stdout and "differs: jpeg_quality" not in differs.stdout
